@@ -1,0 +1,39 @@
+# Two entry points: `make demo` (the control plane on an embedded local AWS)
+# and `make test` (lint, types, the whole test suite with coverage).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
+
+.PHONY: test lint typecheck unit install clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,agent,infra]"
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+# pytest exits 5 when it collects nothing: that is a broken suite, say so.
+test: lint typecheck
+	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:.coverage.xml; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "FAIL: pytest collected no tests"; exit 1; fi; \
+	  test $$status -eq 0
+	set -o pipefail; $(PY) -m coverage report --include='functions/core/*' --fail-under=90 \
+	  --no-skip-covered | tail -1 | sed 's/^TOTAL/functions\/core coverage (>= 90% required):/'
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.xml

@@ -1,0 +1,143 @@
+"""Fleet expansion: declarations x clusters -> desired associations per cluster.
+
+Conflicts (two declarations wanting different things for one association key)
+hold that key: neither is applied, and the planner leaves whatever exists there
+untouched, while every other key proceeds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from functions.core.models import (
+    MAX_ASSOCIATIONS_PER_CLUSTER,
+    AssociationKey,
+    Cluster,
+    Declaration,
+    DesiredAssociation,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    key: AssociationKey
+    declaration_ids: tuple[str, ...]
+    role_arns: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        if len(set(self.role_arns)) == 1:
+            return (
+                f"conflict on {self.key}: declarations {', '.join(map(repr, self.declaration_ids))}"
+                f" ask {self.role_arns[0]} with different settings (targetRoleArn, "
+                "disableSessionTags, policy or tags); none is applied until they agree"
+            )
+        asks = ", ".join(
+            f"{decl!r} asks {role}"
+            for decl, role in zip(self.declaration_ids, self.role_arns, strict=True)
+        )
+        return (
+            f"conflict on {self.key}: {asks}; one association per (cluster, namespace, service "
+            "account) is allowed, so none is applied until the declarations agree"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A declaration that cannot apply to one cluster (or to any, when key is None)."""
+
+    declaration_id: str
+    reason: str
+    key: AssociationKey | None = None
+
+
+@dataclass(slots=True)
+class DesiredState:
+    by_cluster: dict[str, dict[AssociationKey, DesiredAssociation]] = field(default_factory=dict)
+    conflicts: list[Conflict] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def held_keys(self, cluster: str) -> frozenset[AssociationKey]:
+        """Keys the planner must not touch on this cluster (conflicted)."""
+        return frozenset(c.key for c in self.conflicts if c.key.cluster == cluster)
+
+    def for_cluster(self, cluster: str) -> dict[AssociationKey, DesiredAssociation]:
+        return self.by_cluster.get(cluster, {})
+
+
+def targets_of(declaration: Declaration, clusters: Iterable[Cluster]) -> list[Cluster]:
+    return [cluster for cluster in clusters if declaration.target.matches(cluster)]
+
+
+def expand(
+    declarations: Iterable[Declaration],
+    clusters: Iterable[Cluster],
+    *,
+    managed_by: str,
+) -> DesiredState:
+    cluster_list = sorted(clusters, key=lambda c: c.name)
+    known = {c.name for c in cluster_list}
+    state = DesiredState(by_cluster={c.name: {} for c in cluster_list})
+    candidates: dict[AssociationKey, list[Declaration]] = defaultdict(list)
+
+    for declaration in sorted(declarations, key=lambda d: d.id):
+        for missing in sorted(set(declaration.target.clusters) - known):
+            state.rejections.append(
+                Rejection(
+                    declaration.id,
+                    f"cluster {missing!r} is not enrolled: enroll it (podid cluster enroll "
+                    f"{missing}) or tag it for a fleet; the declaration applies once it is",
+                )
+            )
+        for cluster in targets_of(declaration, cluster_list):
+            key = AssociationKey(cluster.name, declaration.namespace, declaration.service_account)
+            if declaration.role_account != cluster.account:
+                state.rejections.append(
+                    Rejection(
+                        declaration.id,
+                        f"roleArn is in account {declaration.role_account} but cluster "
+                        f"{cluster.name!r} is in account {cluster.account}; EKS needs the role "
+                        "in the cluster's account (use targetRoleArn to reach another account)",
+                        key,
+                    )
+                )
+                continue
+            candidates[key].append(declaration)
+
+    for key in sorted(candidates):
+        wanting = candidates[key]
+        if len({_settings(d) for d in wanting}) > 1:
+            state.conflicts.append(
+                Conflict(key, tuple(d.id for d in wanting), tuple(d.role_arn for d in wanting))
+            )
+            continue
+        owner = wanting[0]  # identical asks: the lowest id owns the association
+        state.by_cluster[key.cluster][key] = DesiredAssociation(
+            key=key, spec=owner.spec(managed_by), declaration_id=owner.id
+        )
+
+    _enforce_capacity(state)
+    return state
+
+
+def _settings(d: Declaration) -> tuple[object, ...]:
+    """Everything that lands on the association, except which declaration owns it."""
+    tags = tuple(sorted(d.tags.items()))
+    return (d.role_arn, d.target_role_arn, d.disable_session_tags, d.policy, tags)
+
+
+def _enforce_capacity(state: DesiredState) -> None:
+    for cluster, desired in state.by_cluster.items():
+        if len(desired) <= MAX_ASSOCIATIONS_PER_CLUSTER:
+            continue
+        for key in sorted(desired)[MAX_ASSOCIATIONS_PER_CLUSTER:]:
+            state.rejections.append(
+                Rejection(
+                    desired.pop(key).declaration_id,
+                    f"cluster {cluster!r} would exceed the EKS limit of "
+                    f"{MAX_ASSOCIATIONS_PER_CLUSTER} pod identity associations",
+                    key,
+                )
+            )

@@ -1,0 +1,349 @@
+"""Domain models (pydantic v2). Field names are camelCase on the wire and in
+DynamoDB, snake_case in Python, so records written by hand read naturally."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from functions.core.arns import (
+    check_cluster_name,
+    check_namespace,
+    check_service_account,
+    parse_cluster_arn,
+    parse_role_arn,
+)
+
+# EKS and IAM limits that declarations must respect.
+MAX_SESSION_POLICY_CHARS = 2048
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+RESERVED_TAG_PREFIXES = ("aws:", "pod-identity/")
+FLEET_TAG = "pod-identity/fleet"
+MANAGED_BY_TAG = "pod-identity/managed-by"
+DECLARATION_TAG = "pod-identity/declaration"
+MAX_ASSOCIATIONS_PER_CLUSTER = 5000
+
+_DECLARATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", re.ASCII)
+# Characters IAM / EKS accept in tag keys and values.
+_TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
+_CONFIGMAP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", re.ASCII)
+
+
+def _role_arn(value: str) -> str:
+    parse_role_arn(value)
+    return value
+
+
+def _cluster_arn(value: str) -> str:
+    parse_cluster_arn(value)
+    return value
+
+
+def _declaration_id(value: str) -> str:
+    if not _DECLARATION_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid declaration id (1-128 letters, digits, '.', '_' or "
+            "'-', starting with a letter or digit)"
+        )
+    return value
+
+
+def _fleet(value: str) -> str:
+    if not 1 <= len(value) <= MAX_TAG_VALUE or not _TAG_TEXT.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid fleet name (1-256 letters, digits, spaces or "
+            f"_ . : / = + - @; the value of the cluster tag {FLEET_TAG})"
+        )
+    return value
+
+
+def _configmap_name(value: str) -> str:
+    if len(value) > 253 or not _CONFIGMAP_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid ConfigMap name (DNS-1123 subdomain)")
+    return value
+
+
+RoleArnStr = Annotated[str, AfterValidator(_role_arn)]
+ClusterArnStr = Annotated[str, AfterValidator(_cluster_arn)]
+ClusterName = Annotated[str, AfterValidator(check_cluster_name)]
+Namespace = Annotated[str, AfterValidator(check_namespace)]
+ServiceAccountName = Annotated[str, AfterValidator(check_service_account)]
+DeclarationId = Annotated[str, AfterValidator(_declaration_id)]
+FleetName = Annotated[str, AfterValidator(_fleet)]
+ConfigMapName = Annotated[str, AfterValidator(_configmap_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """camelCase JSON-compatible dict without unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Mode(StrEnum):
+    AUDIT = "audit"
+    ENFORCE = "enforce"
+
+
+class Target(_Model):
+    """Where a declaration applies: named clusters, a fleet, or both."""
+
+    clusters: tuple[ClusterName, ...] = ()
+    fleet: FleetName | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Target:
+        if not self.clusters and self.fleet is None:
+            raise ValueError(
+                "target is empty: name at least one cluster in target.clusters or a fleet in "
+                f"target.fleet (matched against the cluster tag {FLEET_TAG})"
+            )
+        if len(set(self.clusters)) != len(self.clusters):
+            raise ValueError("target.clusters lists a cluster more than once")
+        return self
+
+    def matches(self, cluster: Cluster) -> bool:
+        if cluster.name in self.clusters:
+            return True
+        return self.fleet is not None and cluster.fleet == self.fleet
+
+
+def validate_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"{len(tags)} tags given, EKS allows at most {MAX_TAGS}")
+    for key, value in tags.items():
+        if not 1 <= len(key) <= MAX_TAG_KEY or not _TAG_TEXT.fullmatch(key):
+            raise ValueError(
+                f"tag key {key!r} must be 1-{MAX_TAG_KEY} letters, digits, spaces "
+                "or _ . : / = + - @"
+            )
+        if key.lower().startswith(RESERVED_TAG_PREFIXES):
+            raise ValueError(
+                f"tag key {key!r} uses a reserved prefix ({', '.join(RESERVED_TAG_PREFIXES)})"
+            )
+        if len(value) > MAX_TAG_VALUE or not _TAG_TEXT.fullmatch(value):
+            raise ValueError(
+                f"tag {key!r} value must be at most {MAX_TAG_VALUE} letters, digits, spaces "
+                "or _ . : / = + - @"
+            )
+    return tags
+
+
+def validate_session_policy(policy: str) -> str:
+    if len(policy) > MAX_SESSION_POLICY_CHARS:
+        raise ValueError(
+            f"session policy has {len(policy)} characters, EKS allows at most "
+            f"{MAX_SESSION_POLICY_CHARS}"
+        )
+    try:
+        document = json.loads(policy)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"session policy is not valid JSON: {exc.msg} at char {exc.pos}") from exc
+    if not isinstance(document, dict) or "Statement" not in document:
+        raise ValueError("session policy must be a JSON object with a Statement")
+    return policy
+
+
+class Declaration(_Model):
+    """ "Service account S in namespace N of clusters C gets role R"."""
+
+    id: DeclarationId
+    namespace: Namespace
+    service_account: ServiceAccountName
+    role_arn: RoleArnStr
+    target_role_arn: RoleArnStr | None = None
+    disable_session_tags: bool = False
+    policy: Annotated[str, AfterValidator(validate_session_policy)] | None = None
+    tags: Annotated[dict[str, str], AfterValidator(validate_tags)] = Field(default_factory=dict)
+    target: Target
+    mode: Mode | None = None
+    version: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Declaration:
+        if self.policy is not None and not self.disable_session_tags:
+            raise ValueError(
+                "policy is set but disableSessionTags is false: EKS accepts a session policy "
+                "only when session tags are disabled (set disableSessionTags: true)"
+            )
+        if self.target_role_arn is not None:
+            role = parse_role_arn(self.role_arn)
+            target = parse_role_arn(self.target_role_arn)
+            if target.partition != role.partition:
+                raise ValueError(
+                    f"targetRoleArn is in partition {target.partition!r} but roleArn is in "
+                    f"{role.partition!r}: role chaining cannot cross partitions"
+                )
+            if self.target_role_arn == self.role_arn:
+                raise ValueError("targetRoleArn equals roleArn: omit targetRoleArn instead")
+        return self
+
+    @property
+    def role_account(self) -> str:
+        return parse_role_arn(self.role_arn).account
+
+    def spec(self, managed_by: str) -> AssociationSpec:
+        tags = {**self.tags, MANAGED_BY_TAG: managed_by, DECLARATION_TAG: self.id}
+        return AssociationSpec(
+            role_arn=self.role_arn,
+            target_role_arn=self.target_role_arn,
+            disable_session_tags=self.disable_session_tags,
+            policy=self.policy,
+            tags=tags,
+        )
+
+
+class WebhookTarget(_Model):
+    """The ConfigMap the in-cluster pod identity webhook reads."""
+
+    namespace: Namespace = "kube-system"
+    name: ConfigMapName = "pod-identity-associations"
+
+
+class Cluster(_Model):
+    name: ClusterName
+    arn: ClusterArnStr
+    fleet: FleetName | None = None
+    endpoint: str | None = None
+    certificate_authority: str | None = None
+    webhook: WebhookTarget = Field(default_factory=WebhookTarget)
+    enrolled_by: str = "tag"
+    version: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _arn_names_cluster(self) -> Cluster:
+        if parse_cluster_arn(self.arn).name != self.name:
+            raise ValueError(f"arn {self.arn!r} does not name cluster {self.name!r}")
+        return self
+
+    @property
+    def account(self) -> str:
+        return parse_cluster_arn(self.arn).account
+
+
+class AssociationKey(NamedTuple):
+    cluster: str
+    namespace: str
+    service_account: str
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.namespace}/{self.service_account}"
+
+
+class AssociationSpec(_Model):
+    """The mutable part of an association: what UpdatePodIdentityAssociation and
+    TagResource can change in place."""
+
+    role_arn: str
+    target_role_arn: str | None = None
+    disable_session_tags: bool = False
+    policy: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DesiredAssociation(_Model):
+    key: AssociationKey
+    spec: AssociationSpec
+    declaration_id: str
+
+
+class ActualAssociation(_Model):
+    key: AssociationKey
+    association_id: str
+    association_arn: str | None = None
+    spec: AssociationSpec
+
+    def managed_by(self, owner: str) -> bool:
+        return self.spec.tags.get(MANAGED_BY_TAG) == owner
+
+
+class SyncState(StrEnum):
+    IN_SYNC = "InSync"
+    PENDING = "Pending"
+    DRIFTED = "Drifted"
+    ERROR = "Error"
+    CONFLICT = "Conflict"
+
+
+class AssociationStatus(_Model):
+    key: AssociationKey
+    declaration_id: str | None = None
+    association_id: str | None = None
+    observed_role_arn: str | None = None
+    state: SyncState
+    reason: str | None = None
+    last_synced_at: datetime
+    effective_at: datetime | None = None
+    version: int = 0
+
+
+class DeclarationState(StrEnum):
+    ACCEPTED = "Accepted"
+    INVALID = "Invalid"
+
+
+class DeclarationStatus(_Model):
+    declaration_id: str
+    state: DeclarationState
+    errors: tuple[str, ...] = ()
+    observed_at: datetime
+    version: int = 0
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Finding(_Model):
+    code: str
+    severity: Severity
+    message: str
+    repairable: bool = False
+    statement: int | None = None
+
+
+class FindingAction(StrEnum):
+    REPORTED = "reported"
+    REPAIRED = "repaired"
+    REPAIR_FAILED = "repair-failed"
+    REPAIR_SKIPPED = "repair-skipped"
+
+
+class FindingRecord(_Model):
+    role_arn: str
+    findings: tuple[Finding, ...]
+    action: FindingAction
+    mode: Mode
+    event_id: str | None = None
+    event_name: str | None = None
+    observed_at: datetime
+    detail: str | None = None
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.severity is Severity.ERROR for f in self.findings)
+
+
+class PushedMap(_Model):
+    cluster: str
+    sha256: str
+    generation: int = Field(ge=0)
+    pushed_at: datetime
+    version: int = 0

@@ -1,0 +1,186 @@
+"""The one place where table items and domain models meet.
+
+Single-table layout (pk, sk):
+  DECL#<id>          DECL                  Declaration (GSI byRole: roleArn)
+  DECL#<id>          STATUS                DeclarationStatus (Accepted / Invalid + reasons)
+  CLUSTER#<name>     CLUSTER               Cluster
+  CLUSTER#<name>     ASSOC#<ns>#<sa>       AssociationStatus
+  CLUSTER#<name>     MAP                   PushedMap (hash + generation of the last push)
+  ROLE#<roleArn>     FINDING#<ts>#<event>  FindingRecord history (expires via TTL)
+  ROLE#<roleArn>     FINDING#LATEST        latest FindingRecord
+Declarations and clusters also carry `entity`, a sparse GSI (byEntity) so
+they are listed by query instead of a table scan.
+
+Items here are plain Python values (as boto3's resource layer and the
+Powertools stream deserializer produce them), so numbers may be Decimal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from functions.core.models import (
+    AssociationKey,
+    AssociationStatus,
+    Cluster,
+    Declaration,
+    DeclarationStatus,
+    FindingRecord,
+    PushedMap,
+)
+
+PK, SK = "pk", "sk"
+ENTITY = "entity"
+ROLE_INDEX, ROLE_INDEX_KEY = "byRole", "roleArn"
+ENTITY_INDEX = "byEntity"
+TTL_ATTRIBUTE = "expiresAt"
+VERSION = "version"
+KEY_ATTRIBUTES = frozenset({PK, SK, ENTITY, TTL_ATTRIBUTE})
+
+DECLARATION_SK = "DECL"
+DECLARATION_STATUS_SK = "STATUS"
+CLUSTER_SK = "CLUSTER"
+MAP_SK = "MAP"
+ASSOC_PREFIX = "ASSOC#"
+FINDING_PREFIX = "FINDING#"
+LATEST_FINDING_SK = "FINDING#LATEST"
+
+
+def declaration_pk(declaration_id: str) -> str:
+    return f"DECL#{declaration_id}"
+
+
+def cluster_pk(name: str) -> str:
+    return f"CLUSTER#{name}"
+
+
+def role_pk(role_arn: str) -> str:
+    return f"ROLE#{role_arn}"
+
+
+def association_sk(namespace: str, service_account: str) -> str:
+    return f"{ASSOC_PREFIX}{namespace}#{service_account}"
+
+
+def item_key(item: Mapping[str, Any]) -> dict[str, str]:
+    return {PK: item[PK], SK: item[SK]}
+
+
+def is_declaration(item: Mapping[str, Any]) -> bool:
+    return str(item.get(PK, "")).startswith("DECL#") and item.get(SK) == DECLARATION_SK
+
+
+def declaration_id_of(item: Mapping[str, Any]) -> str | None:
+    """The id a declaration item is stored under (even when its body is invalid)."""
+    pk = str(item.get(PK, ""))
+    return pk.removeprefix("DECL#") if pk.startswith("DECL#") else None
+
+
+def body(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The record without its table bookkeeping, numbers as Python ints."""
+    return {k: _plain(v) for k, v in item.items() if k not in KEY_ATTRIBUTES}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def declaration_to_item(declaration: Declaration) -> dict[str, Any]:
+    return {
+        PK: declaration_pk(declaration.id),
+        SK: DECLARATION_SK,
+        ENTITY: "Declaration",
+        **declaration.to_wire(),
+    }
+
+
+def declaration_from_item(item: Mapping[str, Any]) -> Declaration:
+    """Raises pydantic.ValidationError; `id` defaults to the one in the key."""
+    fields = body(item)
+    fields.setdefault("id", declaration_id_of(item))
+    declaration = Declaration.model_validate(fields)
+    stored_under = declaration_id_of(item)
+    if stored_under is not None and stored_under != declaration.id:
+        raise ValueError(
+            f"id {declaration.id!r} differs from the key it is stored under "
+            f"({declaration_pk(stored_under)!r})"
+        )
+    return declaration
+
+
+def declaration_status_to_item(status: DeclarationStatus) -> dict[str, Any]:
+    return {
+        PK: declaration_pk(status.declaration_id),
+        SK: DECLARATION_STATUS_SK,
+        **status.to_wire(),
+    }
+
+
+def declaration_status_from_item(item: Mapping[str, Any]) -> DeclarationStatus:
+    return DeclarationStatus.model_validate(body(item))
+
+
+def cluster_to_item(cluster: Cluster) -> dict[str, Any]:
+    return {PK: cluster_pk(cluster.name), SK: CLUSTER_SK, ENTITY: "Cluster", **cluster.to_wire()}
+
+
+def cluster_from_item(item: Mapping[str, Any]) -> Cluster:
+    return Cluster.model_validate(body(item))
+
+
+def association_status_to_item(status: AssociationStatus) -> dict[str, Any]:
+    key = status.key
+    wire = status.to_wire()
+    wire["key"] = {
+        "cluster": key.cluster,
+        "namespace": key.namespace,
+        "serviceAccount": key.service_account,
+    }
+    return {
+        PK: cluster_pk(key.cluster),
+        SK: association_sk(key.namespace, key.service_account),
+        **wire,
+    }
+
+
+def association_status_from_item(item: Mapping[str, Any]) -> AssociationStatus:
+    fields = body(item)
+    raw_key = fields.pop("key")
+    fields["key"] = AssociationKey(
+        raw_key["cluster"], raw_key["namespace"], raw_key["serviceAccount"]
+    )
+    return AssociationStatus.model_validate(fields)
+
+
+def pushed_map_to_item(pushed: PushedMap) -> dict[str, Any]:
+    return {PK: cluster_pk(pushed.cluster), SK: MAP_SK, **pushed.to_wire()}
+
+
+def pushed_map_from_item(item: Mapping[str, Any]) -> PushedMap:
+    return PushedMap.model_validate(body(item))
+
+
+def finding_items(record: FindingRecord, *, retain_until: datetime) -> list[dict[str, Any]]:
+    """History entry (expires) and the latest-finding pointer (kept)."""
+    wire = record.to_wire()
+    stamp = record.observed_at.isoformat()
+    history = {
+        PK: role_pk(record.role_arn),
+        SK: f"{FINDING_PREFIX}{stamp}#{record.event_id or '-'}",
+        TTL_ATTRIBUTE: int(retain_until.timestamp()),
+        **wire,
+    }
+    latest = {PK: role_pk(record.role_arn), SK: LATEST_FINDING_SK, **wire}
+    return [history, latest]
+
+
+def finding_from_item(item: Mapping[str, Any]) -> FindingRecord:
+    return FindingRecord.model_validate(body(item))

@@ -1,0 +1,1 @@
+"""CDK constructs of the control plane, composed by `infra.stack`."""

@@ -1,0 +1,53 @@
+"""Small builders for domain objects used across test layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.core.models import (
+    ActualAssociation,
+    AssociationKey,
+    AssociationSpec,
+    Cluster,
+    Declaration,
+)
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+REGION = "eu-west-1"
+OWNER = "podid"
+
+
+def role_arn(name: str = "app", account: str = ACCOUNT) -> str:
+    return f"arn:aws:iam::{account}:role/{name}"
+
+
+def cluster_arn(name: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:eks:{REGION}:{account}:cluster/{name}"
+
+
+def cluster(name: str = "blue", fleet: str | None = "prod", account: str = ACCOUNT) -> Cluster:
+    return Cluster(name=name, arn=cluster_arn(name, account), fleet=fleet)
+
+
+def declaration(**overrides: Any) -> Declaration:
+    fields: dict[str, Any] = {
+        "id": "app",
+        "namespace": "payments",
+        "serviceAccount": "api",
+        "roleArn": role_arn(),
+        "target": {"fleet": "prod"},
+    }
+    fields.update(overrides)
+    return Declaration.model_validate(fields)
+
+
+def actual(
+    key: AssociationKey, role: str, *, managed: bool = True, association_id: str | None = None
+) -> ActualAssociation:
+    tags = {"pod-identity/managed-by": OWNER} if managed else {}
+    return ActualAssociation(
+        key=key,
+        association_id=association_id or f"a-{abs(hash(key)) % 10**8:08d}",
+        spec=AssociationSpec(role_arn=role, tags=tags),
+    )

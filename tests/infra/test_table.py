@@ -1,0 +1,61 @@
+"""The table's shape is the data layer's contract: keys, indexes, stream, safety."""
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from functions.core import records
+from infra.stack import ControlPlaneStack
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    app = cdk.App()
+    return Template.from_stack(ControlPlaneStack(app, "Test"))
+
+
+def test_table_keys_indexes_and_stream_match_the_records_module(template):
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [
+                {"AttributeName": records.PK, "KeyType": "HASH"},
+                {"AttributeName": records.SK, "KeyType": "RANGE"},
+            ],
+            "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+            "TimeToLiveSpecification": {"AttributeName": records.TTL_ATTRIBUTE, "Enabled": True},
+            "GlobalSecondaryIndexes": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "IndexName": records.ROLE_INDEX,
+                            "KeySchema": [
+                                {"AttributeName": records.ROLE_INDEX_KEY, "KeyType": "HASH"},
+                                {"AttributeName": records.PK, "KeyType": "RANGE"},
+                            ],
+                        }
+                    ),
+                    Match.object_like({"IndexName": records.ENTITY_INDEX}),
+                ]
+            ),
+        },
+    )
+
+
+def test_table_survives_stack_deletion_and_keeps_backups(template):
+    template.has_resource(
+        "AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+    )
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "Replicas": [
+                Match.object_like(
+                    {
+                        "DeletionProtectionEnabled": True,
+                        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    }
+                )
+            ]
+        },
+    )

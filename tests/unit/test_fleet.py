@@ -1,0 +1,77 @@
+from functions.core.fleet import expand
+from functions.core.models import AssociationKey
+from tests.builders import OTHER_ACCOUNT, OWNER, cluster, declaration, role_arn
+
+
+def test_fleet_declaration_expands_to_every_matching_cluster():
+    clusters = [cluster("blue"), cluster("green"), cluster("dev", fleet="dev")]
+    state = expand([declaration()], clusters, managed_by=OWNER)
+    assert sorted(state.for_cluster("blue")) == [AssociationKey("blue", "payments", "api")]
+    assert sorted(state.for_cluster("green")) == [AssociationKey("green", "payments", "api")]
+    assert state.for_cluster("dev") == {}
+    assert not state.conflicts
+    assert not state.rejections
+
+
+def test_explicit_clusters_and_fleet_combine():
+    clusters = [cluster("blue"), cluster("lab", fleet=None)]
+    state = expand(
+        [declaration(target={"clusters": ["lab"], "fleet": "prod"})], clusters, managed_by=OWNER
+    )
+    assert set(state.by_cluster) == {"blue", "lab"}
+    assert all(len(v) == 1 for v in state.by_cluster.values())
+
+
+def test_conflicting_roles_hold_the_key_and_name_both_declarations():
+    # Given two declarations asking different roles for one service account on "blue"
+    first = declaration(id="team-a")
+    second = declaration(id="team-b", roleArn=role_arn("other"), target={"clusters": ["blue"]})
+    # When they are expanded together with an unrelated declaration
+    unrelated = declaration(id="team-c", serviceAccount="worker")
+    state = expand(
+        [second, first, unrelated], [cluster("blue"), cluster("green")], managed_by=OWNER
+    )
+    # Then the conflicting key is applied by neither, and everything else proceeds
+    key = AssociationKey("blue", "payments", "api")
+    (conflict,) = state.conflicts
+    assert conflict.key == key
+    assert conflict.declaration_ids == ("team-a", "team-b")
+    assert "'team-a' asks arn:aws:iam::111122223333:role/app" in conflict.message
+    assert "'team-b' asks arn:aws:iam::111122223333:role/other" in conflict.message
+    assert key not in state.for_cluster("blue")
+    assert state.held_keys("blue") == {key}
+    assert AssociationKey("green", "payments", "api") in state.for_cluster("green")
+    assert AssociationKey("blue", "payments", "worker") in state.for_cluster("blue")
+
+
+def test_same_role_different_settings_is_a_conflict_with_its_own_message():
+    a = declaration(id="a")
+    b = declaration(id="b", disableSessionTags=True)
+    (conflict,) = expand([a, b], [cluster("blue")], managed_by=OWNER).conflicts
+    assert "different settings" in conflict.message
+
+
+def test_identical_asks_are_not_a_conflict_and_the_lowest_id_owns_it():
+    state = expand([declaration(id="z"), declaration(id="a")], [cluster("blue")], managed_by=OWNER)
+    assert not state.conflicts
+    (desired,) = state.for_cluster("blue").values()
+    assert desired.declaration_id == "a"
+
+
+def test_unknown_cluster_and_foreign_account_are_rejected_per_declaration():
+    decl = declaration(target={"clusters": ["ghost", "blue"]})
+    state = expand([decl], [cluster("blue", account=OTHER_ACCOUNT)], managed_by=OWNER)
+    reasons = [r.reason for r in state.rejections]
+    assert any("cluster 'ghost' is not enrolled" in r for r in reasons)
+    assert any(
+        "roleArn is in account 111122223333 but cluster 'blue' is in account 444455556666" in r
+        for r in reasons
+    )
+    assert state.for_cluster("blue") == {}
+
+
+def test_capacity_limit_rejects_the_overflow_deterministically():
+    decls = [declaration(id=f"d{i:05d}", serviceAccount=f"sa{i:05d}") for i in range(5002)]
+    state = expand(decls, [cluster("blue")], managed_by=OWNER)
+    assert len(state.for_cluster("blue")) == 5000
+    assert sorted(r.key.service_account for r in state.rejections) == ["sa05000", "sa05001"]

@@ -1,0 +1,94 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from functions.core import records
+from functions.core.models import (
+    AssociationKey,
+    AssociationStatus,
+    DeclarationState,
+    DeclarationStatus,
+    Finding,
+    FindingAction,
+    FindingRecord,
+    Mode,
+    PushedMap,
+    Severity,
+    SyncState,
+)
+from tests.builders import cluster, declaration, role_arn
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_declaration_round_trips_through_its_item_with_gsi_attributes():
+    decl = declaration(tags={"team": "a"}, version=3)
+    item = records.declaration_to_item(decl)
+    assert item["pk"] == "DECL#app"
+    assert item["sk"] == "DECL"
+    assert item["entity"] == "Declaration"
+    assert item[records.ROLE_INDEX_KEY] == role_arn()
+    # numbers come back from DynamoDB as Decimal
+    assert records.declaration_from_item({**item, "version": Decimal(3)}) == decl
+    assert records.is_declaration(item)
+
+
+def test_hand_written_item_may_omit_id_but_not_contradict_its_key():
+    item = {k: v for k, v in records.declaration_to_item(declaration()).items() if k != "id"}
+    assert records.declaration_from_item(item).id == "app"
+    with pytest.raises(ValueError, match="differs from the key"):
+        records.declaration_from_item({**item, "id": "other"})
+
+
+def test_invalid_declaration_item_raises_validation_error_naming_the_field():
+    item = {**records.declaration_to_item(declaration()), "namespace": "Bad_NS"}
+    with pytest.raises(ValidationError, match="namespace"):
+        records.declaration_from_item(item)
+    assert records.declaration_id_of(item) == "app"
+
+
+def test_other_items_round_trip():
+    blue = cluster("blue")
+    assert records.cluster_from_item(records.cluster_to_item(blue)) == blue
+    status = AssociationStatus(
+        key=AssociationKey("blue", "payments", "api"),
+        declaration_id="app",
+        association_id="a-1",
+        observed_role_arn=role_arn(),
+        state=SyncState.IN_SYNC,
+        last_synced_at=NOW,
+    )
+    item = records.association_status_to_item(status)
+    assert (item["pk"], item["sk"]) == ("CLUSTER#blue", "ASSOC#payments#api")
+    assert records.association_status_from_item(item) == status
+    decl_status = DeclarationStatus(
+        declaration_id="app",
+        state=DeclarationState.INVALID,
+        errors=("namespace: bad",),
+        observed_at=NOW,
+    )
+    assert (
+        records.declaration_status_from_item(records.declaration_status_to_item(decl_status))
+        == decl_status
+    )
+    pushed = PushedMap(cluster="blue", sha256="ab" * 32, generation=2, pushed_at=NOW)
+    assert records.pushed_map_from_item(records.pushed_map_to_item(pushed)) == pushed
+
+
+def test_finding_history_expires_and_latest_pointer_does_not():
+    record = FindingRecord(
+        role_arn=role_arn(),
+        findings=(Finding(code="PI030", severity=Severity.WARNING, message="m", repairable=True),),
+        action=FindingAction.REPAIRED,
+        mode=Mode.ENFORCE,
+        event_id="e-1",
+        observed_at=NOW,
+    )
+    history, latest = records.finding_items(record, retain_until=NOW + timedelta(days=90))
+    assert history["sk"].startswith("FINDING#2026-11-25T12:00:00+00:00#e-1")
+    assert history["expiresAt"] == int((NOW + timedelta(days=90)).timestamp())
+    assert latest["sk"] == "FINDING#LATEST"
+    assert "expiresAt" not in latest
+    assert records.finding_from_item(latest) == record
