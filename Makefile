@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pip repeats one warning per package for index mirrors missing on some machines
+PIP_NOISE_FILTER := { grep -v -e '^WARNING: Location' -e 'is ignored: it is neither' || true; }
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
@@ -11,8 +13,8 @@ export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,agent,infra]"
+	set -o pipefail; { $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet -e ".[dev,agent,infra]"; } 2>&1 | $(PIP_NOISE_FILTER)
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,7 +28,7 @@ typecheck: install
 
 # pytest exits 5 when it collects nothing: that is a broken suite, say so.
 test: lint typecheck
-	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:.coverage.xml; status=$$?; \
+	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "FAIL: pytest collected no tests"; exit 1; fi; \
 	  test $$status -eq 0
 	set -o pipefail; $(PY) -m coverage report --include='functions/core/*' --fail-under=90 \
@@ -36,4 +38,4 @@ unit: install
 	$(PY) -m pytest tests/unit -q
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.xml
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage coverage.xml
