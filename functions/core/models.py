@@ -222,7 +222,8 @@ class Cluster(_Model):
     endpoint: str | None = None
     certificate_authority: str | None = None
     webhook: WebhookTarget = Field(default_factory=WebhookTarget)
-    enrolled_by: str = "tag"
+    enrolled: bool = True
+    enrolled_by: str = "tag"  # tag | declaration | cli
     version: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -281,15 +282,27 @@ class SyncState(StrEnum):
 
 
 class AssociationStatus(_Model):
+    """What the control plane last saw and did for one association key."""
+
     key: AssociationKey
     declaration_id: str | None = None
     association_id: str | None = None
-    observed_role_arn: str | None = None
+    association_arn: str | None = None
+    observed: AssociationSpec | None = None
     state: SyncState
     reason: str | None = None
     last_synced_at: datetime
     effective_at: datetime | None = None
     version: int = 0
+
+    @property
+    def observed_role_arn(self) -> str | None:
+        return self.observed.role_arn if self.observed else None
+
+    def same_as(self, other: AssociationStatus) -> bool:
+        """Equal in everything but bookkeeping (timestamps, version)."""
+        ignore = {"last_synced_at", "effective_at", "version"}
+        return self.model_dump(exclude=ignore) == other.model_dump(exclude=ignore)
 
 
 class DeclarationState(StrEnum):
@@ -300,7 +313,8 @@ class DeclarationState(StrEnum):
 class DeclarationStatus(_Model):
     declaration_id: str
     state: DeclarationState
-    errors: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # why the record is Invalid
+    warnings: tuple[str, ...] = ()  # conflicts, clusters it cannot apply to
     observed_at: datetime
     version: int = 0
 

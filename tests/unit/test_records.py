@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from functions.core import records
 from functions.core.models import (
     AssociationKey,
+    AssociationSpec,
     AssociationStatus,
     DeclarationState,
     DeclarationStatus,
@@ -56,13 +57,14 @@ def test_other_items_round_trip():
         key=AssociationKey("blue", "payments", "api"),
         declaration_id="app",
         association_id="a-1",
-        observed_role_arn=role_arn(),
+        observed=AssociationSpec(role_arn=role_arn(), tags={"team": "a"}),
         state=SyncState.IN_SYNC,
         last_synced_at=NOW,
     )
     item = records.association_status_to_item(status)
     assert (item["pk"], item["sk"]) == ("CLUSTER#blue", "ASSOC#payments#api")
     assert records.association_status_from_item(item) == status
+    assert status.observed_role_arn == role_arn()
     decl_status = DeclarationStatus(
         declaration_id="app",
         state=DeclarationState.INVALID,

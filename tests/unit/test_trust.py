@@ -362,8 +362,10 @@ def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
         if s["Principal"]
         in ({"Service": "ec2.amazonaws.com"}, {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"})
     ]
-    kept = [s for s in first.policy["Statement"] if s in unrelated]
-    assert kept == unrelated
+    remaining = iter(first.policy["Statement"])
+    assert all(any(s == r for r in remaining) for s in unrelated), (
+        "unrelated order or content changed"
+    )
 
     # no principal disappears
     def principal_set(p):
@@ -379,8 +381,11 @@ def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
         return found
 
     assert principal_set(original) <= principal_set(first.policy)
-    # whatever repair claims repairable is gone afterwards
-    assert not [f for f in first.remaining if f.repairable and f.severity is Severity.ERROR]
+    # whatever repair claims repairable is gone afterwards, unless it could not fit the quota
+    if Code.POLICY_TOO_LARGE in codes(first.remaining):
+        assert first.policy == original
+    else:
+        assert not [f for f in first.remaining if f.repairable and f.severity is Severity.ERROR]
 
 
 @given(st.lists(statements(), min_size=1, max_size=4), usages)

@@ -216,9 +216,10 @@ def _verdict_findings(verdict: ActionVerdict) -> list[Finding]:
             )
         )
     elif verdict.allowed is Tri.FALSE:
-        view, result = verdict.allow[0]
+        view, result = _most_fixable(verdict)
         conditions = ", ".join(f"{op} {key}" for op, key in result.failing)
-        if failing_is_unmatchable_tag(usage, result.failing):
+        repairable = all(condition_repairable(op, key, usage) for op, key in result.failing)
+        if not repairable and failing_is_unmatchable_tag(usage, result.failing):
             found.append(
                 Finding(
                     code=Code.TAG_CONDITION_UNMATCHABLE,
@@ -230,14 +231,13 @@ def _verdict_findings(verdict: ActionVerdict) -> list[Finding]:
                 )
             )
         else:
-            repairable = all(condition_repairable(op, key, usage) for op, key in result.failing)
             found.append(
                 Finding(
                     code=Code.CONDITION_EXCLUDES,
                     severity=Severity.ERROR,
                     message=f"Statement[{view.index}] condition {conditions} excludes the declared "
                     f"association {usage}",
-                    repairable=repairable,
+                    repairable=repairable and view.names_pod_principal,
                     statement=view.index,
                 )
             )
@@ -257,6 +257,17 @@ def _verdict_findings(verdict: ActionVerdict) -> list[Finding]:
     elif verdict.denied is Tri.UNKNOWN:
         found += _unverifiable(verdict.deny)
     return found
+
+
+def _most_fixable(verdict: ActionVerdict) -> tuple[StatementView, ConditionResult]:
+    """The statement repair would widen: the first naming the pod principal whose
+    failing conditions can all be widened; else the first that applies."""
+    for view, result in verdict.allow:
+        if view.names_pod_principal and all(
+            condition_repairable(op, key, verdict.usage) for op, key in result.failing
+        ):
+            return view, result
+    return verdict.allow[0]
 
 
 def _unverifiable(results: Iterable[tuple[StatementView, ConditionResult]]) -> list[Finding]:

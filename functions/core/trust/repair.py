@@ -111,11 +111,9 @@ def _run(original: dict[str, Any], context: TrustContext, *, scope_tags: bool) -
     if isinstance(work.policy["Statement"], dict):
         work.policy["Statement"] = [work.policy["Statement"]]
     broken = _broken_usages(work)
-    _split_shared_statements(work, needs_target=bool(broken))
-    if broken or not any(v.allows and v.reaches_pod_principal for v in work.views()):
-        target = _target(work)
-        for usage in context.usages:
-            _grant(work, target, usage)
+    _split_shared_statements(work, split_all=bool(broken))
+    for usage in broken:
+        _grant(work, usage)
     for view in work.views():
         if view.allows and view.is_pods_only:
             _harden(work, view)
@@ -136,19 +134,20 @@ def _needs_hardening(work: _Work, view: StatementView) -> bool:
     return not has_source_protection(view) or scoping
 
 
-def _split_shared_statements(work: _Work, *, needs_target: bool) -> None:
-    current = work.views()
-    shared = [v for v in current if v.allows and v.names_pod_principal and not v.is_pods_only]
-    has_target = any(_can_be_target(v) for v in current)
-    eligible = [v.index for v in shared if "Action" in v.raw]
-    target_index = eligible[0] if needs_target and not has_target and eligible else None
+def _split_shared_statements(work: _Work, *, split_all: bool) -> None:
+    """Give the pod principal its own statement wherever that statement must change."""
+    shared = [
+        v
+        for v in work.views()
+        if v.allows and v.names_pod_principal and not v.is_pods_only and "Action" in v.raw
+    ]
     for view in reversed(shared):  # back to front keeps earlier indices valid
-        if _needs_hardening(work, view) or view.index == target_index:
+        if split_all or _needs_hardening(work, view):
             _split(work, view)
 
 
-def _can_be_target(view: StatementView) -> bool:
-    return view.allows and view.is_pods_only and "Action" in view.raw
+def _candidates(work: _Work) -> list[StatementView]:
+    return [v for v in work.views() if v.allows and v.is_pods_only and "Action" in v.raw]
 
 
 def _split(work: _Work, view: StatementView) -> None:
@@ -177,10 +176,7 @@ def _unique_sid(work: _Work, wanted: str) -> str:
     return candidate
 
 
-def _target(work: _Work) -> dict[str, Any]:
-    for view in work.views():
-        if _can_be_target(view):
-            return view.raw
+def _new_statement(work: _Work) -> dict[str, Any]:
     statement: dict[str, Any] = {
         "Sid": _unique_sid(work, NEW_STATEMENT_SID),
         "Effect": "Allow",
@@ -192,17 +188,40 @@ def _target(work: _Work) -> dict[str, Any]:
     return statement
 
 
-def _grant(work: _Work, target: dict[str, Any], usage: Usage) -> None:
-    """Make `usage` allowed, editing only the target statement."""
-    index = work.index_of(target)
+def _grant(work: _Work, usage: Usage) -> None:
+    """Make `usage` allowed with the smallest edit of a pod statement.
+
+    A statement that already grants the action but whose conditions cannot be
+    widened (session tags on a tag-less association, Null, unsupported
+    operators) is a deliberate restriction: it is never bypassed, the usage
+    stays reported. A missing action goes to the first statement whose
+    conditions admit the usage, or to a new statement.
+    """
+    context = request_context(usage)
     for verdict in verdicts(work.views(), usage):
         if verdict.allowed is not Tri.FALSE:
             continue
-        view = StatementView(index, target)
-        if not view.covers(verdict.action):
-            target["Action"] = [*as_list(target["Action"]), verdict.action]
-            work.changes.append(f"allowed {verdict.action} in Statement[{index}]")
-        _widen_conditions(work, view, usage)
+        candidates = _candidates(work)
+        covering = [c for c in candidates if c.covers(verdict.action)]
+        target = _first_widenable(covering or candidates, usage, context)
+        if target is None:
+            if covering:
+                continue
+            target = StatementView(len(work.statements), _new_statement(work))
+        if not target.covers(verdict.action):
+            target.raw["Action"] = [*as_list(target.raw["Action"]), verdict.action]
+            work.changes.append(f"allowed {verdict.action} in Statement[{target.index}]")
+        _widen_conditions(work, target, usage)
+
+
+def _first_widenable(
+    views: list[StatementView], usage: Usage, context: Mapping[str, Any]
+) -> StatementView | None:
+    for view in views:
+        failing = evaluate(view.condition(), context).failing
+        if all(condition_repairable(op, key, usage) for op, key in failing):
+            return view
+    return None
 
 
 def _widen_conditions(work: _Work, view: StatementView, usage: Usage) -> None:

@@ -1,0 +1,12 @@
+"""Logger, Tracer and Metrics, created once and shared by every module."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = "podid"
+NAMESPACE = "PodIdentityControlPlane"
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

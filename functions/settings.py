@@ -1,0 +1,56 @@
+"""All configuration, from environment variables, parsed once at cold start so a
+bad deployment fails loudly before it touches anything."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from functions.core.models import Mode, WebhookTarget
+from functions.core.trust.analysis import DEFAULT_MAX_TRUST_POLICY_CHARS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
+
+    table_name: str = Field(min_length=3)
+    push_queue_url: str | None = None
+    reconcile_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    mode: Mode = Mode.AUDIT
+    owner: str = Field(default="podid", min_length=1, max_length=64)
+    event_bus_name: str = "default"
+    findings_topic_arn: str | None = None
+    # Roles whose own CloudTrail events the guard ignores (it never reacts to itself).
+    self_role_arns: tuple[str, ...] = ()
+    repair_limit: int = Field(default=3, ge=1)
+    repair_window_seconds: int = Field(default=3600, ge=60)
+    # Enforce mode edits only roles carrying this tag with value "true"; "" = any role.
+    repairable_role_tag: str = "pod-identity/managed-trust"
+    findings_retention_days: int = Field(default=90, ge=1)
+    scope_session_tags: bool = True
+    max_trust_policy_chars: int = Field(default=DEFAULT_MAX_TRUST_POLICY_CHARS, ge=512)
+    webhook_namespace: str = WebhookTarget().namespace
+    webhook_configmap: str = WebhookTarget().name
+    # e.g. "http://127.0.0.1:8001/{cluster}" for local API servers or proxies.
+    kube_endpoint_template: str | None = None
+    kube_token_seconds: int = Field(default=60, ge=1, le=900)
+    aws_region: str = "us-east-1"
+
+    @field_validator("self_role_arns", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def webhook_target(self) -> WebhookTarget:
+        return WebhookTarget(namespace=self.webhook_namespace, name=self.webhook_configmap)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()  # values come from the environment
