@@ -1,0 +1,79 @@
+"""Input models of the events the functions receive (pydantic v2, parsed with
+Powertools). CloudTrail records arrive wrapped by EventBridge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Lenient(BaseModel):
+    # CloudTrail adds fields over time: keep what we use, ignore the rest.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class SessionIssuer(_Lenient):
+    type: str | None = None
+    arn: str | None = None
+    user_name: str | None = Field(default=None, alias="userName")
+
+
+class SessionContext(_Lenient):
+    session_issuer: SessionIssuer | None = Field(default=None, alias="sessionIssuer")
+
+
+class UserIdentity(_Lenient):
+    type: str | None = None
+    arn: str | None = None
+    account_id: str | None = Field(default=None, alias="accountId")
+    invoked_by: str | None = Field(default=None, alias="invokedBy")
+    session_context: SessionContext | None = Field(default=None, alias="sessionContext")
+
+    @property
+    def role_arn(self) -> str | None:
+        """The IAM role behind an assumed-role session (or the principal itself)."""
+        issuer = self.session_context.session_issuer if self.session_context else None
+        if self.type == "AssumedRole" and issuer and issuer.arn:
+            return issuer.arn
+        return self.arn
+
+
+class CloudTrailDetail(_Lenient):
+    event_name: str = Field(alias="eventName")
+    event_source: str = Field(alias="eventSource")
+    event_id: str = Field(alias="eventID")
+    event_time: datetime = Field(alias="eventTime")
+    aws_region: str = Field(alias="awsRegion")
+    user_identity: UserIdentity = Field(alias="userIdentity")
+    request_parameters: dict[str, Any] | None = Field(default=None, alias="requestParameters")
+    response_elements: dict[str, Any] | None = Field(default=None, alias="responseElements")
+    error_code: str | None = Field(default=None, alias="errorCode")
+    recipient_account_id: str | None = Field(default=None, alias="recipientAccountId")
+
+    def request(self, name: str) -> Any:
+        return (self.request_parameters or {}).get(name)
+
+    def caused_by(self, role_arns: tuple[str, ...]) -> bool:
+        return self.user_identity.role_arn in role_arns
+
+
+class CloudTrailEvent(EventBridgeModel):
+    detail: CloudTrailDetail
+
+
+class ScheduledEvent(EventBridgeModel):
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClusterMessage(BaseModel):
+    """Body of a per-cluster SQS message (reconcile and push queues)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str = Field(min_length=1, max_length=100)
+    reason: str = "unspecified"
+    deep: bool = False
+    suspects: tuple[str, ...] = ()

@@ -1,0 +1,87 @@
+"""Cluster enrollment: which EKS clusters the control plane manages.
+
+A cluster is enrolled when it carries the fleet tag, when a declaration names
+it, or when an operator enrolled it by CLI. Deleted clusters are forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from functions.core.models import Cluster, Declaration
+from functions.flows.services import Services
+from functions.observability import logger
+
+
+@dataclass
+class Discovery:
+    enrolled: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+
+
+def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
+    return {name for d in declarations for name in d.target.clusters}
+
+
+def refresh_cluster(
+    svc: Services, name: str, named: set[str], existing: Cluster | None, found: Discovery
+) -> Cluster | None:
+    info = svc.eks.describe_cluster(name)
+    if info is None:
+        if existing is not None:
+            forget(svc, name, found)
+        return None
+    by_cli = existing is not None and existing.enrolled_by == "cli"
+    reason = (
+        "cli" if by_cli else "tag" if info.fleet else "declaration" if name in named else "none"
+    )
+    cluster = Cluster(
+        name=info.name,
+        arn=info.arn,
+        fleet=info.fleet,
+        endpoint=info.endpoint,
+        certificate_authority=info.certificate_authority,
+        webhook=existing.webhook if existing else svc.settings.webhook_target,
+        enrolled=reason != "none",
+        enrolled_by=reason if reason != "none" else "tag",
+        version=existing.version if existing else 0,
+    )
+    if existing is not None and existing == cluster:
+        return existing
+    saved = svc.repo.save_cluster(cluster)
+    if existing is None or existing.enrolled != saved.enrolled:
+        if saved.enrolled:
+            found.enrolled.append(name)
+            logger.info("cluster enrolled", cluster=name, by=saved.enrolled_by, fleet=saved.fleet)
+    else:
+        found.updated.append(name)
+    return saved
+
+
+def forget(svc: Services, name: str, found: Discovery) -> None:
+    removed = svc.repo.forget_cluster(name)
+    found.forgotten.append(name)
+    logger.info("cluster forgotten", cluster=name, items_removed=removed)
+
+
+def discover(
+    svc: Services, declarations: Iterable[Declaration], *, deep: bool = False
+) -> tuple[list[Cluster], Discovery]:
+    """Reconcile the cluster records with EKS: describe only unknown clusters
+    (all when deep); tag changes arrive as events between passes."""
+    found = Discovery()
+    named = named_clusters(declarations)
+    known = {c.name: c for c in svc.repo.list_clusters()}
+    live = set(svc.eks.list_clusters())
+    clusters: list[Cluster] = []
+    for name in sorted(live):
+        current = known.get(name)
+        needs_look = deep or current is None or (name in named and not current.enrolled)
+        refreshed = refresh_cluster(svc, name, named, current, found) if needs_look else current
+        if refreshed is not None:
+            clusters.append(refreshed)
+    for name in sorted(set(known) - live):
+        forget(svc, name, found)
+    return clusters, found

@@ -1,0 +1,77 @@
+"""Push a cluster's association map to the ConfigMap the webhook reads.
+
+Built from recorded status (what exists in EKS), deterministic, skipped when
+its hash equals the last pushed one, written with resourceVersion concurrency,
+and recorded with an optimistic version so two pushes never both count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from functions.core.association_map import build_association_map
+from functions.core.models import PushedMap
+from functions.dal.repository import StaleWrite
+from functions.events import ClusterMessage
+from functions.flows.cluster_sync import live_associations
+from functions.flows.services import Services
+from functions.kube.configmap import PushOutcome
+from functions.observability import logger, metrics
+
+HASH_ANNOTATION = "podid.io/association-map-sha256"
+GENERATION_ANNOTATION = "podid.io/generation"
+
+
+class UnknownCluster(Exception):
+    """A push for a cluster the control plane does not know (retrying cannot help)."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    cluster: str
+    outcome: PushOutcome | None  # None: skipped, hash unchanged
+    sha256: str
+    generation: int
+
+
+def push_map(svc: Services, message: ClusterMessage) -> PushResult:
+    cluster = svc.repo.get_cluster(message.cluster)
+    if cluster is None:
+        raise UnknownCluster(f"cluster {message.cluster!r} is not enrolled")
+    built = build_association_map(
+        cluster, live_associations(svc.repo.association_statuses(cluster.name).values())
+    )
+    pushed = svc.repo.pushed_map(cluster.name)
+    if pushed is not None and pushed.sha256 == built.sha256:
+        metrics.add_metric(name="MapPushesSkipped", unit="Count", value=1)
+        return PushResult(cluster.name, None, built.sha256, pushed.generation)
+    generation = (pushed.generation if pushed else 0) + 1
+    writer = svc.configmap_writer(cluster)
+    outcome, resource_version = writer.apply(
+        cluster.webhook.namespace,
+        cluster.webhook.name,
+        built.configmap_data(generation),
+        {HASH_ANNOTATION: built.sha256, GENERATION_ANNOTATION: str(generation)},
+    )
+    record = PushedMap(
+        cluster=cluster.name,
+        sha256=built.sha256,
+        generation=generation,
+        pushed_at=svc.clock(),
+        version=pushed.version if pushed else 0,
+    )
+    try:
+        svc.repo.record_push(record)
+    except StaleWrite:
+        # Another push recorded first; the ConfigMap holds the newest content anyway.
+        logger.info("concurrent push recorded first", cluster=cluster.name)
+    metrics.add_metric(name="MapPushes", unit="Count", value=1)
+    logger.info(
+        "association map pushed",
+        cluster=cluster.name,
+        outcome=outcome.value,
+        generation=generation,
+        resource_version=resource_version,
+        entries=len(built.associations),
+    )
+    return PushResult(cluster.name, outcome, built.sha256, generation)

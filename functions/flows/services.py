@@ -1,0 +1,75 @@
+"""Everything a flow talks to, built once per Lambda container."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+
+from functions.aws import clients
+from functions.aws.eks import EksAdapter
+from functions.aws.eks_token import EksTokenBuilder
+from functions.aws.iam import IamAdapter
+from functions.aws.messaging import Messenger
+from functions.core.models import Cluster
+from functions.dal.repository import Repository
+from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, api_client
+from functions.settings import Settings, get_settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    repo: Repository
+    eks: EksAdapter
+    iam: IamAdapter
+    messenger: Messenger
+    tokens: EksTokenBuilder
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def endpoint(self, cluster: Cluster) -> ClusterEndpoint:
+        template = self.settings.kube_endpoint_template
+        url = template.format(cluster=cluster.name) if template else cluster.endpoint
+        if not url:
+            raise ValueError(
+                f"cluster {cluster.name} has no API endpoint recorded yet (DescribeCluster gave "
+                "none); it is picked up on the next reconcile"
+            )
+        return ClusterEndpoint(cluster.name, url, cluster.certificate_authority)
+
+    def configmap_writer(self, cluster: Cluster) -> ConfigMapWriter:
+        endpoint = self.endpoint(cluster)
+        token = self.tokens.token(cluster.name, self.settings.kube_token_seconds)
+        return ConfigMapWriter(api_client(endpoint, token), endpoint)
+
+
+def build_services(settings: Settings) -> Services:
+    region = settings.aws_region
+    return Services(
+        settings=settings,
+        repo=Repository(clients.table(settings.table_name, region)),
+        eks=EksAdapter(clients.client("eks", region)),
+        iam=IamAdapter(clients.client("iam", region)),
+        messenger=Messenger(
+            clients.client("sqs", region),
+            clients.client("events", region),
+            clients.client("sns", region),
+        ),
+        tokens=EksTokenBuilder(clients.client("sts", region)),
+    )
+
+
+@cache
+def services() -> Services:
+    return build_services(get_settings())
+
+
+def reset() -> None:
+    services.cache_clear()
+    get_settings.cache_clear()
+    clients.reset()
