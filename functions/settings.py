@@ -4,9 +4,10 @@ bad deployment fails loudly before it touches anything."""
 from __future__ import annotations
 
 from functools import cache
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from functions.core.models import Mode, WebhookTarget
 from functions.core.trust.analysis import DEFAULT_MAX_TRUST_POLICY_CHARS
@@ -24,7 +25,7 @@ class Settings(BaseSettings):
     event_bus_name: str = "default"
     findings_topic_arn: str | None = None
     # Roles whose own CloudTrail events the guard ignores (it never reacts to itself).
-    self_role_arns: tuple[str, ...] = ()
+    self_role_arns: Annotated[tuple[str, ...], NoDecode] = ()
     repair_limit: int = Field(default=3, ge=1)
     repair_window_seconds: int = Field(default=3600, ge=60)
     # Enforce mode edits only roles carrying this tag with value "true"; "" = any role.

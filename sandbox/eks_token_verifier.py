@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -33,9 +34,17 @@ class AwsCredential:
 class EksTokenVerifier:
     """Verifies `k8s-aws-v1.` tokens the way aws-iam-authenticator relies on STS to."""
 
-    def __init__(self, cluster_name: str, credentials: dict[str, AwsCredential]) -> None:
+    def __init__(
+        self,
+        cluster_name: str,
+        credentials: dict[str, AwsCredential],
+        *,
+        extra_hosts: Iterable[str] = (),
+    ) -> None:
         self.cluster_name = cluster_name
         self.credentials = credentials
+        # a local STS (moto) signs for its own host:port instead of sts.amazonaws.com
+        self.extra_hosts = frozenset(extra_hosts)
 
     def principal(self, token: str, now: float | None = None) -> str:
         try:
@@ -43,7 +52,8 @@ class EksTokenVerifier:
         except (ValueError, UnicodeDecodeError) as exc:
             raise TokenInvalid() from exc
         query = dict(parse_qsl(url.query, keep_blank_values=True))
-        if not re.fullmatch(r"sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?(:\d+)?", url.netloc):
+        sts_host = re.fullmatch(r"sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?(:\d+)?", url.netloc)
+        if not sts_host and url.netloc not in self.extra_hosts:
             raise TokenInvalid()
         if (
             query.get("Action") != "GetCallerIdentity"

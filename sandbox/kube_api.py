@@ -92,19 +92,20 @@ class ClusterState:
     resource_version: int = 1000
 
 
-class LocalKubernetesAPI:
+class ClusterAPI:
+    """One cluster's API: state, authentication, authorization and routes."""
+
     def __init__(
         self,
         cluster_name: str,
         *,
         aws_credentials: dict[str, AwsCredential] | None = None,
         identity: ClusterIdentity | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        sts_hosts: Iterable[str] = (),
     ) -> None:
         self.cluster_name = cluster_name
         self.identity = identity
-        self.verifier = EksTokenVerifier(cluster_name, aws_credentials or {})
+        self.verifier = EksTokenVerifier(cluster_name, aws_credentials or {}, extra_hosts=sts_hosts)
         self.access_entries: dict[str, str] = {}  # principal ARN -> username
         self.static_tokens: dict[str, str] = {}  # bearer token -> username
         self.grants: dict[str, list[_Grant]] = {}
@@ -112,36 +113,9 @@ class LocalKubernetesAPI:
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
         self.state = ClusterState()
+        self.url = ""  # set by the server hosting it
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self._create_namespace(name)
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalKubernetesAPI:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"kube-{self.cluster_name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> LocalKubernetesAPI:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # configuration -------------------------------------------------------------------
     def add_access_entry(self, principal_arn: str, username: str | None = None) -> str:
@@ -256,55 +230,6 @@ class LocalKubernetesAPI:
             name=name or "",
             kind=resource,
         )
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:  # quiet: tests read `api.requests`
-                return
-
-            def _respond(self, code: int, body: dict[str, Any]) -> None:
-                payload = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                api.requests.append((self.command, self.path, code))
-
-            def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                if not raw:
-                    return None
-                try:
-                    return json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise ApiError(400, "BadRequest", f"invalid JSON body: {exc.msg}") from exc
-
-            def _serve(self) -> None:
-                try:
-                    body = self._body()
-                    fault = api._take_fault(self.command, self.path)
-                    if fault is not None:
-                        raise ApiError(fault.code, fault.reason, f"injected fault {fault.code}")
-                    code, result = api.route(
-                        self.command,
-                        self.path,
-                        body,
-                        self.headers.get("Authorization"),
-                        self.headers.get("Content-Type", ""),
-                    )
-                    self._respond(code, result)
-                except ApiError as error:
-                    self._respond(error.code, error.status())
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        return Handler
 
     # routing --------------------------------------------------------------------------
     def route(
@@ -628,3 +553,105 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge_patch(result.get(key), value)
     return result
+
+
+class LocalKubernetes:
+    """An HTTP server hosting one API per cluster under /<cluster>/..., so a
+    single endpoint template (http://127.0.0.1:PORT/{cluster}) reaches all."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.clusters: dict[str, ClusterAPI] = {}
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def endpoint_template(self) -> str:
+        return self.url + "/{cluster}"
+
+    def add_cluster(self, name: str, **options: Any) -> ClusterAPI:
+        api = ClusterAPI(name, **options)
+        api.url = f"{self.url}/{name}"
+        self.clusters[name] = api
+        return api
+
+    def remove_cluster(self, name: str) -> None:
+        self.clusters.pop(name, None)
+
+    def start(self) -> LocalKubernetes:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="local-kubernetes", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LocalKubernetes:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:  # quiet: tests read `api.requests`
+                return
+
+            def _respond(self, api: ClusterAPI | None, code: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                if api is not None:
+                    api.requests.append((self.command, self.path, code))
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                if not raw:
+                    return None
+                try:
+                    return json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise ApiError(400, "BadRequest", f"invalid JSON body: {exc.msg}") from exc
+
+            def _serve(self) -> None:
+                name, _, rest = self.path.lstrip("/").partition("/")
+                api = server.clusters.get(name)
+                try:
+                    if api is None:
+                        raise ApiError(404, "NotFound", f"no cluster {name!r} here")
+                    body = self._body()
+                    fault = api._take_fault(self.command, "/" + rest)
+                    if fault is not None:
+                        raise ApiError(fault.code, fault.reason, f"injected fault {fault.code}")
+                    code, result = api.route(
+                        self.command,
+                        "/" + rest,
+                        body,
+                        self.headers.get("Authorization"),
+                        self.headers.get("Content-Type", ""),
+                    )
+                    self._respond(api, code, result)
+                except ApiError as error:
+                    self._respond(api, error.code, error.status())
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        return Handler

@@ -1,0 +1,254 @@
+"""A local account for the handlers: moto in server mode (with the EKS pod
+identity emulation), the table with its stream, the queues, and one local
+Kubernetes API per cluster. Events are delivered by sandbox.transport, the
+same code the sandbox uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.core.models import FLEET_TAG
+from functions.dal.schema import create_table_params
+from sandbox import eks_emulation
+from sandbox.cluster_identity import REGISTRY
+from sandbox.eks_token_verifier import AwsCredential
+from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.transport import LambdaContext, SqsPoller, StreamTailer
+
+ACCOUNT = "123456789012"  # moto's account
+REGION = "eu-west-1"
+TABLE = "podid-test"
+PUSH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-webhook-push"
+GUARD_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
+POD_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    eks_emulation.install()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "TABLE_NAME": TABLE,
+        }.items():
+            patch.setenv(key, value)
+        yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[LocalKubernetes]:
+    with LocalKubernetes() as server:
+        yield server
+
+
+def fixture_event(name: str, **values: str) -> dict[str, Any]:
+    text = (FIXTURES / f"{name}.json").read_text()
+    values = {"ACCOUNT": ACCOUNT, "REGION": REGION, "EVENT_ID": str(uuid.uuid4()), **values}
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    assert "${" not in text, f"unfilled placeholder in {name}"
+    return json.loads(text)
+
+
+@dataclass
+class World:
+    endpoint: str
+    kube: LocalKubernetes
+    clients: dict[str, Any] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    apis: dict[str, ClusterAPI] = field(default_factory=dict)
+    stream: StreamTailer | None = None
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = boto3.client(service, region_name=REGION)
+        return self.clients[service]
+
+    @property
+    def table(self) -> Any:
+        return boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+
+    def configure(self, **settings: str) -> None:
+        """Change the functions' environment (as a redeploy would)."""
+        from functions.flows import services
+
+        for key, value in settings.items():
+            os.environ[key.upper()] = value
+        services.reset()
+
+    # --- AWS side ---------------------------------------------------------------------
+    def create_cluster(self, name: str, fleet: str | None = "prod") -> ClusterAPI:
+        tags = {FLEET_TAG: fleet} if fleet else {}
+        cluster = self.client("eks").create_cluster(
+            name=name,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+            resourcesVpcConfig={"subnetIds": ["subnet-1"]},
+            tags=tags,
+        )["cluster"]
+        identity = REGISTRY.for_cluster(cluster["arn"])
+        host = self.endpoint.removeprefix("http://")
+        api = self.kube.add_cluster(
+            name,
+            aws_credentials={"testing": AwsCredential("testing", PUSH_ROLE)},
+            identity=identity,
+            sts_hosts=[host],
+        )
+        user = api.add_access_entry(PUSH_ROLE, "podid-push")
+        api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
+        self.apis[name] = api
+        return api
+
+    def create_role(
+        self, name: str, trust: dict[str, Any] | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        response = self.client("iam").create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust or POD_TRUST),
+            Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
+        return str(response["Role"]["Arn"])
+
+    def trust_policy(self, name: str) -> dict[str, Any]:
+        document = self.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+        return json.loads(document) if isinstance(document, str) else document
+
+    def associations(self, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
+        eks = self.client("eks")
+        found = {}
+        for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
+            described = eks.describe_pod_identity_association(
+                clusterName=cluster, associationId=summary["associationId"]
+            )["association"]
+            found[(described["namespace"], described["serviceAccount"])] = described
+        return found
+
+    # --- table side ---------------------------------------------------------------------
+    def declare(self, declaration_id: str, **fields: Any) -> dict[str, Any]:
+        """Write a declaration item straight into the table, as users do."""
+        item = {"pk": f"DECL#{declaration_id}", "sk": "DECL", "entity": "Declaration", **fields}
+        self.table.put_item(Item=item)
+        return item
+
+    def undeclare(self, declaration_id: str) -> None:
+        self.table.delete_item(Key={"pk": f"DECL#{declaration_id}", "sk": "DECL"})
+
+    def item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.table.get_item(Key={"pk": pk, "sk": sk}).get("Item")
+        return found
+
+    # --- delivery ------------------------------------------------------------------------
+    def run_sync(self) -> int:
+        from functions.handlers import sync
+
+        assert self.stream is not None
+        return self.stream.drain(sync.handler)
+
+    def run_push(self) -> int:
+        from functions.handlers import webhook_push
+
+        return SqsPoller(self.client("sqs"), self.urls["push"], REGION).drain(webhook_push.handler)
+
+    def run_reconcile_queue(self) -> int:
+        from functions.handlers import reconcile
+
+        return SqsPoller(self.client("sqs"), self.urls["reconcile"], REGION).drain(
+            reconcile.handler
+        )
+
+    def reconcile_event(self, event: dict[str, Any]) -> Any:
+        from functions.handlers import reconcile
+
+        return reconcile.handler(event, LambdaContext())
+
+    def guard_event(self, event: dict[str, Any]) -> Any:
+        from functions.handlers import trust_guard
+
+        return trust_guard.handler(event, LambdaContext())
+
+    def settle(self) -> None:
+        """Deliver everything pending: stream, then pushes."""
+        for _ in range(5):
+            if not (self.run_sync() + self.run_reconcile_queue() + self.run_push()):
+                return
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        messages = (
+            self.client("sqs")
+            .receive_message(
+                QueueUrl=self.urls["dlq"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            )
+            .get("Messages", [])
+        )
+        return [json.loads(m["Body"]) for m in messages]
+
+
+@pytest.fixture
+def world(moto_endpoint: str, kube: LocalKubernetes) -> Iterator[World]:
+    reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).read()  # the loopback moto server
+    eks_emulation.FAULTS.clear()
+    kube.clusters.clear()
+    found = World(moto_endpoint, kube)
+    dynamodb = found.client("dynamodb")
+    stream_arn = dynamodb.create_table(**create_table_params(TABLE))["TableDescription"][
+        "LatestStreamArn"
+    ]
+    found.stream = StreamTailer(found.client("dynamodbstreams"), stream_arn, REGION)
+    sqs = found.client("sqs")
+    found.urls = {
+        "push": sqs.create_queue(
+            QueueName="podid-push.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
+        )["QueueUrl"],
+        "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
+        "dlq": sqs.create_queue(QueueName="podid-dlq")["QueueUrl"],
+    }
+    topic = found.client("sns").create_topic(Name="podid-findings")["TopicArn"]
+    found.configure(
+        push_queue_url=found.urls["push"],
+        reconcile_queue_url=found.urls["reconcile"],
+        dead_letter_queue_url=found.urls["dlq"],
+        findings_topic_arn=topic,
+        kube_endpoint_template=kube.endpoint_template,
+        self_role_arns=f"{GUARD_ROLE},{PUSH_ROLE}",
+        mode="audit",
+        aws_region=REGION,
+    )
+    yield found
+    found.configure(mode="audit")
