@@ -1,0 +1,186 @@
+"""IAM CloudTrail events -> trust policy findings, and repairs in enforce mode."""
+
+import json
+
+import pytest
+
+from tests.integration.conftest import ACCOUNT, GUARD_ROLE, POD_TRUST, World, fixture_event
+
+ROLE_NAME = "payments-api"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+OPT_IN = {"pod-identity/managed-trust": "true"}
+EC2_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+@pytest.fixture
+def findings_queue(world: World) -> str:
+    """Everything the guard publishes on the default bus, captured by a rule."""
+    sqs, events = world.client("sqs"), world.client("events")
+    url = sqs.create_queue(QueueName="findings-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(Name="capture", EventPattern=json.dumps({"source": ["podid.trust-guard"]}))
+    events.put_targets(Rule="capture", Targets=[{"Id": "q", "Arn": arn}])
+    return url
+
+
+def published(world: World, url: str) -> list[dict]:
+    messages = (
+        world.client("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        .get("Messages", [])
+    )
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def setup_declared_role(world: World, trust=None, tags=None) -> None:
+    world.create_cluster("blue", fleet="prod")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.create_role(ROLE_NAME, trust=trust or POD_TRUST, tags=tags)
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+
+
+def tamper(world: World, trust: dict, *, caller: str = "Admin") -> dict:
+    world.client("iam").update_assume_role_policy(
+        RoleName=ROLE_NAME, PolicyDocument=json.dumps(trust)
+    )
+    return fixture_event("iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE=caller)
+
+
+def test_audit_mode_records_and_publishes_findings_without_touching_the_role(world, findings_queue):
+    setup_declared_role(world, tags=OPT_IN)
+    # When someone removes the pod principal from the trust policy
+    event = tamper(world, EC2_ONLY)
+    response = world.guard_event(event)
+    # Then the finding is recorded with the causing event, published, and the role untouched
+    assert response["action"] == "reported"
+    assert "PI010" in response["findings"]
+    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    assert latest["eventId"] == event["detail"]["eventID"]
+    assert latest["mode"] == "audit"
+    assert world.trust_policy(ROLE_NAME) == EC2_ONLY
+    (message,) = published(world, findings_queue)
+    assert message["detail-type"] == "Pod Identity Trust Finding"
+    assert message["detail"]["roleArn"] == ROLE
+
+
+def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findings_queue):
+    world.configure(mode="enforce")
+    setup_declared_role(world, tags=OPT_IN)
+    response = world.guard_event(tamper(world, EC2_ONLY))
+    assert response["action"] == "repaired"
+    repaired = world.trust_policy(ROLE_NAME)
+    assert repaired["Statement"][0] == EC2_ONLY["Statement"][0]  # the other principal is kept
+    pods = repaired["Statement"][1]
+    assert pods["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert pods["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert pods["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+    # When CloudTrail reports the guard's own UpdateAssumeRolePolicy
+    own = fixture_event(
+        "iam_update_assume_role_policy",
+        ROLE_NAME=ROLE_NAME,
+        CALLER_ROLE=GUARD_ROLE.rsplit("/", 1)[1],
+    )
+    # Then it is ignored: no loop, no second finding
+    assert world.guard_event(own) == {"status": "ignored"}
+    history = world.table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
+    )["Items"]
+    assert len(history) == 1
+
+
+def test_enforce_only_edits_roles_that_opted_in(world):
+    world.configure(mode="enforce")
+    setup_declared_role(world)  # no opt-in tag
+    response = world.guard_event(tamper(world, EC2_ONLY))
+    assert response["action"] == "repair-skipped"
+    assert world.trust_policy(ROLE_NAME) == EC2_ONLY
+    assert (
+        "pod-identity/managed-trust=true" in world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
+    )
+
+
+def test_per_declaration_mode_overrides_the_default(world):
+    setup_declared_role(world, tags=OPT_IN)
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+        mode="enforce",
+    )
+    world.settle()
+    assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "repaired"
+
+
+def test_repairs_are_capped_per_role_per_window(world):
+    world.configure(mode="enforce", repair_limit="2")
+    setup_declared_role(world, tags=OPT_IN)
+    actions = [world.guard_event(tamper(world, EC2_ONLY))["action"] for _ in range(3)]
+    assert actions == ["repaired", "repaired", "repair-skipped"]
+    assert "repair limit reached" in world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
+
+
+def test_role_deleted_under_a_live_declaration_is_an_error_finding(world):
+    setup_declared_role(world)
+    world.client("iam").delete_role(RoleName=ROLE_NAME)
+    response = world.guard_event(fixture_event("iam_delete_role", ROLE_NAME=ROLE_NAME))
+    assert response["findings"] == ["PI002"]
+    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    assert "was deleted" in latest["findings"][0]["message"]
+
+
+def test_the_same_event_delivered_twice_is_handled_once(world):
+    setup_declared_role(world)
+    event = tamper(world, EC2_ONLY)
+    first = world.guard_event(event)
+    second = world.guard_event(event)
+    assert first == second
+    history = world.table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
+    )["Items"]
+    assert len(history) == 1
+
+
+def test_roles_without_declarations_and_failed_calls_are_ignored(world):
+    setup_declared_role(world)
+    world.create_role("unrelated")
+    assert world.guard_event(
+        fixture_event("iam_update_assume_role_policy", ROLE_NAME="unrelated", CALLER_ROLE="Admin")
+    ) == {"status": "ignored"}
+    failed = tamper(world, EC2_ONLY)
+    failed["detail"]["errorCode"] = "AccessDenied"
+    assert world.guard_event(failed) == {"status": "ignored"}
+
+
+def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
+    setup_declared_role(world)
+    garbled = fixture_event(
+        "iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE="Admin"
+    )
+    del garbled["detail"]["userIdentity"]
+    assert world.guard_event(garbled) == {"status": "parked"}
+    (parked,) = world.dead_letters()
+    assert parked["source"] == "trust_guard"
+    assert "userIdentity" in parked["reason"]
+    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST") is None
