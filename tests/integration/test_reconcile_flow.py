@@ -1,0 +1,161 @@
+"""Drift, fleet membership and the schedule (EKS CloudTrail events, SQS fan-out)."""
+
+from tests.integration.conftest import ACCOUNT, World, fixture_event
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
+
+
+def declared_fleet(world: World, *clusters: str) -> None:
+    for name in clusters:
+        world.create_cluster(name, fleet="prod")
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.run_reconcile_queue()
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+
+
+def delete_by_hand(world: World, cluster: str) -> dict:
+    (association,) = world.associations(cluster).values()
+    world.client("eks").delete_pod_identity_association(
+        clusterName=cluster, associationId=association["associationId"]
+    )
+    return fixture_event(
+        "eks_delete_pod_identity_association",
+        CLUSTER=cluster,
+        ASSOCIATION_ID=association["associationId"],
+        CALLER_ROLE="Admin",
+    )
+
+
+def test_enforce_heals_an_association_deleted_by_hand(world):
+    world.configure(mode="enforce")
+    declared_fleet(world, "blue")
+    event = delete_by_hand(world, "blue")
+    assert world.associations("blue") == {}
+    world.reconcile_event(event)
+    world.settle()
+    (healed,) = world.associations("blue").values()
+    assert healed["roleArn"] == ROLE
+    assert world.item("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
+
+
+def test_audit_reports_drift_and_leaves_it(world):
+    declared_fleet(world, "blue")
+    world.reconcile_event(delete_by_hand(world, "blue"))
+    world.settle()
+    assert world.associations("blue") == {}
+    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    assert status["state"] == "Drifted"
+    assert status["reason"] == "drift reported (audit mode): create blue/payments/api"
+
+
+def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world):
+    world.configure(mode="enforce")
+    declared_fleet(world, "blue")
+    world.create_role("intruder")
+    (association,) = world.associations("blue").values()
+    world.client("eks").update_pod_identity_association(
+        clusterName="blue",
+        associationId=association["associationId"],
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/intruder",
+    )
+    event = fixture_event(
+        "eks_delete_pod_identity_association",
+        CLUSTER="blue",
+        ASSOCIATION_ID=association["associationId"],
+        CALLER_ROLE="Admin",
+    )
+    event["detail"]["eventName"] = "UpdatePodIdentityAssociation"
+    world.reconcile_event(event)
+    (reverted,) = world.associations("blue").values()
+    assert reverted["roleArn"] == ROLE
+    assert reverted["associationId"] == association["associationId"]
+
+
+def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world):
+    declared_fleet(world, "blue")
+    # When a green cluster of the same fleet is created (blue/green migration)
+    world.create_cluster("green", fleet="prod")
+    world.reconcile_event(
+        fixture_event("eks_create_cluster", CLUSTER="green", FLEET="prod", CALLER_ROLE="terraform")
+    )
+    world.settle()
+    # Then it gets the fleet's associations and its map, without any declaration edit
+    assert list(world.associations("green")) == [("payments", "api")]
+    assert world.apis["green"].configmap("kube-system", "pod-identity-associations") is not None
+    assert world.item("CLUSTER#green", "CLUSTER")["enrolledBy"] == "tag"
+
+
+def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events(world):
+    declared_fleet(world, "blue")
+    world.create_cluster("green", fleet="prod")  # its CreateCluster event was missed
+    response = world.reconcile_event(fixture_event("scheduled_event"))
+    assert response["clusters"] == ["blue", "green"]
+    assert response["fannedOut"] == 2
+    world.settle()
+    assert list(world.associations("green")) == [("payments", "api")]
+
+
+def test_a_deleted_cluster_is_forgotten(world):
+    declared_fleet(world, "blue", "green")
+    world.client("eks").delete_cluster(name="green")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    assert world.item("CLUSTER#green", "CLUSTER") is None
+    assert world.item("CLUSTER#green", "ASSOC#payments#api") is None
+    assert world.item("CLUSTER#blue", "CLUSTER") is not None
+
+
+def test_a_cluster_leaving_the_fleet_is_released(world):
+    declared_fleet(world, "blue", "green")
+    world.client("eks").untag_resource(
+        resourceArn=f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/green", tagKeys=["pod-identity/fleet"]
+    )
+    world.reconcile_event(fixture_event("eks_untag_resource", CLUSTER="green"))
+    assert world.associations("green") == {}
+    assert world.item("CLUSTER#green", "CLUSTER")["enrolled"] is False
+    assert list(world.associations("blue")) == [("payments", "api")]
+
+
+def test_an_existing_matching_association_is_adopted_not_duplicated(world):
+    world.create_cluster("blue", fleet="prod")
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.run_reconcile_queue()
+    handmade = world.client("eks").create_pod_identity_association(
+        clusterName="blue", namespace="payments", serviceAccount="api", roleArn=ROLE
+    )["association"]
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    (adopted,) = world.associations("blue").values()
+    assert adopted["associationId"] == handmade["associationId"]
+    assert adopted["tags"]["pod-identity/managed-by"] == "podid"
+
+
+def test_own_eks_changes_and_failed_calls_are_ignored(world):
+    declared_fleet(world, "blue")
+    (association,) = world.associations("blue").values()
+    own = fixture_event(
+        "eks_delete_pod_identity_association",
+        CLUSTER="blue",
+        ASSOCIATION_ID=association["associationId"],
+        CALLER_ROLE="podid-webhook-push",
+    )
+    assert world.reconcile_event(own) == {"status": "ignored"}
+    own["detail"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] = (
+        f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    )
+    own["detail"]["errorCode"] = "ResourceNotFoundException"
+    assert world.reconcile_event(own) == {"status": "ignored"}
