@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], Any]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,8 +107,7 @@ class StreamTailer:
             if not records:
                 continue
             delivered += len(records)
-            response = handler({"Records": records}, LambdaContext()) or {}
-            failures = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
+            failures = _failed_items(handler, records, lambda r: r["dynamodb"]["SequenceNumber"])
             if not failures:
                 self._pending[shard], self._attempts[shard] = [], 0
                 continue
@@ -170,8 +171,7 @@ class SqsPoller:
             }
             for m in received
         ]
-        response = handler({"Records": records}, LambdaContext()) or {}
-        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        failed = set(_failed_items(handler, records, lambda r: r["messageId"]))
         done = [
             {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
             for i, r in enumerate(records)
@@ -197,6 +197,19 @@ class SqsPoller:
             if not delivered:
                 return total
         return total
+
+
+def _failed_items(
+    handler: Handler, records: list[dict[str, Any]], identify: Callable[[dict[str, Any]], str]
+) -> list[str]:
+    """Invoke like Lambda: a raised error fails the whole batch, otherwise the
+    reported batchItemFailures fail."""
+    try:
+        response = handler({"Records": records}, LambdaContext()) or {}
+    except Exception:  # the runtime turns any error into a failed batch
+        logger.exception("handler failed the whole batch")
+        return [identify(r) for r in records]
+    return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
 
 
 def eventbridge_event(

@@ -1,0 +1,168 @@
+"""Association maps reach the webhook's ConfigMap: skip when unchanged,
+resourceVersion conflicts retried, access problems parked with the reason."""
+
+import json
+
+from functions.core.association_map import FULL_MAP_KEY, parse_full_map
+from tests.integration.conftest import ACCOUNT, World, fixture_event
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
+CONFIGMAP = ("kube-system", "pod-identity-associations")
+
+
+def declared(world: World, cluster: str = "blue") -> None:
+    world.create_cluster(cluster, fleet="prod")
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+
+
+def push_message(world: World, cluster: str = "blue") -> None:
+    world.client("sqs").send_message(
+        QueueUrl=world.urls["push"],
+        MessageBody=json.dumps({"cluster": cluster, "reason": "test"}),
+        MessageGroupId=cluster,
+        MessageDeduplicationId=f"{cluster}-{len(world.apis[cluster].requests)}",
+    )
+
+
+def test_the_full_map_carries_generation_and_a_verifiable_hash(world):
+    declared(world)
+    configmap = world.apis["blue"].configmap(*CONFIGMAP)
+    document = parse_full_map(configmap["data"][FULL_MAP_KEY])
+    assert document["generation"] == 1
+    assert document["associations"][0]["roleArn"] == ROLE
+    assert (
+        configmap["metadata"]["annotations"]["podid.io/association-map-sha256"]
+        == document["sha256"]
+    )
+    assert world.item("CLUSTER#blue", "MAP")["sha256"] == document["sha256"]
+
+
+def test_an_unchanged_map_is_not_pushed_again(world):
+    declared(world)
+    before = len(world.apis["blue"].requests)
+    push_message(world)
+    world.run_push()
+    assert len(world.apis["blue"].requests) == before  # not even a read
+    assert world.item("CLUSTER#blue", "MAP")["generation"] == 1
+
+
+def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
+    declared(world)
+    api = world.apis["blue"]
+    api.inject(409, reason="Conflict", method="PUT")
+    world.declare(
+        "worker",
+        namespace="payments",
+        serviceAccount="worker",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
+    puts = [code for method, _, code in api.requests if method == "PUT"]
+    assert puts == [409, 200]
+    assert world.item("CLUSTER#blue", "MAP")["generation"] == 2
+
+
+def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
+    declared(world)
+    api = world.apis["blue"]
+    api.put_configmap_directly(*CONFIGMAP, {"identities.json": '{"identities":[]}'})
+    world.declare(
+        "worker",
+        namespace="payments",
+        serviceAccount="worker",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    assert len(identities) == 2
+
+
+def test_missing_rbac_is_parked_with_an_actionable_reason(world):
+    world.create_cluster("blue", fleet="prod")
+    world.apis["blue"].grants.clear()  # access entry, but no RBAC
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    parked = world.dead_letters()
+    assert parked  # one per push attempt (cluster enrolled, then declaration)
+    for message in parked:
+        assert message["source"] == "webhook_push"
+        assert "forbids the push (403) in namespace kube-system" in message["reason"]
+        assert 'cannot get resource "configmaps"' in message["reason"]
+    assert world.item("CLUSTER#blue", "MAP") is None  # nothing recorded as pushed
+
+
+def test_missing_access_entry_is_parked_with_an_actionable_reason(world):
+    world.create_cluster("blue", fleet="prod")
+    world.apis["blue"].access_entries.clear()
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.declare(
+        "payments-api",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    parked = world.dead_letters()
+    assert parked
+    assert all("has no EKS access entry" in message["reason"] for message in parked)
+
+
+def test_a_server_error_is_retried_until_it_lands(world):
+    declared(world)
+    api = world.apis["blue"]
+    api.inject(503, reason="ServiceUnavailable", method="PUT", times=2)
+    world.declare(
+        "worker",
+        namespace="payments",
+        serviceAccount="worker",
+        roleArn=ROLE,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    assert len(identities) == 2
+    assert world.dead_letters() == []
+
+
+def test_a_message_for_an_unknown_cluster_or_garbage_is_parked(world):
+    declared(world)
+    sqs = world.client("sqs")
+    sqs.send_message(
+        QueueUrl=world.urls["push"],
+        MessageBody='{"cluster": "ghost"}',
+        MessageGroupId="ghost",
+        MessageDeduplicationId="1",
+    )
+    sqs.send_message(
+        QueueUrl=world.urls["push"],
+        MessageBody="not json",
+        MessageGroupId="x",
+        MessageDeduplicationId="2",
+    )
+    world.run_push()
+    reasons = " | ".join(p["reason"] for p in world.dead_letters())
+    assert "cluster 'ghost' is not enrolled" in reasons
+    assert "Invalid JSON" in reasons
