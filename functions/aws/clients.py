@@ -9,7 +9,7 @@ import boto3
 from botocore.config import Config
 
 RETRIES = Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
+    retries={"mode": "adaptive"},  # attempts: AWS_MAX_ATTEMPTS (set per function by the stack)
     connect_timeout=5,
     read_timeout=20,
     user_agent_extra="podid-control-plane",

@@ -61,6 +61,7 @@ def moto_endpoint() -> Iterator[str]:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "AWS_MAX_ATTEMPTS": "3",
             "POWERTOOLS_TRACE_DISABLED": "1",
             "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
             "POWERTOOLS_LOG_LEVEL": "WARNING",

@@ -1,0 +1,122 @@
+"""Faults mid-flight: throttling, 5xx, a crash between apply and record. After
+each, the state converges and nothing is duplicated or lost."""
+
+import pytest
+
+from functions.dal.repository import Repository
+from sandbox.eks_emulation import FAULTS
+from tests.integration.conftest import ACCOUNT, World, fixture_event
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
+
+
+def enrolled(world: World, *clusters: str) -> None:
+    for name in clusters:
+        world.create_cluster(name, fleet="prod")
+    world.create_role("payments-api")
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.settle()
+
+
+def declare_many(world: World, count: int) -> None:
+    for i in range(count):
+        world.declare(
+            f"svc-{i}",
+            namespace="apps",
+            serviceAccount=f"svc-{i}",
+            roleArn=ROLE,
+            target={"fleet": "prod"},
+        )
+
+
+def assert_converged(world: World, clusters: tuple[str, ...], count: int) -> None:
+    for cluster in clusters:
+        found = world.associations(cluster)
+        assert sorted(found) == sorted(("apps", f"svc-{i}") for i in range(count))
+        for i in range(count):
+            status = world.item(f"CLUSTER#{cluster}", f"ASSOC#apps#svc-{i}")
+            assert status["state"] == "InSync"
+            assert status["associationId"] == found[("apps", f"svc-{i}")]["associationId"]
+
+
+def test_throttling_mid_batch_is_absorbed_by_client_retries(world):
+    enrolled(world, "blue", "green")
+    FAULTS.inject("CreatePodIdentityAssociation", "ThrottlingException", status=429, times=2)
+    FAULTS.inject("ListPodIdentityAssociations", "ThrottlingException", status=429, times=1)
+    declare_many(world, 4)
+    world.settle()
+    assert_converged(world, ("blue", "green"), 4)
+
+
+def test_persistent_5xx_fails_the_records_which_are_retried_until_they_converge(world):
+    enrolled(world, "blue")
+    FAULTS.inject("CreatePodIdentityAssociation", "ServerException", status=500, times=5)
+    declare_many(world, 3)
+    from functions.handlers import sync
+
+    failed_deliveries = []
+
+    def recording(event, context):
+        try:
+            response = sync.handler(event, context)
+        except Exception:  # a whole failed batch is raised, as in Lambda
+            failed_deliveries.append(event)
+            raise
+        if response["batchItemFailures"]:
+            failed_deliveries.append(event)
+        return response
+
+    world.stream.drain(recording)
+    world.settle()
+    assert failed_deliveries  # the fault did surface and was redelivered
+    assert_converged(world, ("blue",), 3)
+
+
+def test_a_crash_between_apply_and_status_write_converges_without_duplicates(world, monkeypatch):
+    enrolled(world, "blue")
+    original = Repository.save_association_status
+    crashes = {"left": 1}
+
+    def crash_once(self, status):
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise RuntimeError("Lambda timed out after the EKS call")
+        return original(self, status)
+
+    monkeypatch.setattr(Repository, "save_association_status", crash_once)
+    declare_many(world, 2)
+    world.settle()
+    assert crashes["left"] == 0
+    assert_converged(world, ("blue",), 2)
+
+
+def test_a_lost_create_response_is_the_same_call_when_retried(world, monkeypatch):
+    from functions.aws.eks import EksAdapter
+
+    enrolled(world, "blue")
+    original = EksAdapter.create_association
+    lost = {"left": 1}
+
+    def lose_response(self, key, spec, token):
+        created = original(self, key, spec, token)
+        if lost["left"]:
+            lost["left"] -= 1
+            raise ConnectionError("connection reset after EKS created the association")
+        return created
+
+    monkeypatch.setattr(EksAdapter, "create_association", lose_response)
+    declare_many(world, 1)
+    world.settle()
+    assert lost["left"] == 0
+    assert_converged(world, ("blue",), 1)
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_kube_api_outage_is_retried_and_the_map_lands_once(world, times):
+    enrolled(world, "blue")
+    world.apis["blue"].inject(503, reason="ServiceUnavailable", times=times)
+    declare_many(world, 2)
+    world.settle()
+    assert world.item("CLUSTER#blue", "MAP")["generation"] >= 1
+    configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
+    assert "svc-1" in configmap["data"]["identities.json"]
