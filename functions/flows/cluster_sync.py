@@ -343,8 +343,10 @@ def live_associations(statuses: Iterable[AssociationStatus]) -> list[ActualAssoc
 
 
 def _count(result: ClusterResult) -> None:
-    for op in result.applied:
-        metrics.add_metric(name=f"Associations{op.kind.value.title()}d", unit="Count", value=1)
+    for kind in OpKind:
+        done = sum(1 for op in result.applied if op.kind is kind)
+        if done:
+            metrics.add_metric(name=f"Associations{kind.value.title()}d", unit="Count", value=done)
     if result.drifted:
         metrics.add_metric(name="DriftReported", unit="Count", value=len(result.drifted))
     if result.failed:

@@ -159,3 +159,40 @@ def test_own_eks_changes_and_failed_calls_are_ignored(world):
     )
     own["detail"]["errorCode"] = "ResourceNotFoundException"
     assert world.reconcile_event(own) == {"status": "ignored"}
+
+
+def test_a_second_pass_over_an_unchanged_world_writes_nothing(world):
+    from benchmarks.call_counter import CallCounter
+    from functions.aws import clients
+    from tests.integration.conftest import REGION, TABLE
+
+    for name in ("blue", "green", "red"):
+        world.create_cluster(name, fleet="prod")
+    world.create_role("payments-api")
+    for i in range(15):
+        world.declare(
+            f"svc-{i}",
+            namespace="apps",
+            serviceAccount=f"svc-{i}",
+            roleArn=ROLE,
+            target={"fleet": "prod"},
+        )
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.settle()
+    assert len(world.associations("red")) == 15
+    counter = CallCounter()
+    for service in ("eks", "sqs"):
+        counter.attach(clients.client(service, REGION))
+    counter.attach(clients.table(TABLE, REGION).meta.client)
+    # When the schedule runs again over the same world
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.run_reconcile_queue()
+    calls = counter.reset()
+    # Then the only writes are the schedule's own fan-out messages; EKS is only listed
+    writes = CallCounter.writes(calls)
+    assert writes == {"sqs:SendMessageBatch": 1}
+    assert CallCounter.reads(calls, "eks") == {
+        "eks:ListClusters": 1,
+        "eks:ListPodIdentityAssociations": 3,
+    }
+    assert world.run_push() == 0

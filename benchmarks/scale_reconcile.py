@@ -1,0 +1,142 @@
+"""Scale: 100 clusters x 1,000 declarations through the real flows on moto.
+
+Prints the AWS calls of (1) the first full pass, which must create exactly the
+needed associations, and (2) a second pass over an unchanged world, which
+must make zero write calls and read EKS only with list pages (describes only
+where state is unknown). Run: .venv/bin/python -m benchmarks.scale_reconcile
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+CLUSTERS = int(os.environ.get("SCALE_CLUSTERS", "100"))
+DECLARATIONS = int(os.environ.get("SCALE_DECLARATIONS", "1000"))
+FLEETS = int(os.environ.get("SCALE_FLEETS", "10"))
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+def main() -> int:
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "TABLE_NAME": "podid-scale",
+            "AWS_REGION": REGION,
+            "MODE": "enforce",
+        }
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    import boto3
+    from moto import mock_aws
+
+    from benchmarks.call_counter import CallCounter
+    from functions.aws import clients
+    from functions.core.models import FLEET_TAG, Declaration
+    from functions.dal.schema import create_table_params
+    from functions.flows import services as services_module
+    from functions.flows.reconcile import scheduled_pass
+    from sandbox import eks_emulation
+
+    eks_emulation.install()
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            **create_table_params("podid-scale")
+        )
+        eks = boto3.client("eks", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "pods.eks.amazonaws.com"},
+                    "Action": ["sts:AssumeRole", "sts:TagSession"],
+                }
+            ],
+        }
+        roles = [
+            iam.create_role(RoleName=f"app-{i}", AssumeRolePolicyDocument=json.dumps(trust))[
+                "Role"
+            ]["Arn"]
+            for i in range(50)
+        ]
+        for c in range(CLUSTERS):
+            eks.create_cluster(
+                name=f"cluster-{c:03d}",
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks",
+                resourcesVpcConfig={},
+                tags={FLEET_TAG: f"fleet-{c % FLEETS}"},
+            )
+        services_module.reset()
+        svc = services_module.services()
+        for d in range(DECLARATIONS):
+            svc.repo.put_declaration(
+                Declaration.model_validate(
+                    {
+                        "id": f"decl-{d:04d}",
+                        "namespace": f"team-{d % 40}",
+                        "serviceAccount": f"app-{d}",
+                        "roleArn": roles[d % len(roles)],
+                        "target": {"fleet": f"fleet-{d % FLEETS}"},
+                    }
+                )
+            )
+        expected = DECLARATIONS * (CLUSTERS // FLEETS)
+        counter = CallCounter()
+        for service in ("eks", "sqs", "iam", "sts"):
+            counter.attach(clients.client(service, REGION))
+        counter.attach(clients.table("podid-scale", REGION).meta.client)
+
+        started = time.perf_counter()
+        first = scheduled_pass(svc)
+        first_seconds = time.perf_counter() - started
+        first_calls = counter.reset()
+        started = time.perf_counter()
+        second = scheduled_pass(svc)
+        second_seconds = time.perf_counter() - started
+        second_calls = counter.reset()
+
+    created = first_calls.get("eks:CreatePodIdentityAssociation", 0)
+    print(
+        f"world: {CLUSTERS} clusters in {FLEETS} fleets, {DECLARATIONS} declarations -> {expected} associations"
+    )
+    print(
+        f"pass 1 ({first_seconds:.1f} s): enrolled {len(first.discovery.enrolled)} clusters, created {created} associations"
+    )
+    for name, count in sorted(first_calls.items()):
+        print(f"  {name:45s} {count:7d}")
+    writes = CallCounter.writes(second_calls)
+    print(f"pass 2 ({second_seconds:.1f} s): write calls {sum(writes.values())}")
+    for name, count in sorted(second_calls.items()):
+        print(f"  {name:45s} {count:7d}")
+    eks_reads = CallCounter.reads(second_calls, "eks")
+    print(
+        f"pass 2 EKS reads: {sum(eks_reads.values())} = {dict(eks_reads)} (list pages per cluster: "
+        f"{eks_reads.get('eks:ListPodIdentityAssociations', 0) / CLUSTERS:.1f})"
+    )
+    ok = (
+        created == expected
+        and not CallCounter.writes(first_calls).get("eks:DeletePodIdentityAssociation")
+        and not writes
+    )
+    ok = (
+        ok
+        and not eks_reads.get("eks:DescribePodIdentityAssociation")
+        and len(second.clusters) == CLUSTERS
+    )
+    print("RESULT:", "OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
