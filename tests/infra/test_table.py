@@ -59,3 +59,17 @@ def test_table_survives_stack_deletion_and_keeps_backups(template):
             ]
         },
     )
+
+
+def test_the_deployed_table_matches_the_schema_the_data_layer_and_sandbox_use(template):
+    from functions.dal.schema import create_table_params
+
+    wanted = create_table_params("x")
+    (table,) = template.find_resources("AWS::DynamoDB::GlobalTable").values()
+    properties = table["Properties"]
+    assert properties["KeySchema"] == wanted["KeySchema"]
+    assert sorted(properties["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == sorted(
+        wanted["AttributeDefinitions"], key=lambda a: a["AttributeName"]
+    )
+    deployed = {i["IndexName"]: i["KeySchema"] for i in properties["GlobalSecondaryIndexes"]}
+    assert deployed == {i["IndexName"]: i["KeySchema"] for i in wanted["GlobalSecondaryIndexes"]}

@@ -64,7 +64,22 @@ def tamper(world: World, trust: dict, *, caller: str = "Admin") -> dict:
     return fixture_event("iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE=caller)
 
 
-def test_audit_mode_records_and_publishes_findings_without_touching_the_role(world, findings_queue):
+@pytest.fixture
+def notifications(world: World) -> str:
+    """What the guard sends to the SNS topic, captured by an SQS subscription."""
+    sqs, sns = world.client("sqs"), world.client("sns")
+    url = sqs.create_queue(QueueName="notifications-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    (topic,) = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
+    world, findings_queue, notifications
+):
     setup_declared_role(world, tags=OPT_IN)
     # When someone removes the pod principal from the trust policy
     event = tamper(world, EC2_ONLY)
@@ -79,6 +94,9 @@ def test_audit_mode_records_and_publishes_findings_without_touching_the_role(wor
     (message,) = published(world, findings_queue)
     assert message["detail-type"] == "Pod Identity Trust Finding"
     assert message["detail"]["roleArn"] == ROLE
+    (notification,) = published(world, notifications)
+    assert notification["Subject"] == "podid: reported payments-api"
+    assert json.loads(notification["Message"])["findings"][0]["code"] == "PI010"
 
 
 def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findings_queue):
