@@ -98,6 +98,9 @@ class SyncBatch:
             )
 
     def _touched(self, new: Declaration | None, old: Declaration | list[str] | None) -> list[str]:
+        if isinstance(old, list):
+            # what an invalid record held is unknown: look at every cluster once
+            return sorted(self.clusters)
         wanted = [d for d in (new, old) if isinstance(d, Declaration)]
         return sorted({c.name for d in wanted for c in targets_of(d, self.clusters.values())})
 

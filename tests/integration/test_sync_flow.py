@@ -187,3 +187,17 @@ def test_naming_an_existing_cluster_enrolls_it_and_an_unknown_one_is_reported(wo
     assert world.item("CLUSTER#lab", "CLUSTER")["enrolledBy"] == "declaration"
     (warning,) = world.item("DECL#payments-api", "STATUS")["warnings"]
     assert "cluster 'ghost' is not enrolled" in warning
+
+
+def test_deleting_an_invalid_record_releases_what_it_held(world):
+    enroll(world, "blue")
+    world.create_role("payments-api")
+    declare_payments(world)
+    world.settle()
+    declare_payments(world, namespace="Payments_")  # broken: the association is held
+    world.settle()
+    assert list(world.associations("blue")) == [("payments", "api")]
+    world.undeclare("payments-api")
+    world.settle()
+    assert world.associations("blue") == {}
+    assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
