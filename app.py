@@ -1,23 +1,36 @@
 #!/usr/bin/env python3
-"""CDK entry point: `cdk synth` / `cdk deploy`, or `python app.py` offline."""
+"""CDK entry point: `cdk synth` / `cdk deploy`, or `python app.py` offline.
+
+cdk-nag's AwsSolutions checks run as a policy-validation plugin: synth fails on
+any violation that is not acknowledged with a written reason.
+"""
 
 from __future__ import annotations
 
 import os
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
-from infra.stack import ControlPlaneStack
+from infra.config import DeployConfig
+from infra.stack import IAM_EVENTS_REGION, ControlPlaneStack, IamEventForwarderStack
 
 
-def build_app() -> cdk.App:
-    app = cdk.App()
-    env = cdk.Environment(
-        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
-    )
-    ControlPlaneStack(
-        app, app.node.try_get_context("stackName") or "PodIdentityControlPlane", env=env
-    )
+def build_app(context: dict[str, object] | None = None) -> cdk.App:
+    app = cdk.App(context=context)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    config = DeployConfig.from_context(app)
+    account = os.environ.get("CDK_DEFAULT_ACCOUNT")
+    region = config.home_region or os.environ.get("CDK_DEFAULT_REGION")
+    name = str(app.node.try_get_context("stackName") or "PodIdentityControlPlane")
+    ControlPlaneStack(app, name, config, env=cdk.Environment(account=account, region=region))
+    if region and region != IAM_EVENTS_REGION:
+        IamEventForwarderStack(
+            app,
+            f"{name}-IamEvents",
+            home_region=region,
+            env=cdk.Environment(account=account, region=IAM_EVENTS_REGION),
+        )
     return app
 
 

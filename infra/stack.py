@@ -1,17 +1,88 @@
-"""The control-plane stack: one construct per concern."""
+"""The control-plane stack, and the us-east-1 IAM event forwarder."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.config import DeployConfig
+from infra.events import EventWiring, iam_event_pattern
+from infra.functions import ControlPlaneFunctions, Shared
+from infra.observability import Observability
+from infra.queues import ControlPlaneQueues
 from infra.table import ControlPlaneTable
+
+IAM_EVENTS_REGION = "us-east-1"  # IAM is global: CloudTrail emits its events there
 
 
 class ControlPlaneStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: DeployConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.config = config
         self.table = ControlPlaneTable(self, "State").table
+        self.queues = ControlPlaneQueues(self, "Queues")
+        self.key = kms.Key(
+            self,
+            "TopicKey",
+            enable_key_rotation=True,
+            description="podid findings and alarms topics",
+        )
+        # CloudWatch alarms and EventBridge publish to the encrypted topics.
+        for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
+            self.key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.findings = sns.Topic(
+            self,
+            "Findings",
+            display_name="podid trust findings",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        shared = Shared(self.table, self.queues, self.findings, self.key, config)
+        self.functions = ControlPlaneFunctions(self, "Functions", shared)
+        self.wiring = EventWiring(self, "Events", self.functions, shared, config)
+        self.observability = Observability(
+            self,
+            "Observability",
+            functions=self.functions,
+            queues=self.queues,
+            key=self.key,
+            alarm_email=config.alarm_email,
+        )
         CfnOutput(self, "TableName", value=self.table.table_name)
+        CfnOutput(self, "FindingsTopicArn", value=self.findings.topic_arn)
+        CfnOutput(
+            self,
+            "WebhookPushRoleArn",
+            value=self.functions.webhook_push.role.role_arn,  # type: ignore[union-attr]
+            description="Give this role an EKS access entry and configmap RBAC on each cluster",
+        )
+
+
+class IamEventForwarderStack(Stack):
+    """In us-east-1: forward IAM CloudTrail events to the home region's bus."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, home_region: str, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        home_bus = events.EventBus.from_event_bus_arn(
+            self,
+            "HomeBus",
+            f"arn:{self.partition}:events:{home_region}:{self.account}:event-bus/default",
+        )
+        events.Rule(
+            self,
+            "ForwardIamChanges",
+            description=f"IAM role changes -> default bus in {home_region}",
+            event_pattern=iam_event_pattern(),
+            targets=[targets.EventBus(home_bus)],
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from functions.core.fleet import expand
+from functions.dal.repository import DeclarationSet
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
 from functions.flows.discovery import Discovery, discover, forget, named_clusters, refresh_cluster
@@ -45,20 +46,24 @@ def scheduled_pass(svc: Services, *, deep: bool = False) -> PassSummary:
         summary.fanned_out = svc.messenger.enqueue_per_cluster(queue, messages)
     else:
         for name in summary.clusters:
-            reconcile_cluster(svc, ClusterMessage(cluster=name, reason="schedule", deep=deep))
+            message = ClusterMessage(cluster=name, reason="schedule", deep=deep)
+            reconcile_cluster(svc, message, declarations=declarations)
     metrics.add_metric(name="ClustersEnrolled", unit="Count", value=len(found.enrolled))
     metrics.add_metric(name="ClustersForgotten", unit="Count", value=len(found.forgotten))
     return summary
 
 
-def reconcile_cluster(svc: Services, message: ClusterMessage) -> ClusterResult | None:
+def reconcile_cluster(
+    svc: Services, message: ClusterMessage, *, declarations: DeclarationSet | None = None
+) -> ClusterResult | None:
     cluster = svc.repo.get_cluster(message.cluster)
     if cluster is None or not cluster.enrolled:
         logger.info("cluster not enrolled, nothing to reconcile", cluster=message.cluster)
         return None
-    declarations = svc.repo.load_declarations()
-    enrolled = [c for c in svc.repo.list_clusters() if c.enrolled]
-    desired = expand(declarations.valid, enrolled, managed_by=svc.settings.owner)
+    if declarations is None:
+        declarations = svc.repo.load_declarations()
+    # Conflicts and capacity are per cluster, so expanding onto this cluster alone is exact.
+    desired = expand(declarations.valid, [cluster], managed_by=svc.settings.owner)
     result = sync_cluster(
         svc, cluster, declarations, desired, deep=message.deep, suspects=message.suspects
     )

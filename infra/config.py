@@ -1,0 +1,52 @@
+"""Deployment choices, from CDK context (cdk.json or `-c key=value`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from constructs import Construct
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from functions.core.models import Mode
+
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class DeployConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    mode: Mode = Mode.AUDIT
+    schedule_minutes: int = Field(default=15, ge=1, le=1440, alias="scheduleMinutes")
+    home_region: str | None = Field(default=None, alias="homeRegion")
+    webhook_namespace: str = Field(default="kube-system", alias="webhookNamespace")
+    webhook_configmap: str = Field(default="pod-identity-associations", alias="webhookConfigMap")
+    alarm_email: str | None = Field(
+        default=None, alias="alarmEmail", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    )
+    owner: str = "podid"
+    # Roles the control plane may pass to EKS and read: an IAM path prefix.
+    role_path: str = Field(default="/", alias="rolePath")
+    repairable_role_tag: str = Field(
+        default="pod-identity/managed-trust", alias="repairableRoleTag"
+    )
+    repair_limit: int = Field(default=3, ge=1, alias="repairLimit")
+    log_retention_days: Literal[7, 30, 90, 180, 365, 731] = Field(
+        default=90, alias="logRetentionDays"
+    )
+
+    @field_validator("role_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/")):
+            raise ValueError("rolePath must start and end with '/' (e.g. /pod-identity/)")
+        return value
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> DeployConfig:
+        values: dict[str, Any] = {}
+        for field_name, field in cls.model_fields.items():
+            key = field.alias or field_name
+            found = scope.node.try_get_context(key)
+            if found not in (None, ""):
+                values[key] = found
+        return cls.model_validate(values)

@@ -1,0 +1,105 @@
+"""Event wiring: the table's stream, CloudTrail rules, the schedule, the queues."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from functions.flows.reconcile import ASSOCIATION_EVENTS, CLUSTER_EVENTS
+from functions.flows.trust_guard import WATCHED_EVENTS
+from infra.config import DeployConfig
+from infra.functions import ControlPlaneFunctions, Shared
+
+CLOUDTRAIL = "AWS API Call via CloudTrail"
+
+
+def iam_event_pattern() -> events.EventPattern:
+    return events.EventPattern(
+        source=["aws.iam"],
+        detail_type=[CLOUDTRAIL],
+        detail={"eventSource": ["iam.amazonaws.com"], "eventName": sorted(WATCHED_EVENTS)},
+    )
+
+
+def eks_event_pattern() -> events.EventPattern:
+    return events.EventPattern(
+        source=["aws.eks"],
+        detail_type=[CLOUDTRAIL],
+        detail={
+            "eventSource": ["eks.amazonaws.com"],
+            "eventName": sorted(ASSOCIATION_EVENTS | CLUSTER_EVENTS),
+        },
+    )
+
+
+class EventWiring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        functions: ControlPlaneFunctions,
+        shared: Shared,
+        config: DeployConfig,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        queues = shared.queues
+        # Only declaration items start a sync: status and findings items also
+        # flow through the stream and would only wake the function for nothing.
+        functions.sync.add_event_source(
+            sources.DynamoEventSource(
+                shared.table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=50,
+                max_batching_window=Duration.seconds(2),
+                bisect_batch_on_error=True,
+                retry_attempts=5,
+                max_record_age=Duration.hours(6),
+                report_batch_item_failures=True,
+                on_failure=sources.SqsDlq(queues.stream_failures),
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {"dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.is_equal("DECL")}}}}
+                    )
+                ],
+            )
+        )
+        functions.webhook_push.add_event_source(
+            sources.SqsEventSource(queues.push, batch_size=10, report_batch_item_failures=True)
+        )
+        functions.reconcile.add_event_source(
+            sources.SqsEventSource(queues.reconcile, batch_size=5, report_batch_item_failures=True)
+        )
+
+        def invoke(function: lambda_.IFunction) -> targets.LambdaFunction:
+            return targets.LambdaFunction(
+                function,
+                dead_letter_queue=queues.event_failures,
+                retry_attempts=4,
+                max_event_age=Duration.hours(2),
+            )
+
+        self.iam_rule = events.Rule(
+            self,
+            "IamChanges",
+            description="CloudTrail IAM role changes -> trust_guard",
+            event_pattern=iam_event_pattern(),
+            targets=[invoke(functions.trust_guard)],
+        )
+        self.eks_rule = events.Rule(
+            self,
+            "EksChanges",
+            description="CloudTrail EKS association and cluster changes -> reconcile",
+            event_pattern=eks_event_pattern(),
+            targets=[invoke(functions.reconcile)],
+        )
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Full reconcile pass",
+            schedule=events.Schedule.rate(Duration.minutes(config.schedule_minutes)),
+            targets=[invoke(functions.reconcile)],
+        )

@@ -1,0 +1,226 @@
+"""The four Lambda functions and the least privilege each one needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from functions.core.models import Mode
+from infra.bundling import function_code
+from infra.config import DeployConfig
+from infra.nag import acknowledge
+from infra.queues import ControlPlaneQueues
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+RETENTION = {
+    7: logs.RetentionDays.ONE_WEEK,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+@dataclass(frozen=True)
+class Shared:
+    table: dynamodb.ITableV2
+    queues: ControlPlaneQueues
+    findings: sns.Topic
+    findings_key: kms.Key
+    config: DeployConfig
+
+
+class ControlPlaneFunctions(Construct):
+    def __init__(self, scope: Construct, construct_id: str, shared: Shared) -> None:
+        super().__init__(scope, construct_id)
+        self._shared = shared
+        code = function_code(RUNTIME)
+        stack = Stack.of(self)
+        self.names = {
+            name: f"{stack.stack_name}-{name.replace('_', '-')}"[:64]
+            for name in ("sync", "trust_guard", "reconcile", "webhook_push")
+        }
+        self.role_arns = {
+            name: f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{self.names[name]}"
+            for name in self.names
+        }
+        self.sync = self._function("sync", code, "sync: declarations -> associations")
+        self.trust_guard = self._function("trust_guard", code, "trust_guard: IAM trust policies")
+        self.reconcile = self._function("reconcile", code, "reconcile: drift and fleet membership")
+        self.webhook_push = self._function("webhook_push", code, "webhook_push: maps to clusters")
+        self._grant()
+
+    @property
+    def all(self) -> list[lambda_.Function]:
+        return [self.sync, self.trust_guard, self.reconcile, self.webhook_push]
+
+    def _environment(self) -> dict[str, str]:
+        shared, config = self._shared, self._shared.config
+        return {
+            "TABLE_NAME": shared.table.table_name,
+            "PUSH_QUEUE_URL": shared.queues.push.queue_url,
+            "RECONCILE_QUEUE_URL": shared.queues.reconcile.queue_url,
+            "DEAD_LETTER_QUEUE_URL": shared.queues.parked.queue_url,
+            "MODE": config.mode.value,
+            "OWNER": config.owner,
+            "EVENT_BUS_NAME": "default",
+            "FINDINGS_TOPIC_ARN": shared.findings.topic_arn,
+            "SELF_ROLE_ARNS": ",".join(self.role_arns.values()),
+            "REPAIR_LIMIT": str(config.repair_limit),
+            "REPAIRABLE_ROLE_TAG": config.repairable_role_tag,
+            "WEBHOOK_NAMESPACE": config.webhook_namespace,
+            "WEBHOOK_CONFIGMAP": config.webhook_configmap,
+            "AWS_MAX_ATTEMPTS": "8",
+            "POWERTOOLS_SERVICE_NAME": "podid",
+            "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+
+    def _function(self, name: str, code: lambda_.Code, description: str) -> lambda_.Function:
+        role = iam.Role(
+            self,
+            f"{name}-role",
+            role_name=self.names[name],
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"podid {name}",
+        )
+        log_group = logs.LogGroup(
+            self,
+            f"{name}-logs",
+            log_group_name=f"/aws/lambda/{self.names[name]}",
+            retention=RETENTION[self._shared.config.log_retention_days],
+        )
+        log_group.grant_write(role)
+        return lambda_.Function(
+            self,
+            name,
+            function_name=self.names[name],
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=f"functions.handlers.{name}.handler",
+            code=code,
+            role=role,
+            memory_size=512,
+            timeout=Duration.minutes(5),
+            environment=self._environment(),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            # bounded blast radius; per-cluster ordering comes from the event sources
+            reserved_concurrent_executions=5,
+        )
+
+    # --- least privilege -------------------------------------------------------------
+    def _grant(self) -> None:
+        shared, config = self._shared, self._shared.config
+        table, queues = shared.table, shared.queues
+        for function in self.all:
+            table.grant_read_write_data(function)
+            queues.parked.grant_send_messages(function)
+        for function in (self.sync, self.reconcile):
+            queues.push.grant_send_messages(function)
+        queues.reconcile.grant_send_messages(self.reconcile)
+        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
+        cluster_arns = f"arn:{partition}:eks:{region}:{account}:cluster/*"
+        association_arns = f"arn:{partition}:eks:{region}:{account}:podidentityassociation/*"
+        role_arns = f"arn:{partition}:iam::{account}:role{config.role_path}*"
+        for function in (self.sync, self.reconcile):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ManageAssociations",
+                    actions=[
+                        "eks:DescribeCluster",
+                        "eks:ListPodIdentityAssociations",
+                        "eks:CreatePodIdentityAssociation",
+                    ],
+                    resources=[cluster_arns],
+                )
+            )
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ChangeAssociations",
+                    actions=[
+                        "eks:DescribePodIdentityAssociation",
+                        "eks:UpdatePodIdentityAssociation",
+                        "eks:DeletePodIdentityAssociation",
+                        "eks:TagResource",
+                        "eks:UntagResource",
+                    ],
+                    resources=[association_arns],
+                )
+            )
+            # CreatePodIdentityAssociation passes the role to EKS, for pods only.
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="PassRolesToPodIdentity",
+                    actions=["iam:PassRole"],
+                    resources=[role_arns],
+                    conditions={"StringEquals": {"iam:PassedToService": "pods.eks.amazonaws.com"}},
+                )
+            )
+        self.reconcile.add_to_role_policy(
+            iam.PolicyStatement(sid="ListClusters", actions=["eks:ListClusters"], resources=["*"])
+        )
+        self.trust_guard.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadRoles",
+                actions=["iam:GetRole", "iam:ListRoleTags"],
+                resources=[role_arns],
+            )
+        )
+        if config.mode is Mode.ENFORCE:
+            self.trust_guard.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="RepairOptedInRoles",
+                    actions=["iam:UpdateAssumeRolePolicy"],
+                    resources=[role_arns],
+                    conditions={
+                        "StringEquals": {f"iam:ResourceTag/{config.repairable_role_tag}": "true"}
+                    },
+                )
+            )
+        self.trust_guard.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PublishFindings",
+                actions=["events:PutEvents"],
+                resources=[f"arn:{partition}:events:{region}:{account}:event-bus/default"],
+            )
+        )
+        shared.findings.grant_publish(self.trust_guard)
+        self._acknowledge()
+
+    def _table_logical_id(self) -> str:
+        table = self._shared.table.node.default_child
+        return str(Stack.of(self).resolve(table.logical_id))  # type: ignore[union-attr]
+
+    def _acknowledge(self) -> None:
+        # cdk-nag names resources with pseudo parameters written as <AWS::Name>
+        scope = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{rest}"
+        role_path = self._shared.config.role_path
+        reasons = {
+            "Resource::*": "eks:ListClusters has no resource-level permissions; it lists names.",
+            "Resource::" + scope.format(service="eks", rest="cluster/*"): (
+                "Clusters are enrolled at run time by fleet tag; scoped to this account and region."
+            ),
+            "Resource::" + scope.format(service="eks", rest="podidentityassociation/*"): (
+                "Association ids are generated by EKS; scoped to this account and region."
+            ),
+            f"Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role{role_path}*": (
+                "Roles are declared at run time; scoped to the configured role path, PassRole only "
+                "to pods.eks.amazonaws.com, trust repairs only on roles tagged for it."
+            ),
+            "Action::kms:GenerateDataKey*": "Publishing to the KMS-encrypted findings topic.",
+            "Action::kms:ReEncrypt*": "Part of the KMS grant CDK makes for an encrypted topic.",
+            f"Resource::<{self._table_logical_id()}.Arn>/index/*": "The state table's two indexes.",
+        }
+        for finding, reason in reasons.items():
+            acknowledge(self, f"AwsSolutions-IAM5[{finding}]", reason)
