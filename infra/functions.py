@@ -207,7 +207,8 @@ class ControlPlaneFunctions(Construct):
         scope = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{rest}"
         role_path = self._shared.config.role_path
         reasons = {
-            "Resource::*": "eks:ListClusters has no resource-level permissions; it lists names.",
+            "Resource::*": "eks:ListClusters and X-Ray PutTraceSegments/PutTelemetryRecords have "
+            "no resource-level permissions.",
             "Resource::" + scope.format(service="eks", rest="cluster/*"): (
                 "Clusters are enrolled at run time by fleet tag; scoped to this account and region."
             ),

@@ -1,17 +1,8 @@
 """The table's shape is the data layer's contract: keys, indexes, stream, safety."""
 
-import aws_cdk as cdk
-import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Match
 
 from functions.core import records
-from infra.stack import ControlPlaneStack
-
-
-@pytest.fixture(scope="module")
-def template() -> Template:
-    app = cdk.App()
-    return Template.from_stack(ControlPlaneStack(app, "Test"))
 
 
 def test_table_keys_indexes_and_stream_match_the_records_module(template):

@@ -1,0 +1,48 @@
+"""Synthesize the app once per configuration, with cdk-nag running as in `cdk synth`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from app import build_app
+
+ACCOUNT = "111122223333"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_jsii() -> None:
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+def synth(tmp: Path, **context: Any) -> dict[str, Any]:
+    os.environ["CDK_DEFAULT_ACCOUNT"] = ACCOUNT
+    app = build_app({"homeRegion": "eu-west-1", **context})
+    assembly = app.synth()  # fails here if cdk-nag finds an unacknowledged violation
+    stacks = {s.stack_name: s for s in assembly.stacks}
+    report = json.loads(Path(assembly.directory, "validation-report.json").read_text())
+    return {"app": app, "stacks": stacks, "report": report, "dir": assembly.directory}
+
+
+@pytest.fixture(scope="session")
+def audit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return synth(tmp_path_factory.mktemp("audit"))
+
+
+@pytest.fixture(scope="session")
+def enforce(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return synth(tmp_path_factory.mktemp("enforce"), mode="enforce")
+
+
+def template_of(synthesized: dict[str, Any], name: str = "PodIdentityControlPlane") -> Template:
+    return Template.from_json(synthesized["stacks"][name].template)
+
+
+@pytest.fixture(scope="session")
+def template(audit: dict[str, Any]) -> Template:
+    return template_of(audit)
