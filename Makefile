@@ -9,7 +9,7 @@ PIP_NOISE_FILTER := { grep -v -e '^WARNING: Location' -e 'is ignored: it is neit
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: test lint typecheck unit install clean
+.PHONY: test lint typecheck unit install synth clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ test: lint typecheck
 	set -o pipefail; $(PY) -m coverage report --include='functions/core/*' --fail-under=90 \
 	  --no-skip-covered | tail -1 | sed 's/^TOTAL/functions\/core coverage (>= 90% required):/'
 
+# cdk synth without the CDK CLI: templates in cdk.out, cdk-nag enforced
+synth: install
+	CDK_OUTDIR=cdk.out $(PY) app.py
+
 unit: install
 	$(PY) -m pytest tests/unit -q
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage coverage.xml
+	rm -rf $(VENV) cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage coverage.xml

@@ -77,7 +77,7 @@ def _access_error(
         )
     return KubeAccessError(
         f"cluster {endpoint.name} forbids the push (403) in namespace {namespace}: grant the "
-        "push identity get/create/update on configmaps there (node_agent/deploy/push-rbac.yaml); "
+        "push identity get/create/update on configmaps there (deploy/webhook-push-rbac.yaml); "
         f"server said: {_message(error)}"
     )
 

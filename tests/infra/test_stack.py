@@ -235,3 +235,25 @@ def test_resource_list_snapshot(template):
     assert resources == json.loads(SNAPSHOT.read_text()), (
         "run with UPDATE_SNAPSHOTS=1 after a deliberate change"
     )
+
+
+def test_the_shipped_rbac_grants_exactly_configmap_writes_in_one_namespace():
+    import yaml
+    from kubernetes import client as k8s
+
+    documents = list(
+        yaml.safe_load_all(
+            (Path(__file__).parents[2] / "deploy" / "webhook-push-rbac.yaml").read_text()
+        )
+    )
+    api = k8s.ApiClient()
+    role = api._ApiClient__deserialize(documents[0], "V1Role")
+    binding = api._ApiClient__deserialize(documents[1], "V1RoleBinding")
+    assert role.metadata.namespace == binding.metadata.namespace == "kube-system"
+    assert {(tuple(r.resources), tuple(r.verbs)) for r in role.rules} == {
+        (("configmaps",), ("get", "update")),
+        (("configmaps",), ("create",)),
+    }
+    assert role.rules[0].resource_names == ["pod-identity-associations"]
+    assert binding.role_ref.name == role.metadata.name
+    assert binding.subjects[0].name == "podid:webhook-push"
