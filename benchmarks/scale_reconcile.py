@@ -45,8 +45,10 @@ def main() -> int:
     from functions.dal.schema import create_table_params
     from functions.flows import services as services_module
     from functions.flows.reconcile import scheduled_pass
+    from functions.observability import metrics
     from sandbox import eks_emulation
 
+    metrics.add_metric = lambda **_: None  # type: ignore[method-assign]  # quiet: counts are printed below
     eks_emulation.install()
     with mock_aws():
         boto3.client("dynamodb", region_name=REGION).create_table(
