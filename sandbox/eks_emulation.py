@@ -59,7 +59,7 @@ class EmulatedError(AWSError):
     """A rest-json error as EKS and EKS Auth send it (x-amzn-ErrorType + JSON)."""
 
     def __init__(self, code: str, status: int, message: str) -> None:
-        super(AWSError, self).__init__(error_type=code, message=message)  # type: ignore[call-arg]
+        super(AWSError, self).__init__(error_type=code, message=message)
         self.code = status
         self.error_code = code
         self.description = json.dumps({"message": message})
@@ -203,7 +203,7 @@ def _state(backend: EKSBackend) -> _State:
     found = backend.__dict__.get("_pod_identity")
     if found is None:
         found = backend.__dict__["_pod_identity"] = _State()
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def associations_of(backend: EKSBackend, cluster_name: str) -> dict[str, Association]:
@@ -505,7 +505,7 @@ def _wrap_tagging(backend_cls: type[EKSBackend]) -> None:
     def list_tags_for_resource(self: EKSBackend, resource_arn: str) -> dict[str, str]:
         association = _association_by_arn(self, resource_arn)
         if association is None:
-            return original_list(self, resource_arn)  # type: ignore[no-any-return]
+            return original_list(self, resource_arn)
         return dict(association.tags)
 
     def delete_cluster(self: EKSBackend, name: str) -> Any:
@@ -677,7 +677,7 @@ class EksAuthBackend(BaseBackend):
     """Stateless: everything it reads lives in the EKS, IAM and STS backends."""
 
     @property
-    def _url_module(self) -> Any:  # type: ignore[override]
+    def _url_module(self) -> Any:
         return types.SimpleNamespace(url_bases=EKS_AUTH_URL_BASES, url_paths=EKS_AUTH_URL_PATHS)
 
 

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox.cluster_identity import ClusterIdentity, TokenRejected
+from sandbox.cluster_identity import POD_IDENTITY_AUDIENCE, ClusterIdentity, TokenRejected
 from sandbox.eks_token_verifier import AwsCredential, EksTokenVerifier, TokenInvalid
 
 MAX_CONFIGMAP_BYTES = 1024 * 1024
@@ -458,7 +458,8 @@ class ClusterAPI:
             status["error"] = "this cluster issues no service account tokens"
         else:
             try:
-                found = self.identity.verify(token, audience=audiences[0] if audiences else None)
+                audience = audiences[0] if audiences else POD_IDENTITY_AUDIENCE
+                found = self.identity.verify(token, audience=audience)
             except TokenRejected as exc:
                 status["error"] = str(exc)
             else:
@@ -568,7 +569,7 @@ class LocalKubernetes:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def endpoint_template(self) -> str:

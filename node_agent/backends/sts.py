@@ -1,0 +1,227 @@
+"""Pod Identity where EKS has none: self-managed Kubernetes on EC2.
+
+The token is verified by the cluster (TokenReview, audience
+pods.eks.amazonaws.com); the role comes from the association map the control
+plane pushes into the cluster (mounted from the ConfigMap, hash-checked,
+reloaded when it changes); credentials come from sts:AssumeRole with the same
+session tags EKS sets, honouring disableSessionTags, the session policy and
+targetRoleArn chaining.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from functions.core.association_map import parse_full_map
+from node_agent.credentials import Credentials
+from node_agent.errors import AgentError
+from node_agent.tokens import TokenClaims
+
+AUDIENCE = "pods.eks.amazonaws.com"
+CREDENTIAL_SECONDS = 6 * 3600
+MAP_CHECK_SECONDS = 5.0
+_STS_ERRORS = {
+    "AccessDenied": (403, False),
+    "ExpiredToken": (401, False),
+    "RegionDisabledException": (403, False),
+    "Throttling": (429, True),
+    "ThrottlingException": (429, True),
+    "ServiceUnavailable": (503, True),
+    "InternalFailure": (503, True),
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    namespace: str
+    service_account: str
+    pod_name: str
+    pod_uid: str
+
+
+class TokenReviewer:
+    """Asks the cluster whether a service-account token is genuine."""
+
+    def __init__(self, api: k8s.AuthenticationV1Api) -> None:
+        self._api = api
+
+    def review(self, token: str) -> Identity:
+        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=[AUDIENCE]))
+        try:
+            status = self._api.create_token_review(body, _request_timeout=1.0).status
+        except ApiException as error:
+            raise AgentError(
+                503,
+                "TokenReviewFailed",
+                f"the cluster could not review the token ({error.status})",
+                retryable=error.status >= 500,
+            ) from None
+        if not status or not status.authenticated or status.user is None:
+            raise AgentError(
+                401, "InvalidToken", "the cluster did not accept the service account token"
+            )
+        username = status.user.username or ""
+        parts = username.split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            raise AgentError(401, "InvalidToken", "the token is not a service account token")
+        extra = status.user.extra or {}
+        return Identity(
+            namespace=parts[2],
+            service_account=parts[3],
+            pod_name=(extra.get("authentication.kubernetes.io/pod-name") or [""])[0],
+            pod_uid=(extra.get("authentication.kubernetes.io/pod-uid") or [""])[0],
+        )
+
+
+class AssociationMap:
+    """The pushed full map, reloaded when the mounted file changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._stamp: tuple[float, int] | None = None
+        self.cluster_arn = ""
+        self.cluster_name = ""
+        self.generation = 0
+        self._entries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def lookup(self, namespace: str, service_account: str) -> dict[str, Any] | None:
+        self.poll()
+        return self._entries.get((namespace, service_account))
+
+    def poll(self) -> set[tuple[str, str]]:
+        """Reload if the file changed; returns the identities whose entry changed."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked < MAP_CHECK_SECONDS and self._stamp is not None:
+                return set()
+            self._checked = now
+            try:
+                stat = os.stat(self.path)
+            except FileNotFoundError:
+                return set()
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp == self._stamp:
+                return set()
+            with open(self.path, encoding="utf-8") as handle:
+                document = parse_full_map(handle.read())
+            entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
+            changed = {
+                k
+                for k in set(entries) | set(self._entries)
+                if entries.get(k) != self._entries.get(k)
+            }
+            self._entries, self._stamp = entries, stamp
+            self.cluster_arn, self.cluster_name = document["clusterArn"], document["cluster"]
+            self.generation = int(document["generation"])
+            return changed
+
+
+class StsBackend:
+    name = "sts"
+
+    def __init__(self, reviewer: TokenReviewer, associations: AssociationMap, sts: Any) -> None:
+        self._reviewer = reviewer
+        self.associations = associations
+        self._sts = sts
+
+    @classmethod
+    def from_settings(cls, settings: Any, sts: Any) -> StsBackend:
+        if not settings.association_map:
+            raise ValueError("the sts backend needs --association-map (the mounted full map)")
+        configuration = k8s.Configuration()
+        configuration.host = settings.kube_api
+        with open(settings.kube_token_file, encoding="utf-8") as handle:
+            configuration.api_key = {"authorization": handle.read().strip()}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.ssl_ca_cert = settings.kube_ca_file
+        api = k8s.AuthenticationV1Api(k8s.ApiClient(configuration))
+        return cls(TokenReviewer(api), AssociationMap(settings.association_map), sts)
+
+    def fetch(self, token: str, claims: TokenClaims) -> Credentials:
+        identity = self._reviewer.review(token)
+        entry = self.associations.lookup(identity.namespace, identity.service_account)
+        if entry is None:
+            raise AgentError(
+                404,
+                "ResourceNotFound",
+                f"no pod identity association for {identity.namespace}/{identity.service_account}",
+            )
+        session = f"eks-{self.associations.cluster_name}-{identity.pod_name}"[:64]
+        params: dict[str, Any] = {
+            "RoleArn": entry["roleArn"],
+            "RoleSessionName": session,
+            "DurationSeconds": CREDENTIAL_SECONDS,
+        }
+        if not entry.get("disableSessionTags"):
+            params["Tags"] = [
+                {"Key": key, "Value": value}
+                for key, value in (
+                    ("eks-cluster-arn", self.associations.cluster_arn),
+                    ("eks-cluster-name", self.associations.cluster_name),
+                    ("kubernetes-namespace", identity.namespace),
+                    ("kubernetes-service-account", identity.service_account),
+                    ("kubernetes-pod-name", identity.pod_name),
+                    ("kubernetes-pod-uid", identity.pod_uid),
+                )
+            ]
+        if entry.get("policy"):
+            params["Policy"] = entry["policy"]
+        raw = self._assume(self._sts, params)
+        if entry.get("targetRoleArn"):
+            chained = boto3.client(
+                "sts",
+                aws_access_key_id=raw["AccessKeyId"],
+                aws_secret_access_key=raw["SecretAccessKey"],
+                aws_session_token=raw["SessionToken"],
+                region_name=self._sts.meta.region_name,
+                config=self._sts.meta.config,
+            )
+            raw = self._assume(
+                chained,
+                {
+                    "RoleArn": entry["targetRoleArn"],
+                    "RoleSessionName": session,
+                    "DurationSeconds": 3600,
+                },
+            )
+        return Credentials(
+            access_key_id=raw["AccessKeyId"],
+            secret_access_key=raw["SecretAccessKey"],
+            session_token=raw["SessionToken"],
+            account_id=(entry.get("targetRoleArn") or entry["roleArn"]).split(":")[4],
+            expiration=raw["Expiration"],
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+        )
+
+    @staticmethod
+    def _assume(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(client.assume_role(**params)["Credentials"])
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status, retryable = _STS_ERRORS.get(code, (502, True))
+            raise AgentError(
+                status,
+                code or "StsError",
+                str(error.response.get("Error", {}).get("Message", "")),
+                retryable=retryable,
+            ) from None
+        except BotoCoreError as error:
+            raise AgentError(
+                503,
+                "UpstreamUnavailable",
+                f"STS unreachable: {type(error).__name__}",
+                retryable=True,
+            ) from None

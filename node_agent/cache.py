@@ -1,0 +1,197 @@
+"""Credential cache: hashed-token keys, LRU bound, single flight, refresh ahead,
+stale-if-error.
+
+* N concurrent requests for one token make one upstream call: the first
+  creates a future, the others await it and wake the instant it resolves.
+* A hit inside the refresh window is served at once and starts one background
+  refresh with the token of that request (tokens are never stored), so only
+  identities that are still used get renewed.
+* If a refresh fails, the cached credential keeps being served while it is
+  valid; nothing is served with less than `min_remaining` seconds left, nor
+  after the token that obtained it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from node_agent.credentials import Credentials
+from node_agent.errors import AgentError
+
+Fetch = Callable[[], Awaitable[Credentials]]
+
+
+class Entry:
+    __slots__ = (
+        "namespace",
+        "refresh_at",
+        "refreshing",
+        "response",
+        "service_account",
+        "usable_until",
+    )
+
+    def __init__(
+        self, response: bytes, usable_until: float, refresh_at: float, credentials: Credentials
+    ) -> None:
+        self.response = response
+        self.usable_until = usable_until
+        self.refresh_at = refresh_at
+        self.refreshing = False
+        self.namespace = credentials.namespace
+        self.service_account = credentials.service_account
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    coalesced: int = 0
+    refreshes: int = 0
+    refresh_failures: int = 0
+    stale_served: int = 0
+    evictions: int = 0
+    upstream_calls: int = 0
+    upstream_errors: int = 0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 0.05
+    max_delay: float = 0.4
+    budget: float = 1.5  # stay well inside the SDKs' 2 s per attempt
+
+    def delay(self, attempt: int) -> float:
+        # full jitter: spreads a burst of throttled callers
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+
+
+class CredentialCache:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        render: Callable[[Credentials], bytes],
+        refresh_ahead: float = 1800.0,
+        min_remaining: float = 15.0,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[Entry]] = {}
+        self._render = render
+        self.max_entries = max_entries
+        self.refresh_ahead = refresh_ahead
+        self.min_remaining = min_remaining
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # --- the hot path -------------------------------------------------------------
+    def lookup(self, key: bytes) -> Entry | None:
+        """A usable entry, refreshed in the LRU order; None on a miss."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.usable_until <= self.clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        self.stats.hits += 1
+        return entry
+
+    def needs_refresh(self, entry: Entry) -> bool:
+        return not entry.refreshing and entry.refresh_at <= self.clock()
+
+    # --- misses and refreshes ------------------------------------------------------------
+    async def get(self, key: bytes, fetch: Fetch, token_expires_at: float) -> Entry:
+        entry = self.lookup(key)
+        if entry is not None:
+            return entry
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.stats.coalesced += 1
+            return await asyncio.shield(pending)
+        self.stats.misses += 1
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            entry = self._store(key, await self._call(fetch), token_expires_at)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # consumed here: waiters re-raise it
+            raise
+        else:
+            future.set_result(entry)
+            return entry
+        finally:
+            del self._inflight[key]
+
+    def refresh(self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float) -> None:
+        entry.refreshing = True
+        self.stats.refreshes += 1
+        asyncio.get_running_loop().create_task(self._refresh(key, entry, fetch, token_expires_at))
+
+    async def _refresh(
+        self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float
+    ) -> None:
+        try:
+            self._store(key, await self._call(fetch), token_expires_at)
+        except AgentError:
+            # stale-if-error: keep serving the current credential while it is valid,
+            # and try again a minute later (with jitter) rather than on every hit
+            self.stats.refresh_failures += 1
+            entry.refresh_at = self.clock() + 60 + random.uniform(0, 60)  # noqa: S311
+        finally:
+            entry.refreshing = False
+
+    async def _call(self, fetch: Fetch) -> Credentials:
+        started = self.clock()
+        attempt = 0
+        while True:
+            self.stats.upstream_calls += 1
+            try:
+                return await fetch()
+            except AgentError as error:
+                self.stats.upstream_errors += 1
+                attempt += 1
+                delay = self.retry.delay(attempt)
+                spent = self.clock() - started
+                if (
+                    not error.retryable
+                    or attempt >= self.retry.attempts
+                    or spent + delay > self.retry.budget
+                ):
+                    raise
+                await asyncio.sleep(delay)
+
+    def _store(self, key: bytes, credentials: Credentials, token_expires_at: float) -> Entry:
+        usable_until = min(credentials.expires_at - self.min_remaining, token_expires_at)
+        if usable_until <= self.clock():
+            raise AgentError(
+                502, "CredentialsTooShort", "upstream returned credentials that expire too soon"
+            )
+        refresh_at = max(self.clock(), credentials.expires_at - self.refresh_ahead)
+        entry = Entry(self._render(credentials), usable_until, refresh_at, credentials)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+        return entry
+
+    # --- invalidation ----------------------------------------------------------------------
+    def invalidate(self, predicate: Callable[[Entry], bool]) -> int:
+        doomed = [key for key, entry in self._entries.items() if predicate(entry)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)

@@ -1,0 +1,122 @@
+"""Assemble and run the agent: listeners, ops endpoint, map watcher, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import uvloop
+
+from node_agent.backends import Backend
+from node_agent.cache import CredentialCache, Entry
+from node_agent.ops import Ops
+from node_agent.server import CredentialsApp, CredentialsProtocol, render_credentials
+from node_agent.settings import AgentSettings, split_bind
+
+log = logging.getLogger("podid.agent")
+
+
+def _affected_by(changed: set[tuple[str, str]]) -> Callable[[Entry], bool]:
+    return lambda entry: (entry.namespace, entry.service_account) in changed
+
+
+@dataclass
+class Agent:
+    settings: AgentSettings
+    backend: Backend
+    clock: Callable[[], float] = time.time
+    cache: CredentialCache = field(init=False)
+    app: CredentialsApp = field(init=False)
+    ops: Ops = field(init=False)
+    ports: list[int] = field(default_factory=list)
+    _stop: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.cache = CredentialCache(
+            max_entries=self.settings.cache_size,
+            render=render_credentials,
+            refresh_ahead=self.settings.refresh_ahead_seconds,
+            min_remaining=self.settings.min_remaining_seconds,
+            clock=self.clock,
+        )
+        self.ops = Ops(self.cache)
+        self.app = CredentialsApp(
+            self.backend,
+            self.cache,
+            upstream_concurrency=self.settings.upstream_concurrency,
+            observe_latency=self.ops.latency.observe,
+        )
+        self.ops.attach(self.app)
+
+    async def run(self, started: threading.Event | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop, self._stop = loop, asyncio.Event()
+        servers = []
+        for bind in self.settings.binds:
+            host, port = split_bind(bind)
+            server = await loop.create_server(
+                lambda: CredentialsProtocol(self.app), host, port, backlog=2048
+            )
+            servers.append(server)
+            self.ports.append(server.sockets[0].getsockname()[1])
+        ops_host, ops_port = split_bind(self.settings.ops_bind)
+        ops_server = await asyncio.start_server(self.ops.serve, ops_host, ops_port)
+        self.ports.append(ops_server.sockets[0].getsockname()[1])
+        associations = getattr(self.backend, "associations", None)
+        watcher = loop.create_task(self._watch(associations)) if associations is not None else None
+        self.ops.ready = True
+        log.info(
+            "serving credentials",
+            extra={"binds": list(self.settings.binds), "backend": self.backend.name},
+        )
+        if started is not None:
+            started.set()
+        await self._stop.wait()
+        # graceful: stop taking connections, answer what is in flight, then exit
+        self.ops.draining = True
+        for server in servers:
+            server.close()
+        deadline = loop.time() + self.settings.drain_seconds
+        while self.app.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        ops_server.close()
+        if watcher is not None:
+            watcher.cancel()
+        log.info("stopped", extra={"left_inflight": self.app.inflight})
+
+    async def _watch(self, associations: object) -> None:
+        """Self-managed backend: a changed association drops exactly its cached identities."""
+        while True:
+            changed: set[tuple[str, str]] = await asyncio.to_thread(associations.poll)  # type: ignore[attr-defined]
+            if changed:
+                dropped = self.cache.invalidate(_affected_by(changed))
+                log.info(
+                    "association map reloaded", extra={"changed": len(changed), "dropped": dropped}
+                )
+            await asyncio.sleep(5)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    # background mode (tests, sandbox) -----------------------------------------------------
+    def start_in_thread(self, timeout: float = 10) -> Agent:
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: uvloop.run(self.run(started)), name="podid-agent", daemon=True
+        )
+        self._thread.start()
+        if not started.wait(timeout):
+            raise RuntimeError("the agent did not start")
+        return self
+
+    def stop_thread(self, timeout: float = 10) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
