@@ -38,6 +38,9 @@ class Agent:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
+        # botocore logs request bodies (the token) at DEBUG: never let it
+        for noisy in ("botocore", "boto3", "urllib3", "kubernetes"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         self.cache = CredentialCache(
             max_entries=self.settings.cache_size,
             render=render_credentials,
@@ -102,7 +105,7 @@ class Agent:
             await asyncio.sleep(5)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
     # background mode (tests, sandbox) -----------------------------------------------------

@@ -22,6 +22,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import types
 import uuid
 from collections import defaultdict
@@ -108,6 +109,7 @@ class FaultInjector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
+        self._delays: dict[str, list[float]] = defaultdict(list)
 
     def inject(
         self,
@@ -121,11 +123,22 @@ class FaultInjector:
         with self._lock:
             self._faults[operation].append(_Fault(code, status, times, message))
 
+    def slow_down(self, operation: str, seconds: float, *, times: int = 1) -> None:
+        """Make the next N calls of an operation take `seconds` longer (latency)."""
+        with self._lock:
+            self._delays[operation].extend([seconds] * times)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._delays.clear()
 
     def check(self, operation: str) -> None:
+        with self._lock:
+            delays = self._delays.get(operation)
+            delay = delays.pop(0) if delays else 0.0
+        if delay:
+            time.sleep(delay)
         with self._lock:
             queue = self._faults.get(operation)
             if not queue:
