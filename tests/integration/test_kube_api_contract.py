@@ -40,8 +40,13 @@ def cluster(server):
 
 
 def sts(secret="s3cr3t", key="AKIDPUSH"):
+    # the real regional STS host, whatever AWS_ENDPOINT_URL other tests set
     return boto3.client(
-        "sts", region_name="eu-west-1", aws_access_key_id=key, aws_secret_access_key=secret
+        "sts",
+        region_name="eu-west-1",
+        endpoint_url="https://sts.eu-west-1.amazonaws.com",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
     )
 
 
