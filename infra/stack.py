@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, IgnoreMode, Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -12,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.bundling import ROOT
 from infra.config import DeployConfig
 from infra.events import EventWiring, iam_event_pattern
 from infra.functions import ControlPlaneFunctions, Shared
@@ -57,6 +59,16 @@ class ControlPlaneStack(Stack):
             key=self.key,
             alarm_email=config.alarm_email,
         )
+        # Built and pushed by `cdk deploy` (Docker needed then, not for synth).
+        self.agent_image = ecr_assets.DockerImageAsset(
+            self,
+            "NodeAgentImage",
+            directory=str(ROOT),
+            file="node_agent/Dockerfile",
+            platform=ecr_assets.Platform.LINUX_ARM64,
+            ignore_mode=IgnoreMode.DOCKER,
+        )
+        CfnOutput(self, "NodeAgentImageUri", value=self.agent_image.image_uri)
         CfnOutput(self, "TableName", value=self.table.table_name)
         CfnOutput(self, "FindingsTopicArn", value=self.findings.topic_arn)
         CfnOutput(

@@ -257,3 +257,15 @@ def test_the_shipped_rbac_grants_exactly_configmap_writes_in_one_namespace():
     assert role.rules[0].resource_names == ["pod-identity-associations"]
     assert binding.role_ref.name == role.metadata.name
     assert binding.subjects[0].name == "podid:webhook-push"
+
+
+def test_the_node_agent_image_is_an_arm64_asset_built_at_publish_time(audit):
+    stack = audit["stacks"]["PodIdentityControlPlane"]
+    assert "NodeAgentImageUri" in stack.template["Outputs"]
+    manifest = json.loads(Path(audit["dir"], "PodIdentityControlPlane.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "node_agent/Dockerfile"
+    assert image["source"]["platform"] == "linux/arm64"
+    context = Path(audit["dir"], image["source"]["directory"])
+    staged = sorted(p.name for p in context.iterdir() if p.name != ".dockerignore")
+    assert staged == ["README.md", "functions", "node_agent", "pyproject.toml"]

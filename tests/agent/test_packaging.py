@@ -1,0 +1,61 @@
+"""The image and the DaemonSet a user applies, checked against the Kubernetes models."""
+
+from pathlib import Path
+
+import yaml
+from kubernetes import client as k8s
+
+ROOT = Path(__file__).parents[2]
+
+
+def load(kind_to_model):
+    documents = list(
+        yaml.safe_load_all((ROOT / "node_agent" / "deploy" / "daemonset.yaml").read_text())
+    )
+    api = k8s.ApiClient()
+    return {d["kind"]: api._ApiClient__deserialize(d, kind_to_model[d["kind"]]) for d in documents}
+
+
+def test_daemonset_is_valid_and_least_privileged():
+    objects = load({"ServiceAccount": "V1ServiceAccount", "DaemonSet": "V1DaemonSet"})
+    daemonset = objects["DaemonSet"]
+    pod = daemonset.spec.template.spec
+    assert daemonset.spec.selector.match_labels == daemonset.spec.template.metadata.labels
+    assert pod.host_network is True
+    assert pod.automount_service_account_token is False
+    (agent,) = pod.containers
+    security = agent.security_context
+    assert security.run_as_non_root is True
+    assert security.run_as_user == 65532
+    assert security.read_only_root_filesystem is True
+    assert security.capabilities.drop == ["ALL"]
+    assert security.capabilities.add == ["NET_BIND_SERVICE"]
+    assert security.seccomp_profile.type == "RuntimeDefault"
+    assert agent.liveness_probe.http_get.path == "/healthz"
+    assert agent.readiness_probe.http_get.path == "/readyz"
+    assert agent.resources.limits["memory"] == "128Mi"
+    assert "--bind=169.254.170.23:80" in agent.args
+    assert "--bind=[fd00:ec2::23]:80" in agent.args
+    (init,) = pod.init_containers
+    assert init.security_context.capabilities.add == ["NET_ADMIN"]
+    assert "169.254.170.23/32" in init.command[-1]
+
+
+def test_the_agent_flags_in_the_daemonset_parse():
+    from node_agent.settings import parse_args
+
+    daemonset = load({"ServiceAccount": "V1ServiceAccount", "DaemonSet": "V1DaemonSet"})[
+        "DaemonSet"
+    ]
+    settings = parse_args(daemonset.spec.template.spec.containers[0].args)
+    assert settings.binds == ("169.254.170.23:80", "[fd00:ec2::23]:80")
+    assert settings.ops_bind == "127.0.0.1:2703"
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
+    text = (ROOT / "node_agent" / "Dockerfile").read_text()
+    assert text.count("\nFROM ") >= 2  # build stage, then a slim runtime stage
+    assert "USER 65532:65532" in text
+    assert "HEALTHCHECK" in text
+    assert "cap_net_bind_service=+ep" in text
+    assert 'ENTRYPOINT ["python", "-m", "node_agent"]' in text
