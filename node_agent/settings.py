@@ -1,30 +1,39 @@
-"""Agent configuration: flags override environment (PODID_AGENT_*), one model."""
+"""Agent configuration: flags override environment (PODID_AGENT_*), one model.
+
+A frozen dataclass validated in __post_init__ rather than pydantic: the agent
+must stay small (pydantic would cost ~8.5 MiB of resident memory per node).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Literal
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+ENV_PREFIX = "PODID_AGENT_"
 DEFAULT_BINDS = ("169.254.170.23:80", "[fd00:ec2::23]:80")
+BACKENDS = ("eks-auth", "sts")
 
 
-class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PODID_AGENT_", frozen=True)
+class SettingsError(ValueError):
+    pass
 
+
+@dataclass(frozen=True)
+class AgentSettings:
+    cluster_name: str
     binds: tuple[str, ...] = DEFAULT_BINDS
     ops_bind: str = "127.0.0.1:2703"
-    backend: Literal["eks-auth", "sts"] = "eks-auth"
-    cluster_name: str = Field(min_length=1)
+    backend: str = "eks-auth"
     region: str | None = None
-    cache_size: int = Field(default=20_000, ge=1)
-    refresh_ahead_seconds: float = Field(default=1800, ge=60)
-    min_remaining_seconds: float = Field(default=15, ge=0)
-    upstream_timeout_seconds: float = Field(default=1.0, gt=0, le=1.8)
-    upstream_concurrency: int = Field(default=16, ge=1)
-    drain_seconds: float = Field(default=5, ge=0)
+    cache_size: int = 20_000
+    refresh_ahead_seconds: float = 1800
+    min_remaining_seconds: float = 15
+    upstream_timeout_seconds: float = 1.0
+    upstream_concurrency: int = 16
+    drain_seconds: float = 5
     log_level: str = "INFO"
     # self-managed clusters (backend "sts")
     association_map: str | None = None  # mounted ConfigMap key with the full map
@@ -32,12 +41,64 @@ class AgentSettings(BaseSettings):
     kube_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
     kube_ca_file: str | None = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.cluster_name:
+            problems.append("cluster_name is required (--cluster-name or PODID_AGENT_CLUSTER_NAME)")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if not self.binds:
+            problems.append("at least one bind address is needed")
+        for bind in (*self.binds, self.ops_bind):
+            try:
+                split_bind(bind)
+            except ValueError:
+                problems.append(f"{bind!r} is not host:port")
+        if self.cache_size < 1 or self.upstream_concurrency < 1:
+            problems.append("cache_size and upstream_concurrency must be at least 1")
+        if not 0 < self.upstream_timeout_seconds <= 1.8:
+            problems.append("upstream_timeout_seconds must be in (0, 1.8]: SDKs give up after 2 s")
+        if self.refresh_ahead_seconds < 60 or self.min_remaining_seconds < 0:
+            problems.append("refresh_ahead_seconds >= 60 and min_remaining_seconds >= 0")
+        if self.backend == "sts" and not self.association_map:
+            problems.append("the sts backend needs --association-map (the mounted full map)")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @classmethod
+    def create(cls, **values: Any) -> AgentSettings:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        typed: dict[str, Any] = {}
+        for name, value in values.items():
+            kind = str(fields[name].type)
+            try:
+                if kind.startswith("int"):
+                    typed[name] = int(value)
+                elif kind.startswith("float"):
+                    typed[name] = float(value)
+                elif name == "binds" and isinstance(value, str):
+                    typed[name] = tuple(v.strip() for v in value.split(",") if v.strip())
+                else:
+                    typed[name] = tuple(value) if name == "binds" else value
+            except (TypeError, ValueError) as exc:
+                raise SettingsError(f"{name}: {value!r} is not a valid {kind}") from exc
+        return cls(**typed)
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    source = os.environ if environ is None else environ
+    names = (f.name for f in dataclasses.fields(AgentSettings))
+    return {n: source[ENV_PREFIX + n.upper()] for n in names if ENV_PREFIX + n.upper() in source}
+
 
 def parse_args(argv: list[str] | None = None) -> AgentSettings:
     parser = argparse.ArgumentParser(prog="podid-agent", description=__doc__)
     parser.add_argument("--bind", action="append", dest="binds", help="host:port (repeatable)")
     parser.add_argument("--ops-bind", help="host:port for /healthz, /readyz and /metrics")
-    parser.add_argument("--backend", choices=["eks-auth", "sts"])
+    parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--cluster-name")
     parser.add_argument("--region")
     parser.add_argument("--cache-size", type=int)
@@ -45,9 +106,15 @@ def parse_args(argv: list[str] | None = None) -> AgentSettings:
     parser.add_argument("--kube-api")
     parser.add_argument("--log-level")
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return AgentSettings(**given)
+    try:
+        return AgentSettings.create(**{**from_environment(), **given})
+    except (SettingsError, TypeError) as error:
+        parser.error(str(error))
+        raise  # unreachable: parser.error exits
 
 
 def split_bind(bind: str) -> tuple[str, int]:
-    host, _, port = bind.rpartition(":")
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(bind)
     return host.strip("[]"), int(port)

@@ -68,7 +68,7 @@ def start_agent(setup: Setup) -> Iterator:
     started: list[Agent] = []
 
     def start(**overrides: object) -> Agent:
-        settings = AgentSettings(
+        settings = AgentSettings.create(
             binds=("127.0.0.1:0",),
             ops_bind="127.0.0.1:0",
             cluster_name="blue",
