@@ -109,6 +109,19 @@ class CredentialCache:
         self.stats.hits += 1
         return entry
 
+    def lookup_for_serving(self, key: bytes) -> tuple[Entry | None, bool]:
+        """The hot path: the entry if usable, and whether to refresh it (one clock read)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None, False
+        now = self.clock()
+        if entry.usable_until <= now:
+            del self._entries[key]
+            return None, False
+        self._entries.move_to_end(key)
+        self.stats.hits += 1
+        return entry, not entry.refreshing and entry.refresh_at <= now
+
     def needs_refresh(self, entry: Entry) -> bool:
         return not entry.refreshing and entry.refresh_at <= self.clock()
 

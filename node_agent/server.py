@@ -56,11 +56,18 @@ def render_credentials(credentials: Credentials) -> bytes:
 
 @dataclass
 class RequestStats:
-    by_status: dict[int, int] = field(default_factory=dict)
-    upstream_seconds: list[float] = field(default_factory=list)
+    served: int = 0  # 200s: a plain int, the hot path only increments it
+    errors: dict[int, int] = field(default_factory=dict)
 
     def count(self, status: int) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if status == 200:
+            self.served += 1
+        else:
+            self.errors[status] = self.errors.get(status, 0) + 1
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        return {200: self.served, **self.errors} if self.served else dict(self.errors)
 
 
 class CredentialsApp:
@@ -84,12 +91,12 @@ class CredentialsApp:
         if not token:
             return None
         key = token_key(token)
-        entry = self.cache.lookup(key)
+        entry, refresh = self.cache.lookup_for_serving(key)
         if entry is None:
             return None
-        if self.cache.needs_refresh(entry):
+        if refresh:
             self._refresh(key, token, entry)
-        self.requests.count(200)
+        self.requests.served += 1
         return entry.response
 
     def _refresh(self, key: bytes, token: bytes, entry: Entry) -> None:
@@ -146,6 +153,7 @@ class CredentialsProtocol(asyncio.Protocol):
         "_app",
         "_auth",
         "_busy",
+        "_fast",
         "_header_bytes",
         "_parser",
         "_pending",
@@ -155,6 +163,7 @@ class CredentialsProtocol(asyncio.Protocol):
 
     def __init__(self, app: CredentialsApp) -> None:
         self._app = app
+        self._fast = app.fast
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -186,32 +195,34 @@ class CredentialsProtocol(asyncio.Protocol):
             self._close_with(431, "request headers too large")
 
     # httptools callbacks -------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._auth = None
-        self._header_bytes = 0
-
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeadersTooLarge
         if len(name) == 13 and name.lower() == b"authorization":
             self._auth = value.strip()
 
     def on_message_complete(self) -> None:
-        method = self._parser.get_method()
-        keep_alive = self._parser.should_keep_alive()
+        parser, url, auth = self._parser, self._url, self._auth
+        self._url, self._auth, self._header_bytes = b"", None, 0
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive()
         if self._busy:
-            self._pending.append((method, self._url, self._auth, keep_alive))
+            self._pending.append((method, url, auth, keep_alive))
             return
-        if method == b"GET" and self._url == PATH:
-            answer = self._app.fast(self._auth)
+        if url == PATH and method == b"GET":
+            answer = self._fast(auth)
             if answer is not None:
-                self._reply(answer, keep_alive)
+                if keep_alive and self._transport is not None:
+                    self._transport.write(answer)
+                else:
+                    self._reply(answer, keep_alive)
                 return
-        self._start(method, self._url, self._auth, keep_alive)
+        self._start(method, url, auth, keep_alive)
 
     # internals -----------------------------------------------------------------------------
     def _close_with(self, status: int, message: str) -> None:
