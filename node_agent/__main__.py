@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import ssl
 import sys
 import threading
+import urllib.request
 
 import botocore.session
 import uvloop
@@ -13,6 +16,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from node_agent.backends import Backend
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
+from node_agent.jwks import JwksVerifier
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings, parse_args
 
@@ -30,12 +34,31 @@ def build_backend(settings: AgentSettings) -> Backend:
     return StsBackend.from_settings(settings, sts)
 
 
+def cluster_jwks(settings: AgentSettings) -> JwksVerifier:
+    """The API server's /openid/v1/jwks, read with the agent's service-account token."""
+
+    def fetch() -> dict[str, object]:
+        with open(settings.kube_token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+        context = ssl.create_default_context(cafile=settings.kube_ca_file)
+        request = urllib.request.Request(  # noqa: S310 - the configured https API server
+            settings.kube_api.rstrip("/") + "/openid/v1/jwks",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
+            document: dict[str, object] = json.load(response)
+        return document
+
+    return JwksVerifier(fetch)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(LambdaPowertoolsFormatter(service="podid-node-agent"))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
-    agent = Agent(settings, build_backend(settings))
+    verifier = cluster_jwks(settings) if settings.local_validation else None
+    agent = Agent(settings, build_backend(settings), verifier=verifier)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
     uvloop.run(agent.run(threading.Event()))

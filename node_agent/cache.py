@@ -19,9 +19,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError
+from node_agent.limits import TokenBucket
+from node_agent.tokens import TokenClaims
 
 Fetch = Callable[[], Awaitable[Credentials]]
 
@@ -29,6 +32,7 @@ Fetch = Callable[[], Awaitable[Credentials]]
 class Entry:
     __slots__ = (
         "namespace",
+        "pod_uid",
         "refresh_at",
         "refreshing",
         "response",
@@ -37,7 +41,12 @@ class Entry:
     )
 
     def __init__(
-        self, response: bytes, usable_until: float, refresh_at: float, credentials: Credentials
+        self,
+        response: bytes,
+        usable_until: float,
+        refresh_at: float,
+        credentials: Credentials,
+        pod_uid: str | None = None,
     ) -> None:
         self.response = response
         self.usable_until = usable_until
@@ -45,6 +54,7 @@ class Entry:
         self.refreshing = False
         self.namespace = credentials.namespace
         self.service_account = credentials.service_account
+        self.pod_uid = pod_uid
 
 
 @dataclass
@@ -54,7 +64,8 @@ class CacheStats:
     coalesced: int = 0
     refreshes: int = 0
     refresh_failures: int = 0
-    stale_served: int = 0
+    reused_for_new_token: int = 0
+    rate_limited: int = 0
     evictions: int = 0
     upstream_calls: int = 0
     upstream_errors: int = 0
@@ -82,8 +93,14 @@ class CredentialCache:
         min_remaining: float = 15.0,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        new_identities: TokenBucket | None = None,
+        renewals: TokenBucket | None = None,
     ) -> None:
+        # bounds on upstream load: first fetches and background renewals per second
+        self.new_identities = new_identities or TokenBucket(rate=200, burst=400)
+        self.renewals = renewals or TokenBucket(rate=3, burst=10)
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._by_pod: dict[str, bytes] = {}  # pod uid -> key of its latest entry
         self._inflight: dict[bytes, asyncio.Future[Entry]] = {}
         self._render = render
         self.max_entries = max_entries
@@ -103,11 +120,16 @@ class CredentialCache:
         if entry is None:
             return None
         if entry.usable_until <= self.clock():
-            del self._entries[key]
+            self._drop(key)
             return None
         self._entries.move_to_end(key)
         self.stats.hits += 1
         return entry
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key)
+        if entry.pod_uid and self._by_pod.get(entry.pod_uid) == key:
+            del self._by_pod[entry.pod_uid]
 
     def lookup_for_serving(self, key: bytes) -> tuple[Entry | None, bool]:
         """The hot path: the entry if usable, and whether to refresh it (one clock read)."""
@@ -116,7 +138,7 @@ class CredentialCache:
             return None, False
         now = self.clock()
         if entry.usable_until <= now:
-            del self._entries[key]
+            self._drop(key)
             return None, False
         self._entries.move_to_end(key)
         self.stats.hits += 1
@@ -126,7 +148,32 @@ class CredentialCache:
         return not entry.refreshing and entry.refresh_at <= self.clock()
 
     # --- misses and refreshes ------------------------------------------------------------
-    async def get(self, key: bytes, fetch: Fetch, token_expires_at: float) -> Entry:
+    def reuse_for_pod(
+        self, key: bytes, claims: TokenClaims, token_expires_at: float
+    ) -> Entry | None:
+        """A newer (locally verified) token of a pod whose credential is cached."""
+        pod_uid = claims.pod_uid or ""
+        previous = self._by_pod.get(pod_uid)
+        entry = self._entries.get(previous) if previous is not None else None
+        if entry is None or entry.usable_until <= self.clock():
+            return None
+        if (entry.namespace, entry.service_account) != (claims.namespace, claims.service_account):
+            return None
+        alias = Entry(
+            entry.response,
+            min(entry.usable_until, token_expires_at),
+            entry.refresh_at,
+            _NO_CREDENTIALS,
+            pod_uid,
+        )
+        alias.namespace, alias.service_account = entry.namespace, entry.service_account
+        self._insert(key, alias)
+        self.stats.reused_for_new_token += 1
+        return alias
+
+    async def get(
+        self, key: bytes, fetch: Fetch, token_expires_at: float, pod_uid: str | None = None
+    ) -> Entry:
         entry = self.lookup(key)
         if entry is not None:
             return entry
@@ -134,11 +181,16 @@ class CredentialCache:
         if pending is not None:
             self.stats.coalesced += 1
             return await asyncio.shield(pending)
+        if not self.new_identities.take():
+            self.stats.rate_limited += 1
+            raise AgentError(
+                429, "SlowDown", "too many new identities at once; retry shortly", retryable=True
+            )
         self.stats.misses += 1
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            entry = self._store(key, await self._call(fetch), token_expires_at)
+            entry = self._store(key, await self._call(fetch), token_expires_at, pod_uid)
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # consumed here: waiters re-raise it
@@ -150,6 +202,8 @@ class CredentialCache:
             del self._inflight[key]
 
     def refresh(self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float) -> None:
+        if not self.renewals.take():
+            return  # over the renewal rate: a later hit will try again
         entry.refreshing = True
         self.stats.refreshes += 1
         asyncio.get_running_loop().create_task(self._refresh(key, entry, fetch, token_expires_at))
@@ -158,7 +212,7 @@ class CredentialCache:
         self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float
     ) -> None:
         try:
-            self._store(key, await self._call(fetch), token_expires_at)
+            self._store(key, await self._call(fetch), token_expires_at, entry.pod_uid)
         except AgentError:
             # stale-if-error: keep serving the current credential while it is valid,
             # and try again a minute later (with jitter) rather than on every hit
@@ -187,24 +241,40 @@ class CredentialCache:
                     raise
                 await asyncio.sleep(delay)
 
-    def _store(self, key: bytes, credentials: Credentials, token_expires_at: float) -> Entry:
+    def _store(
+        self,
+        key: bytes,
+        credentials: Credentials,
+        token_expires_at: float,
+        pod_uid: str | None = None,
+    ) -> Entry:
         usable_until = min(credentials.expires_at - self.min_remaining, token_expires_at)
         if usable_until <= self.clock():
             raise AgentError(
                 502, "CredentialsTooShort", "upstream returned credentials that expire too soon"
             )
         refresh_at = max(self.clock(), credentials.expires_at - self.refresh_ahead)
-        entry = Entry(self._render(credentials), usable_until, refresh_at, credentials)
+        entry = Entry(self._render(credentials), usable_until, refresh_at, credentials, pod_uid)
+        self._insert(key, entry)
+        return entry
+
+    def _insert(self, key: bytes, entry: Entry) -> None:
         self._entries[key] = entry
         self._entries.move_to_end(key)
+        if entry.pod_uid:
+            self._by_pod[entry.pod_uid] = key
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            evicted_key, evicted = self._entries.popitem(last=False)
+            if evicted.pod_uid and self._by_pod.get(evicted.pod_uid) == evicted_key:
+                del self._by_pod[evicted.pod_uid]
             self.stats.evictions += 1
-        return entry
 
     # --- invalidation ----------------------------------------------------------------------
     def invalidate(self, predicate: Callable[[Entry], bool]) -> int:
         doomed = [key for key, entry in self._entries.items() if predicate(entry)]
         for key in doomed:
-            del self._entries[key]
+            self._drop(key)
         return len(doomed)
+
+
+_NO_CREDENTIALS = Credentials("", "", "", "", datetime.fromtimestamp(0, UTC))

@@ -13,6 +13,7 @@ import uvloop
 
 from node_agent.backends import Backend
 from node_agent.cache import CredentialCache, Entry
+from node_agent.jwks import JwksVerifier
 from node_agent.ops import Ops
 from node_agent.server import CredentialsApp, CredentialsProtocol, render_credentials
 from node_agent.settings import AgentSettings, split_bind
@@ -29,6 +30,7 @@ class Agent:
     settings: AgentSettings
     backend: Backend
     clock: Callable[[], float] = time.time
+    verifier: JwksVerifier | None = None
     cache: CredentialCache = field(init=False)
     app: CredentialsApp = field(init=False)
     ops: Ops = field(init=False)
@@ -54,6 +56,7 @@ class Agent:
             self.cache,
             upstream_concurrency=self.settings.upstream_concurrency,
             observe_latency=self.ops.latency.observe,
+            verifier=self.verifier,
         )
         self.ops.attach(self.app)
 

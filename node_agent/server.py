@@ -20,7 +20,8 @@ from node_agent.backends import Backend
 from node_agent.cache import CredentialCache, Entry
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError, bad_request
-from node_agent.tokens import read_claims, token_key
+from node_agent.jwks import JwksVerifier
+from node_agent.tokens import TokenClaims, read_claims, token_key
 
 log = logging.getLogger("podid.agent")
 PATH = b"/v1/credentials"
@@ -78,7 +79,9 @@ class CredentialsApp:
         *,
         upstream_concurrency: int = 16,
         observe_latency: Callable[[float], None] | None = None,
+        verifier: JwksVerifier | None = None,
     ) -> None:
+        self.verifier = verifier
         self.backend = backend
         self.cache = cache
         self.requests = RequestStats()
@@ -117,8 +120,9 @@ class CredentialsApp:
             claims = read_claims(token)
             if claims.expires_at <= self.cache.clock():
                 raise AgentError(401, "ExpiredToken", "the service account token has expired")
-            entry = await self.cache.get(
-                token_key(token), self._fetcher(token, claims), claims.expires_at
+            key = token_key(token)
+            entry = await self._reuse(key, token, claims) or await self.cache.get(
+                key, self._fetcher(token, claims), claims.expires_at, pod_uid=claims.pod_uid
             )
         except AgentError as error:
             self.requests.count(error.status)
@@ -133,6 +137,17 @@ class CredentialsApp:
             return http_response(500, AgentError(500, "InternalError", "internal error").body())
         self.requests.count(200)
         return entry.response
+
+    async def _reuse(self, key: bytes, token: bytes, claims: TokenClaims) -> Entry | None:
+        """A rotated token of a pod already served: verify locally, skip EKS Auth."""
+        if self.verifier is None or not claims.pod_uid or self.cache.lookup(key) is not None:
+            return None
+        verified = await asyncio.to_thread(
+            self.verifier.verify, token.decode("ascii", "replace"), self.cache.clock()
+        )
+        if verified is None or verified.get("sub") != claims.subject:
+            return None
+        return self.cache.reuse_for_pod(key, claims, claims.expires_at)
 
     def _fetcher(self, token: bytes, claims: Any) -> Callable[[], Any]:
         text = token.decode("ascii", errors="replace")

@@ -35,6 +35,8 @@ class AgentSettings:
     upstream_concurrency: int = 16
     drain_seconds: float = 5
     log_level: str = "INFO"
+    # serve a pod's rotated token from cache after checking it against the cluster's JWKS
+    local_validation: bool = False
     # self-managed clusters (backend "sts")
     association_map: str | None = None  # mounted ConfigMap key with the full map
     kube_api: str = "https://kubernetes.default.svc"
@@ -75,7 +77,13 @@ class AgentSettings:
         for name, value in values.items():
             kind = str(fields[name].type)
             try:
-                if kind.startswith("int"):
+                if kind.startswith("bool"):
+                    typed[name] = (
+                        value
+                        if isinstance(value, bool)
+                        else str(value).lower() in ("1", "true", "yes")
+                    )
+                elif kind.startswith("int"):
                     typed[name] = int(value)
                 elif kind.startswith("float"):
                     typed[name] = float(value)
@@ -105,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> AgentSettings:
     parser.add_argument("--association-map")
     parser.add_argument("--kube-api")
     parser.add_argument("--log-level")
+    parser.add_argument("--local-validation", action="store_true", default=None)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     try:
         return AgentSettings.create(**{**from_environment(), **given})

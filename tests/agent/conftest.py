@@ -67,7 +67,7 @@ def setup(world: World) -> Setup:
 def start_agent(setup: Setup) -> Iterator:
     started: list[Agent] = []
 
-    def start(**overrides: object) -> Agent:
+    def start(verifier: object = None, **overrides: object) -> Agent:
         settings = AgentSettings.create(
             binds=("127.0.0.1:0",),
             ops_bind="127.0.0.1:0",
@@ -77,7 +77,8 @@ def start_agent(setup: Setup) -> Iterator:
             **overrides,
         )
         client = boto3.client("eks-auth", region_name=REGION, config=client_config(1.0))
-        agent = Agent(settings, EksAuthBackend(client, "blue"), clock=setup.clock).start_in_thread()
+        backend = EksAuthBackend(client, "blue")
+        agent = Agent(settings, backend, clock=setup.clock, verifier=verifier).start_in_thread()
         started.append(agent)
         return agent
 

@@ -269,3 +269,43 @@ def test_graceful_shutdown_answers_inflight_requests(setup, start_agent):
     agent.stop_thread()
     caller.join(5)
     assert outcome["result"][0] == 200
+
+
+def test_a_rotated_token_of_the_same_pod_is_served_from_cache_after_local_validation(
+    setup, start_agent
+):
+    from node_agent.jwks import JwksVerifier
+
+    verifier = JwksVerifier(setup.identity.jwks)
+    agent = start_agent(verifier=verifier)
+    first_token = setup.identity.issue("payments", "api", pod_name="api-7", now=time.time() - 60)
+    _, first = get_credentials(agent.ports[0], first_token)
+    # When the kubelet rotates the pod's token
+    rotated = setup.identity.issue("payments", "api", pod_name="api-7")
+    assert rotated != first_token
+    status, again = get_credentials(agent.ports[0], rotated)
+    # Then the cached credential is served without asking EKS Auth again
+    assert (status, again["AccessKeyId"]) == (200, first["AccessKeyId"])
+    assert agent.cache.stats.upstream_calls == 1
+    assert agent.cache.stats.reused_for_new_token == 1
+    # A forged token claiming the same pod fails local validation and goes upstream
+    from sandbox.cluster_identity import ClusterIdentity
+
+    forged = ClusterIdentity.create("arn:aws:eks:eu-west-1:123456789012:cluster/blue").issue(
+        "payments", "api", pod_name="api-7"
+    )
+    status, _ = get_credentials(agent.ports[0], forged)
+    assert status == 401
+    assert verifier.failures >= 1
+
+
+def test_new_identities_are_rate_limited_with_a_retryable_answer(setup, start_agent):
+    from node_agent.limits import TokenBucket
+
+    agent = start_agent()
+    agent.cache.new_identities = TokenBucket(rate=0.001, burst=2)
+    statuses = [
+        get_credentials(agent.ports[0], setup.pod(pod_name=f"p{i}").token)[0] for i in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    assert agent.cache.stats.rate_limited == 1
