@@ -105,7 +105,7 @@ class Agent:
                 log.info(
                     "association map reloaded", extra={"changed": len(changed), "dropped": dropped}
                 )
-            await asyncio.sleep(5)
+            await asyncio.sleep(self.settings.map_poll_seconds)
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():

@@ -37,6 +37,7 @@ class AgentSettings:
     log_level: str = "INFO"
     # serve a pod's rotated token from cache after checking it against the cluster's JWKS
     local_validation: bool = False
+    map_poll_seconds: float = 5.0
     # self-managed clusters (backend "sts")
     association_map: str | None = None  # mounted ConfigMap key with the full map
     kube_api: str = "https://kubernetes.default.svc"

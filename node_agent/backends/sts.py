@@ -10,6 +10,7 @@ targetRoleArn chaining.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from node_agent.credentials import Credentials
 from node_agent.errors import AgentError
 from node_agent.tokens import TokenClaims
 
+log = logging.getLogger("podid.agent")
 AUDIENCE = "pods.eks.amazonaws.com"
 CREDENTIAL_SECONDS = 6 * 3600
 MAP_CHECK_SECONDS = 5.0
@@ -85,14 +87,16 @@ class TokenReviewer:
 class AssociationMap:
     """The pushed full map, reloaded when the mounted file changes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, check_seconds: float = MAP_CHECK_SECONDS) -> None:
         self.path = path
+        self.check_seconds = check_seconds
         self._lock = threading.Lock()
         self._checked = 0.0
         self._stamp: tuple[float, int] | None = None
         self.cluster_arn = ""
         self.cluster_name = ""
         self.generation = 0
+        self.rejected = 0
         self._entries: dict[tuple[str, str], dict[str, Any]] = {}
 
     def lookup(self, namespace: str, service_account: str) -> dict[str, Any] | None:
@@ -103,7 +107,7 @@ class AssociationMap:
         """Reload if the file changed; returns the identities whose entry changed."""
         with self._lock:
             now = time.monotonic()
-            if now - self._checked < MAP_CHECK_SECONDS and self._stamp is not None:
+            if now - self._checked < self.check_seconds and self._stamp is not None:
                 return set()
             self._checked = now
             try:
@@ -113,8 +117,15 @@ class AssociationMap:
             stamp = (stat.st_mtime, stat.st_size)
             if stamp == self._stamp:
                 return set()
-            with open(self.path, encoding="utf-8") as handle:
-                document = parse_full_map(handle.read())
+            try:
+                with open(self.path, encoding="utf-8") as handle:
+                    document = parse_full_map(handle.read())
+            except (OSError, ValueError, KeyError) as error:
+                # keep serving the last good map; a later push replaces the bad one
+                self._stamp = stamp
+                self.rejected += 1
+                log.error("association map rejected, keeping the previous one: %s", error)
+                return set()
             entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
             changed = {
                 k

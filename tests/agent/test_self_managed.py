@@ -1,0 +1,155 @@
+"""The sts backend: Pod Identity on self-managed Kubernetes (TokenReview, the
+pushed association map, sts:AssumeRole with the EKS session tags)."""
+
+import os
+import time
+
+import botocore.session
+import pytest
+from kubernetes import client as k8s
+
+from functions.core.association_map import build_association_map
+from functions.core.models import AssociationKey, AssociationSpec, Cluster, DesiredAssociation
+from functions.kube.configmap import ClusterEndpoint, api_client
+from node_agent.backends.sts import AssociationMap, StsBackend, TokenReviewer
+from node_agent.runtime import Agent
+from node_agent.settings import AgentSettings
+from sandbox.cluster_identity import ClusterIdentity
+from tests.agent.conftest import get_credentials
+from tests.integration.conftest import ACCOUNT, REGION
+
+CLUSTER_ARN = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/onprem"
+AGENT_TOKEN = "agent-service-account-token"
+
+
+def write_map(path, entries):
+    cluster = Cluster(name="onprem", arn=CLUSTER_ARN)
+    associations = [
+        DesiredAssociation(
+            key=AssociationKey("onprem", ns, sa), spec=AssociationSpec(**spec), declaration_id="d"
+        )
+        for (ns, sa), spec in entries.items()
+    ]
+    path.write_text(
+        build_association_map(cluster, associations).full_map(generation=int(time.time()))
+    )
+    os.utime(path, (time.time() + 1, time.time() + 1))
+
+
+@pytest.fixture
+def self_managed(world, kube, tmp_path):
+    identity = ClusterIdentity.create(CLUSTER_ARN)
+    api = kube.add_cluster("onprem", identity=identity)
+    api.add_static_token(AGENT_TOKEN, "system:serviceaccount:kube-system:podid-node-agent")
+    api.grant("system:serviceaccount:kube-system:podid-node-agent", ["create"], "tokenreviews")
+    app = world.create_role("app")
+    other = world.create_role("other")
+    path = tmp_path / "associations.json"
+    write_map(
+        path,
+        {
+            ("payments", "api"): {"role_arn": app},
+            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
+        },
+    )
+    reviewer = TokenReviewer(
+        k8s.AuthenticationV1Api(api_client(ClusterEndpoint("onprem", api.url), AGENT_TOKEN))
+    )
+    sts = botocore.session.get_session().create_client("sts", region_name=REGION)
+    calls = []
+    sts.meta.events.register(
+        "provide-client-params.sts.AssumeRole", lambda params, **_: calls.append(dict(params))
+    )
+    backend = StsBackend(reviewer, AssociationMap(str(path), check_seconds=0), sts)
+    settings = AgentSettings.create(
+        binds=("127.0.0.1:0",),
+        ops_bind="127.0.0.1:0",
+        cluster_name="onprem",
+        backend="sts",
+        association_map=str(path),
+        map_poll_seconds=0.1,
+    )
+    agent = Agent(settings, backend).start_in_thread()
+    yield {
+        "agent": agent,
+        "identity": identity,
+        "path": path,
+        "calls": calls,
+        "roles": (app, other),
+    }
+    agent.stop_thread()
+
+
+def test_a_pod_gets_its_mapped_role_with_the_eks_session_tags(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    status, body = get_credentials(
+        agent.ports[0], identity.issue("payments", "api", pod_name="api-1")
+    )
+    assert status == 200
+    assert body["AccountId"] == ACCOUNT
+    (call,) = self_managed["calls"]
+    assert call["RoleArn"] == self_managed["roles"][0]
+    assert call["RoleSessionName"] == "eks-onprem-api-1"
+    tags = {t["Key"]: t["Value"] for t in call["Tags"]}
+    assert tags["eks-cluster-arn"] == CLUSTER_ARN
+    assert tags["eks-cluster-name"] == "onprem"
+    assert (
+        tags["kubernetes-namespace"],
+        tags["kubernetes-service-account"],
+        tags["kubernetes-pod-name"],
+    ) == ("payments", "api", "api-1")
+    assert len(tags["kubernetes-pod-uid"]) == 36
+
+
+def test_disabled_session_tags_are_honoured(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    assert get_credentials(agent.ports[0], identity.issue("batch", "job"))[0] == 200
+    (call,) = self_managed["calls"]
+    assert "Tags" not in call
+
+
+def test_unknown_service_accounts_and_forged_tokens_are_refused(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    status, body = get_credentials(agent.ports[0], identity.issue("payments", "nobody"))
+    assert (status, body["Code"]) == (404, "ResourceNotFound")
+    forged = ClusterIdentity.create(CLUSTER_ARN).issue("payments", "api")
+    status, body = get_credentials(agent.ports[0], forged)
+    assert (status, body["Code"]) == (401, "InvalidToken")
+    assert self_managed["calls"] == []
+
+
+def test_a_changed_map_drops_exactly_the_affected_cached_identities(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    api_token, job_token = identity.issue("payments", "api"), identity.issue("batch", "job")
+    _, api_before = get_credentials(agent.ports[0], api_token)
+    _, job_before = get_credentials(agent.ports[0], job_token)
+    app, other = self_managed["roles"]
+    # When the control plane pushes a map where payments/api has another role
+    write_map(
+        self_managed["path"],
+        {
+            ("payments", "api"): {"role_arn": other},
+            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
+        },
+    )
+    deadline = time.time() + 5
+    while len(agent.cache) == 2 and time.time() < deadline:
+        time.sleep(0.05)
+    # Then payments/api is fetched again with the new role; batch/job stays cached
+    _, api_after = get_credentials(agent.ports[0], api_token)
+    _, job_after = get_credentials(agent.ports[0], job_token)
+    assert api_after["AccessKeyId"] != api_before["AccessKeyId"]
+    assert job_after["AccessKeyId"] == job_before["AccessKeyId"]
+    assert self_managed["calls"][-1]["RoleArn"] == other
+
+
+def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
+    agent, identity, path = self_managed["agent"], self_managed["identity"], self_managed["path"]
+    associations = agent.backend.associations
+    associations.poll()
+    path.write_text(path.read_text().replace("role/app", "role/evil"))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert associations.poll() == set()
+    assert associations.rejected == 1
+    assert get_credentials(agent.ports[0], identity.issue("payments", "api"))[0] == 200
+    assert self_managed["calls"][-1]["RoleArn"] == self_managed["roles"][0]
