@@ -536,15 +536,6 @@ def _wrap_tagging(backend_cls: type[EKSBackend]) -> None:
 
 # --- EKS Auth -------------------------------------------------------------------
 
-SESSION_TAG_KEYS = (
-    "eks-cluster-arn",
-    "eks-cluster-name",
-    "kubernetes-namespace",
-    "kubernetes-service-account",
-    "kubernetes-pod-name",
-    "kubernetes-pod-uid",
-)
-
 
 def _access_denied(message: str) -> EmulatedError:
     return EmulatedError("AccessDeniedException", 400, message)

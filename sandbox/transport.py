@@ -123,13 +123,7 @@ class StreamTailer:
         return delivered
 
     def drain(self, handler: Handler, *, rounds: int = 20) -> int:
-        total = 0
-        for _ in range(rounds):
-            delivered = self.deliver(handler)
-            total += delivered
-            if not delivered:
-                return total
-        return total
+        return _drain(lambda: self.deliver(handler), rounds)
 
 
 @dataclass
@@ -190,13 +184,18 @@ class SqsPoller:
         return len(records)
 
     def drain(self, handler: Handler, *, rounds: int = 50) -> int:
-        total = 0
-        for _ in range(rounds):
-            delivered = self.deliver(handler)
-            total += delivered
-            if not delivered:
-                return total
-        return total
+        return _drain(lambda: self.deliver(handler), rounds)
+
+
+def _drain(deliver: Callable[[], int], rounds: int) -> int:
+    """Deliver until a round finds nothing (bounded): what a poller does all day."""
+    total = 0
+    for _ in range(rounds):
+        delivered = deliver()
+        total += delivered
+        if not delivered:
+            break
+    return total
 
 
 def _failed_items(

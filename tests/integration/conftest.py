@@ -135,6 +135,13 @@ class World:
         self.apis[name] = api
         return api
 
+    def enroll(self, *clusters: str, fleet: str | None = "prod") -> None:
+        """Create clusters and let the scheduled pass enroll them."""
+        for name in clusters:
+            self.create_cluster(name, fleet=fleet)
+        self.reconcile_event(fixture_event("scheduled_event"))
+        self.settle()
+
     def create_role(
         self, name: str, trust: dict[str, Any] | None = None, tags: dict[str, str] | None = None
     ) -> str:

@@ -5,17 +5,14 @@ import pytest
 
 from functions.dal.repository import Repository
 from sandbox.eks_emulation import FAULTS
-from tests.integration.conftest import ACCOUNT, World, fixture_event
+from tests.integration.conftest import ACCOUNT, World
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
 
 def enrolled(world: World, *clusters: str) -> None:
-    for name in clusters:
-        world.create_cluster(name, fleet="prod")
     world.create_role("payments-api")
-    world.reconcile_event(fixture_event("scheduled_event"))
-    world.settle()
+    world.enroll(*clusters)
 
 
 def declare_many(world: World, count: int) -> None:

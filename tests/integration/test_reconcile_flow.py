@@ -6,11 +6,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
 
 def declared_fleet(world: World, *clusters: str) -> None:
-    for name in clusters:
-        world.create_cluster(name, fleet="prod")
     world.create_role("payments-api")
-    world.reconcile_event(fixture_event("scheduled_event"))
-    world.run_reconcile_queue()
+    world.enroll(*clusters)
     world.declare(
         "payments-api",
         namespace="payments",

@@ -62,10 +62,7 @@ def test_fleet_declaration_creates_associations_on_every_fleet_cluster_and_pushe
 
 
 def enroll(world: World, *clusters: str) -> None:
-    for name in clusters:
-        world.create_cluster(name, fleet="prod")
-    world.reconcile_event(schedule())
-    world.settle()
+    world.enroll(*clusters)
 
 
 def schedule():
