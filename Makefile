@@ -9,12 +9,16 @@ PIP_NOISE_FILTER := { grep -v -e '^WARNING: Location' -e 'is ignored: it is neit
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: test lint typecheck unit install synth clean
+.PHONY: demo test lint typecheck unit install synth clean
+
+# The whole control plane on an embedded local AWS, narrated; exits 0 only if every step checked out.
+demo: install
+	$(PY) -m sandbox.demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	set -o pipefail; { $(PY) -m pip install --quiet --upgrade pip && \
-	  $(PY) -m pip install --quiet -e ".[dev,agent,infra]"; } 2>&1 | $(PIP_NOISE_FILTER)
+	  $(PY) -m pip install --quiet -e ".[dev,agent,infra,cli]"; } 2>&1 | $(PIP_NOISE_FILTER)
 	touch $@
 
 install: $(VENV)/.installed

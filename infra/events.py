@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -9,31 +11,23 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
-from functions.flows.reconcile import ASSOCIATION_EVENTS, CLUSTER_EVENTS
-from functions.flows.trust_guard import WATCHED_EVENTS
+from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
 from infra.config import DeployConfig
 from infra.functions import ControlPlaneFunctions, Shared
 
-CLOUDTRAIL = "AWS API Call via CloudTrail"
+
+def _pattern(pattern: dict[str, Any]) -> events.EventPattern:
+    return events.EventPattern(
+        source=pattern["source"], detail_type=pattern["detail-type"], detail=pattern["detail"]
+    )
 
 
 def iam_event_pattern() -> events.EventPattern:
-    return events.EventPattern(
-        source=["aws.iam"],
-        detail_type=[CLOUDTRAIL],
-        detail={"eventSource": ["iam.amazonaws.com"], "eventName": sorted(WATCHED_EVENTS)},
-    )
+    return _pattern(IAM_CHANGES)
 
 
 def eks_event_pattern() -> events.EventPattern:
-    return events.EventPattern(
-        source=["aws.eks"],
-        detail_type=[CLOUDTRAIL],
-        detail={
-            "eventSource": ["eks.amazonaws.com"],
-            "eventName": sorted(ASSOCIATION_EVENTS | CLUSTER_EVENTS),
-        },
-    )
+    return _pattern(EKS_CHANGES)
 
 
 class EventWiring(Construct):

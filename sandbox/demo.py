@@ -1,0 +1,282 @@
+"""`make demo`: the whole control plane, locally, narrated. Exits 0 only if
+every step's outcome was checked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from rich.console import Console
+from rich.table import Table
+
+from functions.core.models import Declaration
+from node_agent.backends.eks_auth import EksAuthBackend, client_config
+from node_agent.runtime import Agent
+from node_agent.settings import AgentSettings
+from sandbox.stack import ACCOUNT, Sandbox
+
+console = Console()
+ROLE = "payments-api"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
+
+
+class DemoFailed(Exception):
+    pass
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, float]] = []
+
+    def run(self, title: str, action: Callable[[], str]) -> None:
+        console.rule(f"[bold]{len(self.rows) + 1}. {title}")
+        started = time.perf_counter()
+        try:
+            outcome = action()
+        except Exception as error:
+            self.rows.append((title, f"FAILED: {error}", time.perf_counter() - started))
+            raise DemoFailed(f"{title}: {error}") from error
+        self.rows.append((title, outcome, time.perf_counter() - started))
+        console.print(f"[green]✔[/green] {outcome}")
+
+    def summary(self) -> Table:
+        table = Table(title="podid sandbox demo", show_lines=False)
+        table.add_column("#", justify="right")
+        table.add_column("step")
+        table.add_column("checked outcome")
+        table.add_column("s", justify="right")
+        for index, (title, outcome, seconds) in enumerate(self.rows, 1):
+            style = "red" if outcome.startswith("FAILED") else "green"
+            table.add_row(str(index), title, f"[{style}]{outcome}[/{style}]", f"{seconds:.1f}")
+        return table
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise DemoFailed(message)
+
+
+def associations(sandbox: Sandbox, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
+    eks = sandbox.client("eks")
+    found = {}
+    for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
+        detail = eks.describe_pod_identity_association(
+            clusterName=cluster, associationId=summary["associationId"]
+        )
+        association = detail["association"]
+        found[(association["namespace"], association["serviceAccount"])] = association
+    return found
+
+
+def identities(sandbox: Sandbox, cluster: str) -> list[dict[str, str]]:
+    configmap = sandbox.apis[cluster].configmap("kube-system", "pod-identity-associations")
+    check(configmap is not None, f"no association map pushed to {cluster}")
+    return list(json.loads(configmap["data"]["identities.json"])["identities"])  # type: ignore[index]
+
+
+def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
+    from functions.flows.services import services
+
+    iam = sandbox.operator("iam")
+    role_arn = ""
+
+    def setup() -> str:
+        nonlocal role_arn
+        for name in ("blue", "green"):
+            sandbox.add_cluster(name, fleet="prod")
+        role_arn = iam.create_role(
+            RoleName=ROLE,
+            AssumeRolePolicyDocument=json.dumps(TRUST),
+            Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}],
+        )["Role"]["Arn"]
+        sandbox.pump()
+        sandbox.schedule()
+        sandbox.pump()
+        enrolled = [c.name for c in services().repo.list_clusters() if c.enrolled]
+        check(enrolled == ["blue", "green"], f"enrolled {enrolled}")
+        return "clusters blue and green (fleet prod) enrolled; role payments-api created"
+
+    def declare() -> str:
+        services().repo.put_declaration(
+            Declaration.model_validate(
+                {
+                    "id": "payments-api",
+                    "namespace": "payments",
+                    "serviceAccount": "api",
+                    "roleArn": role_arn,
+                    "target": {"fleet": "prod"},
+                    "tags": {"team": "payments"},
+                }
+            )
+        )
+        sandbox.pump()
+        for cluster in ("blue", "green"):
+            found = associations(sandbox, cluster)
+            check(list(found) == [("payments", "api")], f"{cluster} has {list(found)}")
+            check(found[("payments", "api")]["roleArn"] == role_arn, "wrong role")
+        return (
+            "declared payments/api -> payments-api for fleet prod: associations on blue and green"
+        )
+
+    def maps() -> str:
+        for cluster in ("blue", "green"):
+            check(
+                identities(sandbox, cluster)
+                == [{"namespace": "payments", "serviceAccount": "api"}],
+                f"map of {cluster}",
+            )
+        return "association maps pushed to both clusters' webhook ConfigMaps"
+
+    def tamper() -> str:
+        iam.update_assume_role_policy(
+            RoleName=ROLE,
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        sandbox.pump()
+        latest = services().repo.latest_finding(role_arn)
+        check(latest is not None and latest.action.value == "repaired", f"finding {latest}")
+        codes = sorted({f.code for f in latest.findings})  # type: ignore[union-attr]
+        policy = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        principals = [s["Principal"] for s in policy["Statement"]]
+        check({"Service": "pods.eks.amazonaws.com"} in principals, "pod principal not restored")
+        check({"Service": "ec2.amazonaws.com"} in principals, "unrelated principal lost")
+        return (
+            f"trust policy tampered -> findings {', '.join(codes)} -> repaired (ec2 principal kept)"
+        )
+
+    def drift() -> str:
+        before = associations(sandbox, "blue")[("payments", "api")]
+        sandbox.operator("eks").delete_pod_identity_association(
+            clusterName="blue", associationId=before["associationId"]
+        )
+        sandbox.pump()
+        after = associations(sandbox, "blue").get(("payments", "api"))
+        check(after is not None, "association not healed")
+        check(after["associationId"] != before["associationId"], "same association?")  # type: ignore[index]
+        return f"association deleted by hand -> healed as {after['associationId']}"  # type: ignore[index]
+
+    def join() -> str:
+        sandbox.add_cluster("teal", fleet="prod")
+        sandbox.pump()
+        check(list(associations(sandbox, "teal")) == [("payments", "api")], "teal not enrolled")
+        check(
+            identities(sandbox, "teal") == [{"namespace": "payments", "serviceAccount": "api"}],
+            "teal map",
+        )
+        return (
+            "cluster teal created with tag pod-identity/fleet=prod -> enrolled, "
+            "association + map, zero edits"
+        )
+
+    def credentials() -> str:
+        settings = AgentSettings.create(
+            binds=("127.0.0.1:0",),
+            ops_bind="127.0.0.1:0",
+            cluster_name="teal",
+            region=sandbox.region,
+        )
+        backend = EksAuthBackend(
+            boto3.client(
+                "eks-auth",
+                region_name=sandbox.region,
+                endpoint_url=sandbox.endpoint,
+                config=client_config(1.0),
+            ),
+            "teal",
+        )
+        agent = Agent(settings, backend).start_in_thread()
+        try:
+            with sandbox.pod_environment("teal", "payments", "api", agent.ports[0], workdir):
+                session = boto3.Session(region_name=sandbox.region)
+                method = getattr(session.get_credentials(), "method", None)
+                caller = session.client("sts", endpoint_url=sandbox.endpoint).get_caller_identity()
+        finally:
+            agent.stop_thread()
+        check(method == "container-role", f"credentials came from {method}")
+        check(f":assumed-role/{ROLE}/" in caller["Arn"], f"caller {caller['Arn']}")
+        return f"a pod on teal got credentials through the node agent: {caller['Arn']}"
+
+    for title, action in (
+        ("Start clusters and a role", setup),
+        ("Declare a fleet-wide association", declare),
+        ("Maps pushed to the webhook", maps),
+        ("Tamper with the trust policy (enforce mode)", tamper),
+        ("Delete an association by hand", drift),
+        ("A new cluster joins the fleet", join),
+        ("A pod fetches credentials and calls STS", credentials),
+    ):
+        steps.run(title, action)
+
+
+def quiet() -> None:
+    """The narration is the output: servers and functions log only problems."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    for name in ("werkzeug", "podid", "podid.agent", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main() -> int:
+    quiet()
+    console.print(
+        "[bold]podid[/bold]: EKS Pod Identity control plane, "
+        "on an embedded local AWS (no account needed)\n"
+    )
+    steps = Steps()
+    started = time.perf_counter()
+    status = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="podid-demo-") as workdir,
+        Sandbox(mode="enforce") as sandbox,
+    ):
+        console.print(
+            f"moto (AWS) on {sandbox.endpoint}, "
+            f"Kubernetes APIs on {sandbox.kube.url if sandbox.kube else '?'}"
+        )
+        try:
+            scenario(sandbox, steps, workdir)
+        except DemoFailed as error:
+            console.print(f"[red]✘ {error}[/red]")
+            status = 1
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: cleaning up[/yellow]")
+            status = 130
+        handled = len(sandbox.handled)
+    console.print(steps.summary())
+    console.print(
+        f"{len(steps.rows)} steps, {handled} events routed to the functions, account {ACCOUNT}, "
+        f"{time.perf_counter() - started:.1f} s. "
+        + ("[green]All checks passed.[/green]" if status == 0 else "[red]Failed.[/red]")
+    )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

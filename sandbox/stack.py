@@ -1,0 +1,322 @@
+"""The embedded local control plane: what `make demo` and `podid sandbox up` run.
+
+* moto in server mode plays the account (DynamoDB with its stream, IAM, EKS
+  with the pod identity emulation, EKS Auth, STS, SQS, SNS, EventBridge);
+* a local router feeds the same handler functions the Lambdas run, with the
+  same event shapes: it tails the table's stream with shard iterators, turns
+  the IAM and EKS API calls made here into CloudTrail-via-EventBridge events
+  (matched against the deployed rules' patterns), runs the schedule and
+  drains the queues;
+* one local Kubernetes API per cluster receives the pushed maps;
+* the node agent serves real credentials from the sandbox's EKS Auth.
+Only the transport differs from AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.events.models import EventPattern
+from moto.server import ThreadedMotoServer
+
+from functions.aws import clients as function_clients
+from functions.core.models import FLEET_TAG
+from functions.dal.schema import create_table_params
+from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
+from sandbox import eks_emulation
+from sandbox.cluster_identity import REGISTRY
+from sandbox.eks_token_verifier import AwsCredential
+from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.transport import (
+    LambdaContext,
+    SqsPoller,
+    StreamTailer,
+    cloudtrail_event,
+    scheduled_event,
+)
+
+ACCOUNT = "123456789012"  # moto's account
+TABLE = "podid-sandbox"
+OPERATOR = f"arn:aws:iam::{ACCOUNT}:user/operator"
+ROLES = {
+    "sync": f"arn:aws:iam::{ACCOUNT}:role/podid-sync",
+    "trust_guard": f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard",
+    "reconcile": f"arn:aws:iam::{ACCOUNT}:role/podid-reconcile",
+    "webhook_push": f"arn:aws:iam::{ACCOUNT}:role/podid-webhook-push",
+}
+# API calls that CloudTrail records (writes): only these become events
+RECORDED = {"iam", "eks"}
+_WRITE = ("Create", "Update", "Delete", "Tag", "Untag", "Put")
+
+
+@dataclass
+class Sandbox:
+    region: str = "eu-west-1"
+    mode: str = "enforce"
+    moto: ThreadedMotoServer | None = None
+    kube: LocalKubernetes | None = None
+    stream: StreamTailer | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    apis: dict[str, ClusterAPI] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    handled: list[tuple[str, str]] = field(default_factory=list)  # (function, event name)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        eks_emulation.install()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.kube = LocalKubernetes().start()
+        self._env(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="sandbox",
+            AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts anything
+            AWS_SESSION_TOKEN=None,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_REGION=self.region,
+            AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+            AWS_MAX_ATTEMPTS="3",
+            POWERTOOLS_TRACE_DISABLED="1",
+            POWERTOOLS_LOG_LEVEL="ERROR",
+            POWERTOOLS_METRICS_DISABLED="true",
+            TABLE_NAME=TABLE,
+        )
+        self._account()
+        return self
+
+    def stop(self) -> None:
+        if self.kube is not None:
+            self.kube.stop()
+        if self.moto is not None:
+            self.moto.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        from functions.flows import services
+
+        services.reset()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _env(self, **values: str | None) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def _account(self) -> None:
+        dynamodb = self.client("dynamodb")
+        stream = dynamodb.create_table(**create_table_params(TABLE))["TableDescription"][
+            "LatestStreamArn"
+        ]
+        self.stream = StreamTailer(self.client("dynamodbstreams"), stream, self.region)
+        sqs = self.client("sqs")
+        self.urls = {
+            "push": sqs.create_queue(QueueName="podid-push.fifo", Attributes={"FifoQueue": "true"})[
+                "QueueUrl"
+            ],
+            "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
+            "dlq": sqs.create_queue(QueueName="podid-parked")["QueueUrl"],
+        }
+        topic = self.client("sns").create_topic(Name="podid-findings")["TopicArn"]
+        self._env(
+            PUSH_QUEUE_URL=self.urls["push"],
+            RECONCILE_QUEUE_URL=self.urls["reconcile"],
+            DEAD_LETTER_QUEUE_URL=self.urls["dlq"],
+            FINDINGS_TOPIC_ARN=topic,
+            KUBE_ENDPOINT_TEMPLATE=self._kube().endpoint_template,
+            SELF_ROLE_ARNS=",".join(ROLES.values()),
+            MODE=self.mode,
+        )
+        from functions.flows import services
+
+        services.reset()
+        # the functions' own writes are recorded too, as their roles (and ignored by them)
+        self._record(function_clients.client("iam", self.region), ROLES["trust_guard"])
+        self._record(function_clients.client("eks", self.region), ROLES["sync"])
+
+    # --- clients ------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        session: Any = boto3.session.Session()
+        return session.client(service, region_name=self.region, endpoint_url=self.endpoint)
+
+    def operator(self, service: str) -> Any:
+        """A client for a person at the console: its writes become CloudTrail events."""
+        found = self.client(service)
+        if service in RECORDED:
+            self._record(found, OPERATOR)
+        return found
+
+    def _record(self, client: Any, caller: str) -> None:
+        service = client.meta.service_model.endpoint_prefix
+
+        def after_call(
+            http_response: Any, parsed: dict[str, Any], model: Any, **kwargs: Any
+        ) -> None:
+            if not model.name.startswith(_WRITE):
+                return
+            params = kwargs.get("context", {}).get("podid_params", {})
+            error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+            response = (
+                {k: v for k, v in parsed.items() if k != "ResponseMetadata"} if not error else None
+            )
+            event = cloudtrail_event(
+                service,
+                model.name,
+                request_parameters=_lower_first(params),
+                response_elements=json.loads(json.dumps(response, default=str))
+                if response
+                else None,
+                caller_arn=_as_session(caller),
+                account=ACCOUNT,
+                region=self.region,
+                error_code=error,
+            )
+            with self._lock:
+                self.events.append(event)
+
+        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            context["podid_params"] = json.loads(json.dumps(params, default=str))
+
+        client.meta.events.register(f"provide-client-params.{service}", remember)
+        client.meta.events.register(
+            f"after-call.{client.meta.service_model.service_id.hyphenize()}", after_call
+        )
+
+    # --- the router -------------------------------------------------------------------------
+    def pump(self, *, rounds: int = 10) -> int:
+        """Deliver everything pending (stream, events, queues) until quiet."""
+        from functions.handlers import reconcile, sync, trust_guard, webhook_push
+
+        if self.stream is None:
+            raise RuntimeError("the sandbox is not started")
+        sqs = self.client("sqs")
+        total = 0
+        for _ in range(rounds):
+            moved = self.stream.drain(sync.handler)
+            moved += self._deliver_events(trust_guard.handler, reconcile.handler)
+            moved += SqsPoller(sqs, self.urls["reconcile"], self.region).drain(reconcile.handler)
+            moved += SqsPoller(sqs, self.urls["push"], self.region).drain(webhook_push.handler)
+            total += moved
+            if not moved:
+                break
+        return total
+
+    def _deliver_events(self, guard: Callable[..., Any], reconcile: Callable[..., Any]) -> int:
+        with self._lock:
+            pending, self.events = self.events, []
+        iam, eks = (
+            EventPattern.load(json.dumps(IAM_CHANGES)),
+            EventPattern.load(json.dumps(EKS_CHANGES)),
+        )
+        for event in pending:
+            name = event["detail"]["eventName"]
+            if iam.matches_event(event):  # type: ignore[arg-type]
+                guard(event, LambdaContext(function_name="podid-trust-guard"))
+                self.handled.append(("trust_guard", name))
+            if eks.matches_event(event):  # type: ignore[arg-type]
+                reconcile(event, LambdaContext(function_name="podid-reconcile"))
+                self.handled.append(("reconcile", name))
+        return len(pending)
+
+    def schedule(self) -> None:
+        from functions.handlers import reconcile
+
+        rule = f"arn:aws:events:{self.region}:{ACCOUNT}:rule/podid-reconcile-schedule"
+        reconcile.handler(
+            scheduled_event(rule, account=ACCOUNT, region=self.region), LambdaContext()
+        )
+        self.handled.append(("reconcile", "Scheduled Event"))
+
+    # --- the world ------------------------------------------------------------------------------
+    def _kube(self) -> LocalKubernetes:
+        if self.kube is None:
+            raise RuntimeError("the sandbox is not started")
+        return self.kube
+
+    def add_cluster(self, name: str, fleet: str | None) -> ClusterAPI:
+        tags = {FLEET_TAG: fleet} if fleet else {}
+        cluster = self.operator("eks").create_cluster(
+            name=name,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+            resourcesVpcConfig={"subnetIds": ["subnet-sandbox"]},
+            tags=tags,
+        )["cluster"]
+        api = self._kube().add_cluster(
+            name,
+            aws_credentials={"sandbox": AwsCredential("sandbox", ROLES["webhook_push"])},
+            identity=REGISTRY.for_cluster(cluster["arn"]),
+            sts_hosts=[self.endpoint.removeprefix("http://")],
+        )
+        user = api.add_access_entry(ROLES["webhook_push"], "podid-push")
+        api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
+        self.apis[name] = api
+        return api
+
+    @contextmanager
+    def pod_environment(
+        self, cluster: str, namespace: str, service_account: str, agent_port: int, workdir: str
+    ) -> Iterator[None]:
+        """Environment variables as the webhook injects them into a pod."""
+        arn = f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{cluster}"
+        token_file = os.path.join(workdir, "eks-pod-identity-token")
+        with open(token_file, "w", encoding="utf-8") as handle:
+            handle.write(
+                REGISTRY.for_cluster(arn).issue(
+                    namespace, service_account, pod_name=f"{service_account}-demo"
+                )
+            )
+        saved = {
+            k: os.environ.get(k)
+            for k in (
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            )
+        }
+        os.environ.pop("AWS_ACCESS_KEY_ID", None)
+        os.environ.pop("AWS_SECRET_ACCESS_KEY", None)
+        os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = (
+            f"http://127.0.0.1:{agent_port}/v1/credentials"
+        )
+        os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = token_file
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _lower_first(params: dict[str, Any]) -> dict[str, Any]:
+    """CloudTrail requestParameters use the API's camelCase member names."""
+    return {key[:1].lower() + key[1:]: value for key, value in params.items()}
+
+
+def _as_session(caller: str) -> str:
+    if ":role/" in caller:
+        account, name = caller.split(":")[4], caller.rsplit("/", 1)[1]
+        return f"arn:aws:sts::{account}:assumed-role/{name}/{name}"
+    return caller

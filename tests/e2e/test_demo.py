@@ -1,0 +1,27 @@
+"""The demo scenario, as `make demo` runs it (its own process: the sandbox
+owns the environment, as on a laptop)."""
+
+import subprocess
+import sys
+
+
+def test_the_demo_runs_every_step_and_checks_it():
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox.demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps lines
+    assert result.returncode == 0, output
+    assert "All checks passed." in output
+    for outcome in (
+        "associations on blue and green",
+        "maps pushed to both clusters",
+        "repaired (ec2 principal kept)",
+        "healed as a-",
+        "zero edits",
+        "assumed-role/payments-api/eks-teal-api-demo",
+    ):
+        assert outcome in output, outcome
