@@ -1,0 +1,1 @@
+"""podid operator CLI."""
