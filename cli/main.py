@@ -81,6 +81,10 @@ def declare(  # noqa: PLR0917 - one parameter per command-line option
     cluster: Annotated[list[str] | None, typer.Option("--cluster", help="repeatable")] = None,
     fleet: Annotated[str | None, typer.Option()] = None,
     disable_session_tags: Annotated[bool, typer.Option("--disable-session-tags")] = False,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="key=value, repeatable")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="session policy JSON file")
+    ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML or JSON records")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     table: TableOption = None,
@@ -100,6 +104,13 @@ def declare(  # noqa: PLR0917 - one parameter per command-line option
             record["targetRoleArn"] = target_role_arn
         if disable_session_tags:
             record["disableSessionTags"] = True
+        if tag:
+            malformed = [t for t in tag if "=" not in t]
+            if malformed:
+                fail(f"--tag takes key=value, got {malformed[0]!r}", 2)
+            record["tags"] = dict(t.split("=", 1) for t in tag)
+        if policy is not None:
+            record["policy"] = policy.read_text()
         raw_records = [{k: v for k, v in record.items() if v is not None}]
     declarations = []
     for index, record in enumerate(raw_records):
@@ -318,6 +329,9 @@ def findings(
     view = Table(title="trust findings")
     for column in ("role", "action", "code", "severity", "message"):
         view.add_column(column)
+    if not latest:
+        console.print("no findings: no declared role's trust policy has been analysed yet")
+        return
     for record in latest:
         for finding in record.findings or ():
             view.add_row(
@@ -388,9 +402,18 @@ def schema() -> None:
 def sandbox_up(
     mode: Annotated[str, typer.Option(help="audit or enforce")] = "enforce",
     schedule_seconds: Annotated[float, typer.Option(help="schedule interval")] = 60,
+    clusters: Annotated[
+        str, typer.Option(help="clusters to create, name=fleet, comma-separated")
+    ] = "blue=prod,green=prod,dev=staging",
+    roles: Annotated[
+        str, typer.Option(help="Pod Identity roles to create, comma-separated")
+    ] = "payments-api,orders-worker",
+    verbose: Annotated[bool, typer.Option(help="show the functions' JSON logs")] = False,
 ) -> None:
     """Start the sandbox and keep it running (Ctrl-C or `podid sandbox down` stops it)."""
-    from sandbox.stack import Sandbox
+    from sandbox.stack import Sandbox, quiet
+
+    quiet(functions=not verbose)
 
     if STATE.exists():
         fail(f"a sandbox seems to be running ({STATE}); `podid sandbox down` first")
@@ -412,6 +435,20 @@ def sandbox_up(
             "SELF_ROLE_ARNS",
             "MODE",
         )
+        world = Table(title="sandbox account 123456789012 (moto)")
+        world.add_column("resource")
+        world.add_column("name")
+        world.add_column("detail")
+        for spec in filter(None, clusters.split(",")):
+            name, _, fleet = spec.partition("=")
+            box.add_cluster(name.strip(), fleet=fleet.strip() or None)
+            world.add_row("EKS cluster", name, f"fleet {fleet or '-'}")
+        for name in filter(None, roles.split(",")):
+            world.add_row("IAM role", name.strip(), box.add_role(name.strip()))
+        box.pump()
+        box.schedule()
+        box.pump()
+        console.print(world)
         STATE.parent.mkdir(parents=True, exist_ok=True)
         STATE.write_text(
             json.dumps(
@@ -422,7 +459,8 @@ def sandbox_up(
             )
         )
         console.print(
-            f"sandbox up: AWS on {box.endpoint}; this shell keeps it running; `podid status` in another"
+            f"sandbox up: AWS on {box.endpoint}; this shell keeps it running;"
+            " run `podid status` in another shell, `podid sandbox down` or Ctrl-C stops it"
         )
         next_schedule = time.monotonic()
         try:

@@ -4,11 +4,9 @@ every step's outcome was checked."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,20 +18,10 @@ from functions.core.models import Declaration
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
-from sandbox.stack import ACCOUNT, Sandbox
+from sandbox.stack import ACCOUNT, Sandbox, quiet
 
 console = Console()
 ROLE = "payments-api"
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"},
-            "Action": ["sts:AssumeRole", "sts:TagSession"],
-        }
-    ],
-}
 
 
 class DemoFailed(Exception):
@@ -100,11 +88,7 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
         nonlocal role_arn
         for name in ("blue", "green"):
             sandbox.add_cluster(name, fleet="prod")
-        role_arn = iam.create_role(
-            RoleName=ROLE,
-            AssumeRolePolicyDocument=json.dumps(TRUST),
-            Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}],
-        )["Role"]["Arn"]
+        role_arn = sandbox.add_role(ROLE)
         sandbox.pump()
         sandbox.schedule()
         sandbox.pump()
@@ -234,13 +218,6 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
         ("A pod fetches credentials and calls STS", credentials),
     ):
         steps.run(title, action)
-
-
-def quiet() -> None:
-    """The narration is the output: servers and functions log only problems."""
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-    for name in ("werkzeug", "podid", "podid.agent", "botocore", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main() -> int:

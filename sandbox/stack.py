@@ -15,8 +15,10 @@ Only the transport differs from AWS.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +52,17 @@ ROLES = {
     "trust_guard": f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard",
     "reconcile": f"arn:aws:iam::{ACCOUNT}:role/podid-reconcile",
     "webhook_push": f"arn:aws:iam::{ACCOUNT}:role/podid-webhook-push",
+}
+# the trust policy a Pod Identity role starts with
+POD_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
 }
 # API calls that CloudTrail records (writes): only these become events
 RECORDED = {"iam", "eks"}
@@ -272,6 +285,15 @@ class Sandbox:
         self.apis[name] = api
         return api
 
+    def add_role(self, name: str) -> str:
+        """A Pod Identity role whose trust policy the guard may repair (tagged)."""
+        role: dict[str, Any] = self.operator("iam").create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(POD_TRUST),
+            Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}],
+        )["Role"]
+        return str(role["Arn"])
+
     @contextmanager
     def pod_environment(
         self, cluster: str, namespace: str, service_account: str, agent_port: int, workdir: str
@@ -308,6 +330,14 @@ class Sandbox:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def quiet(*, functions: bool = True) -> None:
+    """Servers (and the functions, unless asked to keep them) log only problems."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    names = ["werkzeug", "botocore", "urllib3"] + (["podid", "podid.agent"] if functions else [])
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _lower_first(params: dict[str, Any]) -> dict[str, Any]:

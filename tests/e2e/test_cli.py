@@ -105,6 +105,28 @@ def test_declare_from_a_yaml_file_with_dry_run(account, tmp_path):
     assert account.item("DECL#a", "DECL") is None
 
 
+def test_declare_tags_and_session_policy_from_flags(account, tmp_path):
+    base = ["declare", "scoped", "--namespace", "payments", "--service-account", "api"]
+    base += ["--role-arn", ROLE, "--fleet", "prod", "--tag", "team=payments", "--tag", "tier=1"]
+    policy = tmp_path / "session-policy.json"
+    policy.write_text('{"Version": "2012-10-17", "Statement": []}')
+    # a session policy needs session tags disabled, as EKS requires
+    code, output = run(*base, "--policy", str(policy))
+    assert code == 2
+    assert "disableSessionTags" in output
+    code, output = run(*base, "--tag", "oops")
+    assert code == 2
+    assert "--tag takes key=value, got 'oops'" in output
+    assert account.item("DECL#scoped", "DECL") is None
+
+    code, output = run(*base, "--policy", str(policy), "--disable-session-tags")
+    assert code == 0, output
+    stored = account.item("DECL#scoped", "DECL")
+    assert stored["tags"] == {"team": "payments", "tier": "1"}
+    assert stored["disableSessionTags"] is True
+    assert json.loads(stored["policy"]) == {"Version": "2012-10-17", "Statement": []}
+
+
 def test_plan_shows_what_would_change_and_writes_nothing(account):
     run(
         "declare",

@@ -1,0 +1,87 @@
+"""`podid sandbox up` in one process, the operator's commands in others, as in
+the README's tour: the state file connects them, `sandbox down` stops it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PODID = [sys.executable, "-c", "from cli.main import main; main()"]
+DECLARATION = """\
+id: payments-api
+namespace: payments
+serviceAccount: api
+roleArn: arn:aws:iam::123456789012:role/payments-api
+target: {fleet: prod}
+"""
+
+
+def podid(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PODID, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_NAME", "MOTO"))}
+    env.update(PODID_HOME=str(tmp_path), COLUMNS="200")
+    up = subprocess.Popen(
+        [*PODID, "sandbox", "up", "--schedule-seconds", "5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state = tmp_path / "sandbox.json"
+    deadline = time.monotonic() + 90
+    while not state.exists():
+        assert up.poll() is None, up.communicate()[0]
+        assert time.monotonic() < deadline, "sandbox did not come up"
+        time.sleep(0.2)
+    yield env, up, state
+    if up.poll() is None:
+        up.kill()
+        up.wait()
+
+
+def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(sandbox, tmp_path):
+    env, up, state = sandbox
+    # Given the sandbox is up with its seeded clusters and roles
+    code_file = tmp_path / "payments.yaml"
+    code_file.write_text(DECLARATION)
+
+    # When an operator declares from a file in another process and waits for it
+    declared = podid("declare", "--file", str(code_file), env=env)
+    assert declared.returncode == 0, declared.stderr
+    waited = podid("wait", "payments-api", "--timeout", "60", "--interval", "0.5", env=env)
+
+    # Then the fleet's clusters carry the association, in sync
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "blue: InSync" in waited.stdout
+    assert "green: InSync" in waited.stdout
+    status = podid("status", "--output", "json", env=env)
+    rows = json.loads(status.stdout)
+    assert sorted((r["cluster"], r["state"]) for r in rows) == [
+        ("blue", "InSync"),
+        ("green", "InSync"),
+    ]
+
+    # And a second `up` is refused while one runs
+    again = podid("sandbox", "up", env=env)
+    assert again.returncode == 1
+    assert "podid sandbox down" in again.stderr
+
+    # When the operator stops it, the process ends cleanly and forgets its state
+    assert podid("sandbox", "down", env=env).returncode == 0
+    output, _ = up.communicate(timeout=30)
+    assert up.returncode == 0, output
+    assert "sandbox down" in output
+    assert not state.exists()
+    gone = podid("status", env=env)
+    assert gone.returncode == 1
+    assert "podid sandbox up" in gone.stderr
