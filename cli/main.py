@@ -411,7 +411,7 @@ def sandbox_up(
     verbose: Annotated[bool, typer.Option(help="show the functions' JSON logs")] = False,
 ) -> None:
     """Start the sandbox and keep it running (Ctrl-C or `podid sandbox down` stops it)."""
-    from sandbox.stack import Sandbox, quiet
+    from sandbox.stack import OPERATOR_KEY, Sandbox, quiet
 
     quiet(functions=not verbose)
 
@@ -454,7 +454,9 @@ def sandbox_up(
             json.dumps(
                 {
                     "pid": os.getpid(),
-                    "environment": {k: os.environ[k] for k in keys if k in os.environ},
+                    # other shells act as a person at the console, not as the functions
+                    "environment": {k: os.environ[k] for k in keys if k in os.environ}
+                    | {"AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_KEY},
                 }
             )
         )

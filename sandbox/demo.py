@@ -81,7 +81,7 @@ def identities(sandbox: Sandbox, cluster: str) -> list[dict[str, str]]:
 def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
     from functions.flows.services import services
 
-    iam = sandbox.operator("iam")
+    iam = sandbox.client("iam")
     role_arn = ""
 
     def setup() -> str:
@@ -158,7 +158,7 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
 
     def drift() -> str:
         before = associations(sandbox, "blue")[("payments", "api")]
-        sandbox.operator("eks").delete_pod_identity_association(
+        sandbox.client("eks").delete_pod_identity_association(
             clusterName="blue", associationId=before["associationId"]
         )
         sandbox.pump()

@@ -438,7 +438,7 @@ def _association_by_arn(backend: EKSBackend, arn: str) -> Association | None:
 def _request_params(response: BaseResponse, service: str, operation: str) -> dict[str, Any]:
     """Read every input member of `operation` from the URI, query string or JSON body,
     under its botocore member name."""
-    shape = _service_model(service).operation_model(operation).input_shape
+    shape = service_model(service).operation_model(operation).input_shape
     params: dict[str, Any] = {}
     for member, member_shape in shape.members.items():
         wire_name = member_shape.serialization.get("name", member)
@@ -456,7 +456,7 @@ def _request_params(response: BaseResponse, service: str, operation: str) -> dic
 
 
 @functools.cache
-def _service_model(service: str) -> Any:
+def service_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 

@@ -28,11 +28,10 @@ import boto3
 from moto.events.models import EventPattern
 from moto.server import ThreadedMotoServer
 
-from functions.aws import clients as function_clients
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import eks_emulation
+from sandbox import cloudtrail, eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -40,7 +39,6 @@ from sandbox.transport import (
     LambdaContext,
     SqsPoller,
     StreamTailer,
-    cloudtrail_event,
     scheduled_event,
 )
 
@@ -64,9 +62,9 @@ POD_TRUST = {
         }
     ],
 }
-# API calls that CloudTrail records (writes): only these become events
-RECORDED = {"iam", "eks"}
-_WRITE = ("Create", "Update", "Delete", "Tag", "Untag", "Put")
+# access keys (moto accepts any): the functions' and everyone else's
+FUNCTIONS_KEY = "sandbox"
+OPERATOR_KEY = "operator"
 
 
 @dataclass
@@ -82,6 +80,7 @@ class Sandbox:
     handled: list[tuple[str, str]] = field(default_factory=list)  # (function, event name)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _detach_trail: Callable[[], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -93,8 +92,8 @@ class Sandbox:
         self.kube = LocalKubernetes().start()
         self._env(
             AWS_ENDPOINT_URL=self.endpoint,
-            AWS_ACCESS_KEY_ID="sandbox",
-            AWS_SECRET_ACCESS_KEY="sandbox",  # noqa: S106 - moto accepts anything
+            AWS_ACCESS_KEY_ID=FUNCTIONS_KEY,
+            AWS_SECRET_ACCESS_KEY=FUNCTIONS_KEY,
             AWS_SESSION_TOKEN=None,
             AWS_DEFAULT_REGION=self.region,
             AWS_REGION=self.region,
@@ -109,6 +108,8 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        if self._detach_trail is not None:
+            self._detach_trail()
         if self.kube is not None:
             self.kube.stop()
         if self.moto is not None:
@@ -163,57 +164,32 @@ class Sandbox:
         from functions.flows import services
 
         services.reset()
-        # the functions' own writes are recorded too, as their roles (and ignored by them)
-        self._record(function_clients.client("iam", self.region), ROLES["trust_guard"])
-        self._record(function_clients.client("eks", self.region), ROLES["sync"])
+        # the functions sign with the sandbox key: their writes are recorded as their
+        # roles (and ignored by them); any other key is a person at the console
+        self._detach_trail = cloudtrail.attach(
+            cloudtrail.Trail(
+                account=ACCOUNT,
+                region=self.region,
+                callers={
+                    (FUNCTIONS_KEY, "iam"): ROLES["trust_guard"],
+                    (FUNCTIONS_KEY, "eks"): ROLES["sync"],
+                },
+                default_caller=OPERATOR,
+                deliver=self._deliver,
+            )
+        )
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(event)
 
     # --- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        session: Any = boto3.session.Session()
-        return session.client(service, region_name=self.region, endpoint_url=self.endpoint)
-
-    def operator(self, service: str) -> Any:
-        """A client for a person at the console: its writes become CloudTrail events."""
-        found = self.client(service)
-        if service in RECORDED:
-            self._record(found, OPERATOR)
-        return found
-
-    def _record(self, client: Any, caller: str) -> None:
-        service = client.meta.service_model.endpoint_prefix
-
-        def after_call(
-            http_response: Any, parsed: dict[str, Any], model: Any, **kwargs: Any
-        ) -> None:
-            if not model.name.startswith(_WRITE):
-                return
-            params = kwargs.get("context", {}).get("podid_params", {})
-            error = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
-            response = (
-                {k: v for k, v in parsed.items() if k != "ResponseMetadata"} if not error else None
-            )
-            event = cloudtrail_event(
-                service,
-                model.name,
-                request_parameters=_lower_first(params),
-                response_elements=json.loads(json.dumps(response, default=str))
-                if response
-                else None,
-                caller_arn=_as_session(caller),
-                account=ACCOUNT,
-                region=self.region,
-                error_code=error,
-            )
-            with self._lock:
-                self.events.append(event)
-
-        def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-            context["podid_params"] = json.loads(json.dumps(params, default=str))
-
-        client.meta.events.register(f"provide-client-params.{service}", remember)
-        client.meta.events.register(
-            f"after-call.{client.meta.service_model.service_id.hyphenize()}", after_call
+        """A client for a person at the console (its writes are the operator's)."""
+        session: Any = boto3.session.Session(
+            aws_access_key_id=OPERATOR_KEY, aws_secret_access_key=OPERATOR_KEY
         )
+        return session.client(service, region_name=self.region, endpoint_url=self.endpoint)
 
     # --- the router -------------------------------------------------------------------------
     def pump(self, *, rounds: int = 10) -> int:
@@ -268,7 +244,7 @@ class Sandbox:
 
     def add_cluster(self, name: str, fleet: str | None) -> ClusterAPI:
         tags = {FLEET_TAG: fleet} if fleet else {}
-        cluster = self.operator("eks").create_cluster(
+        cluster = self.client("eks").create_cluster(
             name=name,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
             resourcesVpcConfig={"subnetIds": ["subnet-sandbox"]},
@@ -276,7 +252,7 @@ class Sandbox:
         )["cluster"]
         api = self._kube().add_cluster(
             name,
-            aws_credentials={"sandbox": AwsCredential("sandbox", ROLES["webhook_push"])},
+            aws_credentials={"sandbox": AwsCredential(FUNCTIONS_KEY, ROLES["webhook_push"])},
             identity=REGISTRY.for_cluster(cluster["arn"]),
             sts_hosts=[self.endpoint.removeprefix("http://")],
         )
@@ -287,7 +263,7 @@ class Sandbox:
 
     def add_role(self, name: str) -> str:
         """A Pod Identity role whose trust policy the guard may repair (tagged)."""
-        role: dict[str, Any] = self.operator("iam").create_role(
+        role: dict[str, Any] = self.client("iam").create_role(
             RoleName=name,
             AssumeRolePolicyDocument=json.dumps(POD_TRUST),
             Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}],
@@ -338,15 +314,3 @@ def quiet(*, functions: bool = True) -> None:
     names = ["werkzeug", "botocore", "urllib3"] + (["podid", "podid.agent"] if functions else [])
     for name in names:
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _lower_first(params: dict[str, Any]) -> dict[str, Any]:
-    """CloudTrail requestParameters use the API's camelCase member names."""
-    return {key[:1].lower() + key[1:]: value for key, value in params.items()}
-
-
-def _as_session(caller: str) -> str:
-    if ":role/" in caller:
-        account, name = caller.split(":")[4], caller.rsplit("/", 1)[1]
-        return f"arn:aws:sts::{account}:assumed-role/{name}/{name}"
-    return caller

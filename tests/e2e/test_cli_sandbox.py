@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 PODID = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -70,6 +71,44 @@ def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(sandbo
         ("blue", "InSync"),
         ("green", "InSync"),
     ]
+
+    # When someone in yet another process (boto3, as the aws CLI would) drops
+    # sts:TagSession from the role's trust policy
+    aws = json.loads(state.read_text())["environment"]
+    iam = boto3.client(
+        "iam",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name=aws["AWS_REGION"],
+        aws_access_key_id="someone",
+        aws_secret_access_key="someone",
+    )
+    iam.update_assume_role_policy(
+        RoleName="payments-api",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "pods.eks.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+
+    # Then the sandbox's CloudTrail brings it to the trust guard, which repairs it
+    deadline = time.monotonic() + 60
+    while True:
+        found = json.loads(podid("findings", "--output", "json", env=env).stdout)
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [f["action"] for f in found] == ["repaired"], found
+    assert "PI012" in [f["code"] for f in found[0]["findings"]]
+    policy = iam.get_role(RoleName="payments-api")["Role"]["AssumeRolePolicyDocument"]
+    assert "sts:TagSession" in json.dumps(policy)
 
     # And a second `up` is refused while one runs
     again = podid("sandbox", "up", env=env)
