@@ -67,6 +67,33 @@ FUNCTIONS_KEY = "sandbox"
 OPERATOR_KEY = "operator"
 
 
+@dataclass(frozen=True)
+class StackResources:
+    stream: StreamTailer
+    urls: dict[str, str]  # push, reconcile, dlq
+    topic_arn: str
+
+
+def provision(client: Callable[[str], Any], region: str, table: str) -> StackResources:
+    """The stack's table (with its stream), queues and findings topic, as the
+    CDK app creates them, for the sandbox and the integration tests."""
+    stream = client("dynamodb").create_table(**create_table_params(table))["TableDescription"][
+        "LatestStreamArn"
+    ]
+    sqs = client("sqs")
+    return StackResources(
+        stream=StreamTailer(client("dynamodbstreams"), stream, region),
+        urls={
+            "push": sqs.create_queue(QueueName="podid-push.fifo", Attributes={"FifoQueue": "true"})[
+                "QueueUrl"
+            ],
+            "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
+            "dlq": sqs.create_queue(QueueName="podid-dlq")["QueueUrl"],
+        },
+        topic_arn=client("sns").create_topic(Name="podid-findings")["TopicArn"],
+    )
+
+
 @dataclass
 class Sandbox:
     region: str = "eu-west-1"
@@ -138,25 +165,13 @@ class Sandbox:
                 os.environ[key] = value
 
     def _account(self) -> None:
-        dynamodb = self.client("dynamodb")
-        stream = dynamodb.create_table(**create_table_params(TABLE))["TableDescription"][
-            "LatestStreamArn"
-        ]
-        self.stream = StreamTailer(self.client("dynamodbstreams"), stream, self.region)
-        sqs = self.client("sqs")
-        self.urls = {
-            "push": sqs.create_queue(QueueName="podid-push.fifo", Attributes={"FifoQueue": "true"})[
-                "QueueUrl"
-            ],
-            "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
-            "dlq": sqs.create_queue(QueueName="podid-parked")["QueueUrl"],
-        }
-        topic = self.client("sns").create_topic(Name="podid-findings")["TopicArn"]
+        resources = provision(self.client, self.region, TABLE)
+        self.stream, self.urls = resources.stream, resources.urls
         self._env(
             PUSH_QUEUE_URL=self.urls["push"],
             RECONCILE_QUEUE_URL=self.urls["reconcile"],
             DEAD_LETTER_QUEUE_URL=self.urls["dlq"],
-            FINDINGS_TOPIC_ARN=topic,
+            FINDINGS_TOPIC_ARN=resources.topic_arn,
             KUBE_ENDPOINT_TEMPLATE=self._kube().endpoint_template,
             SELF_ROLE_ARNS=",".join(ROLES.values()),
             MODE=self.mode,

@@ -18,11 +18,11 @@ import boto3
 import pytest
 
 from functions.core.models import FLEET_TAG
-from functions.dal.schema import create_table_params
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.stack import provision
 from sandbox.transport import LambdaContext, SqsPoller, StreamTailer
 
 ACCOUNT = "123456789012"  # moto's account
@@ -233,26 +233,13 @@ def world(moto_endpoint: str, kube: LocalKubernetes) -> Iterator[World]:
     eks_emulation.FAULTS.clear()
     kube.clusters.clear()
     found = World(moto_endpoint, kube)
-    dynamodb = found.client("dynamodb")
-    stream_arn = dynamodb.create_table(**create_table_params(TABLE))["TableDescription"][
-        "LatestStreamArn"
-    ]
-    found.stream = StreamTailer(found.client("dynamodbstreams"), stream_arn, REGION)
-    sqs = found.client("sqs")
-    found.urls = {
-        "push": sqs.create_queue(
-            QueueName="podid-push.fifo",
-            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
-        )["QueueUrl"],
-        "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
-        "dlq": sqs.create_queue(QueueName="podid-dlq")["QueueUrl"],
-    }
-    topic = found.client("sns").create_topic(Name="podid-findings")["TopicArn"]
+    resources = provision(found.client, REGION, TABLE)
+    found.stream, found.urls = resources.stream, resources.urls
     found.configure(
         push_queue_url=found.urls["push"],
         reconcile_queue_url=found.urls["reconcile"],
         dead_letter_queue_url=found.urls["dlq"],
-        findings_topic_arn=topic,
+        findings_topic_arn=resources.topic_arn,
         kube_endpoint_template=kube.endpoint_template,
         self_role_arns=f"{GUARD_ROLE},{PUSH_ROLE}",
         mode="audit",
