@@ -152,6 +152,20 @@ class World:
         )
         return str(response["Role"]["Arn"])
 
+    def given_payments_api(self, *clusters: str, tags: dict[str, str] | None = None) -> None:
+        """The common given: role payments-api, clusters of fleet prod enrolled,
+        payments/api declared fleet-wide and synced."""
+        self.create_role("payments-api", tags=tags)
+        self.enroll(*clusters)
+        self.declare(
+            "payments-api",
+            namespace="payments",
+            serviceAccount="api",
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/payments-api",
+            target={"fleet": "prod"},
+        )
+        self.settle()
+
     def trust_policy(self, name: str) -> dict[str, Any]:
         document = self.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
         return json.loads(document) if isinstance(document, str) else document

@@ -10,19 +10,6 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 CONFIGMAP = ("kube-system", "pod-identity-associations")
 
 
-def declared(world: World, cluster: str = "blue") -> None:
-    world.create_role("payments-api")
-    world.enroll(cluster)
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
-    world.settle()
-
-
 def push_message(world: World, cluster: str = "blue") -> None:
     world.client("sqs").send_message(
         QueueUrl=world.urls["push"],
@@ -33,7 +20,7 @@ def push_message(world: World, cluster: str = "blue") -> None:
 
 
 def test_the_full_map_carries_generation_and_a_verifiable_hash(world):
-    declared(world)
+    world.given_payments_api("blue")
     configmap = world.apis["blue"].configmap(*CONFIGMAP)
     document = parse_full_map(configmap["data"][FULL_MAP_KEY])
     # the empty map of the freshly enrolled cluster, then the declared one
@@ -47,7 +34,7 @@ def test_the_full_map_carries_generation_and_a_verifiable_hash(world):
 
 
 def test_an_unchanged_map_is_not_pushed_again(world):
-    declared(world)
+    world.given_payments_api("blue")
     before = len(world.apis["blue"].requests)
     generation = world.item("CLUSTER#blue", "MAP")["generation"]
     push_message(world)
@@ -57,7 +44,7 @@ def test_an_unchanged_map_is_not_pushed_again(world):
 
 
 def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
-    declared(world)
+    world.given_payments_api("blue")
     api = world.apis["blue"]
     generation = world.item("CLUSTER#blue", "MAP")["generation"]
     api.inject(409, reason="Conflict", method="PUT")
@@ -77,7 +64,7 @@ def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
 
 
 def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
-    declared(world)
+    world.given_payments_api("blue")
     api = world.apis["blue"]
     api.put_configmap_directly(*CONFIGMAP, {"identities.json": '{"identities":[]}'})
     world.declare(
@@ -133,7 +120,7 @@ def test_missing_access_entry_is_parked_with_an_actionable_reason(world):
 
 
 def test_a_server_error_is_retried_until_it_lands(world):
-    declared(world)
+    world.given_payments_api("blue")
     api = world.apis["blue"]
     api.inject(503, reason="ServiceUnavailable", method="PUT", times=2)
     world.declare(
@@ -150,7 +137,7 @@ def test_a_server_error_is_retried_until_it_lands(world):
 
 
 def test_a_message_for_an_unknown_cluster_or_garbage_is_parked(world):
-    declared(world)
+    world.given_payments_api("blue")
     sqs = world.client("sqs")
     sqs.send_message(
         QueueUrl=world.urls["push"],

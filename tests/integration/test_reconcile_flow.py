@@ -5,19 +5,6 @@ from tests.integration.conftest import ACCOUNT, World, fixture_event
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
 
-def declared_fleet(world: World, *clusters: str) -> None:
-    world.create_role("payments-api")
-    world.enroll(*clusters)
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
-    world.settle()
-
-
 def delete_by_hand(world: World, cluster: str) -> dict:
     (association,) = world.associations(cluster).values()
     world.client("eks").delete_pod_identity_association(
@@ -33,7 +20,7 @@ def delete_by_hand(world: World, cluster: str) -> dict:
 
 def test_enforce_heals_an_association_deleted_by_hand(world):
     world.configure(mode="enforce")
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     event = delete_by_hand(world, "blue")
     assert world.associations("blue") == {}
     world.reconcile_event(event)
@@ -44,7 +31,7 @@ def test_enforce_heals_an_association_deleted_by_hand(world):
 
 
 def test_audit_reports_drift_and_leaves_it(world):
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     world.reconcile_event(delete_by_hand(world, "blue"))
     world.settle()
     assert world.associations("blue") == {}
@@ -55,7 +42,7 @@ def test_audit_reports_drift_and_leaves_it(world):
 
 def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world):
     world.configure(mode="enforce")
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     world.create_role("intruder")
     (association,) = world.associations("blue").values()
     world.client("eks").update_pod_identity_association(
@@ -77,7 +64,7 @@ def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world):
 
 
 def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world):
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     # When a green cluster of the same fleet is created (blue/green migration)
     world.create_cluster("green", fleet="prod")
     world.reconcile_event(
@@ -91,7 +78,7 @@ def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world):
 
 
 def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events(world):
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     world.create_cluster("green", fleet="prod")  # its CreateCluster event was missed
     response = world.reconcile_event(fixture_event("scheduled_event"))
     assert response["clusters"] == ["blue", "green"]
@@ -101,7 +88,7 @@ def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events
 
 
 def test_a_deleted_cluster_is_forgotten(world):
-    declared_fleet(world, "blue", "green")
+    world.given_payments_api("blue", "green")
     world.client("eks").delete_cluster(name="green")
     world.reconcile_event(fixture_event("scheduled_event"))
     assert world.item("CLUSTER#green", "CLUSTER") is None
@@ -110,7 +97,7 @@ def test_a_deleted_cluster_is_forgotten(world):
 
 
 def test_a_cluster_leaving_the_fleet_is_released(world):
-    declared_fleet(world, "blue", "green")
+    world.given_payments_api("blue", "green")
     world.client("eks").untag_resource(
         resourceArn=f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/green", tagKeys=["pod-identity/fleet"]
     )
@@ -142,7 +129,7 @@ def test_an_existing_matching_association_is_adopted_not_duplicated(world):
 
 
 def test_own_eks_changes_and_failed_calls_are_ignored(world):
-    declared_fleet(world, "blue")
+    world.given_payments_api("blue")
     (association,) = world.associations("blue").values()
     own = fixture_event(
         "eks_delete_pod_identity_association",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import ACCOUNT, GUARD_ROLE, POD_TRUST, World, fixture_event
+from tests.integration.conftest import ACCOUNT, GUARD_ROLE, World, fixture_event
 
 ROLE_NAME = "payments-api"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
@@ -43,20 +43,6 @@ def published(world: World, url: str) -> list[dict]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def setup_declared_role(world: World, trust=None, tags=None) -> None:
-    world.create_cluster("blue", fleet="prod")
-    world.reconcile_event(fixture_event("scheduled_event"))
-    world.create_role(ROLE_NAME, trust=trust or POD_TRUST, tags=tags)
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
-    world.settle()
-
-
 def tamper(world: World, trust: dict, *, caller: str = "Admin") -> dict:
     world.client("iam").update_assume_role_policy(
         RoleName=ROLE_NAME, PolicyDocument=json.dumps(trust)
@@ -80,7 +66,7 @@ def notifications(world: World) -> str:
 def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
     world, findings_queue, notifications
 ):
-    setup_declared_role(world, tags=OPT_IN)
+    world.given_payments_api("blue", tags=OPT_IN)
     # When someone removes the pod principal from the trust policy
     event = tamper(world, EC2_ONLY)
     response = world.guard_event(event)
@@ -101,7 +87,7 @@ def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
 
 def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findings_queue):
     world.configure(mode="enforce")
-    setup_declared_role(world, tags=OPT_IN)
+    world.given_payments_api("blue", tags=OPT_IN)
     response = world.guard_event(tamper(world, EC2_ONLY))
     assert response["action"] == "repaired"
     repaired = world.trust_policy(ROLE_NAME)
@@ -127,7 +113,7 @@ def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findin
 
 def test_enforce_only_edits_roles_that_opted_in(world):
     world.configure(mode="enforce")
-    setup_declared_role(world)  # no opt-in tag
+    world.given_payments_api("blue")  # no opt-in tag
     response = world.guard_event(tamper(world, EC2_ONLY))
     assert response["action"] == "repair-skipped"
     assert world.trust_policy(ROLE_NAME) == EC2_ONLY
@@ -137,7 +123,7 @@ def test_enforce_only_edits_roles_that_opted_in(world):
 
 
 def test_per_declaration_mode_overrides_the_default(world):
-    setup_declared_role(world, tags=OPT_IN)
+    world.given_payments_api("blue", tags=OPT_IN)
     world.declare(
         "payments-api",
         namespace="payments",
@@ -152,14 +138,14 @@ def test_per_declaration_mode_overrides_the_default(world):
 
 def test_repairs_are_capped_per_role_per_window(world):
     world.configure(mode="enforce", repair_limit="2")
-    setup_declared_role(world, tags=OPT_IN)
+    world.given_payments_api("blue", tags=OPT_IN)
     actions = [world.guard_event(tamper(world, EC2_ONLY))["action"] for _ in range(3)]
     assert actions == ["repaired", "repaired", "repair-skipped"]
     assert "repair limit reached" in world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
 
 
 def test_role_deleted_under_a_live_declaration_is_an_error_finding(world):
-    setup_declared_role(world)
+    world.given_payments_api("blue")
     world.client("iam").delete_role(RoleName=ROLE_NAME)
     response = world.guard_event(fixture_event("iam_delete_role", ROLE_NAME=ROLE_NAME))
     assert response["findings"] == ["PI002"]
@@ -168,7 +154,7 @@ def test_role_deleted_under_a_live_declaration_is_an_error_finding(world):
 
 
 def test_the_same_event_delivered_twice_is_handled_once(world):
-    setup_declared_role(world)
+    world.given_payments_api("blue")
     event = tamper(world, EC2_ONLY)
     first = world.guard_event(event)
     second = world.guard_event(event)
@@ -181,7 +167,7 @@ def test_the_same_event_delivered_twice_is_handled_once(world):
 
 
 def test_roles_without_declarations_and_failed_calls_are_ignored(world):
-    setup_declared_role(world)
+    world.given_payments_api("blue")
     world.create_role("unrelated")
     assert world.guard_event(
         fixture_event("iam_update_assume_role_policy", ROLE_NAME="unrelated", CALLER_ROLE="Admin")
@@ -192,7 +178,7 @@ def test_roles_without_declarations_and_failed_calls_are_ignored(world):
 
 
 def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
-    setup_declared_role(world)
+    world.given_payments_api("blue")
     garbled = fixture_event(
         "iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE="Admin"
     )
