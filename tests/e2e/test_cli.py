@@ -10,6 +10,10 @@ from tests.integration.conftest import ACCOUNT, World
 
 runner = CliRunner()
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
+DECLARE_PAYMENTS_API = (
+    *("declare", "payments-api", "--namespace", "payments", "--service-account", "api"),
+    *("--role-arn", ROLE, "--fleet", "prod"),
+)
 
 
 @pytest.fixture
@@ -26,18 +30,7 @@ def run(*args):
 
 
 def test_declare_from_flags_then_status_and_wait(account):
-    code, output = run(
-        "declare",
-        "payments-api",
-        "--namespace",
-        "payments",
-        "--service-account",
-        "api",
-        "--role-arn",
-        ROLE,
-        "--fleet",
-        "prod",
-    )
+    code, output = run(*DECLARE_PAYMENTS_API)
     assert code == 0, output
     assert "declared payments-api (version 1)" in output
     account.settle()
@@ -128,18 +121,7 @@ def test_declare_tags_and_session_policy_from_flags(account, tmp_path):
 
 
 def test_plan_shows_what_would_change_and_writes_nothing(account):
-    run(
-        "declare",
-        "payments-api",
-        "--namespace",
-        "payments",
-        "--service-account",
-        "api",
-        "--role-arn",
-        ROLE,
-        "--fleet",
-        "prod",
-    )
+    run(*DECLARE_PAYMENTS_API)
     code, output = run("plan")
     assert code == 0, output
     assert output.count("create") == 2
@@ -147,18 +129,7 @@ def test_plan_shows_what_would_change_and_writes_nothing(account):
 
 
 def test_wait_times_out_with_the_pending_states(account):
-    run(
-        "declare",
-        "payments-api",
-        "--namespace",
-        "payments",
-        "--service-account",
-        "api",
-        "--role-arn",
-        ROLE,
-        "--fleet",
-        "prod",
-    )
+    run(*DECLARE_PAYMENTS_API)
     code, output = run("wait", "payments-api", "--timeout", "0.2", "--interval", "0.1")
     assert code == 3
     assert "timed out" in output
