@@ -22,7 +22,7 @@ from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
-from sandbox.stack import provision
+from sandbox.stack import POD_TRUST, provision
 from sandbox.transport import LambdaContext, SqsPoller, StreamTailer
 
 ACCOUNT = "123456789012"  # moto's account
@@ -31,16 +31,6 @@ TABLE = "podid-test"
 PUSH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-webhook-push"
 GUARD_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
-POD_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"},
-            "Action": ["sts:AssumeRole", "sts:TagSession"],
-        }
-    ],
-}
 
 
 @pytest.fixture(scope="session")
