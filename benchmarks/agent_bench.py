@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -252,6 +253,7 @@ def main() -> int:
     parser.add_argument("--identities", type=int, default=10_000)
     args = parser.parse_args()
     ensure_tools()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "testing",

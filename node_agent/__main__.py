@@ -9,6 +9,7 @@ import ssl
 import sys
 import threading
 import urllib.request
+from typing import TYPE_CHECKING
 
 import botocore.session
 import uvloop
@@ -16,9 +17,11 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from node_agent.backends import Backend
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
-from node_agent.jwks import JwksVerifier
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings, parse_args
+
+if TYPE_CHECKING:
+    from node_agent.jwks import JwksVerifier
 
 
 def build_backend(settings: AgentSettings) -> Backend:
@@ -36,6 +39,8 @@ def build_backend(settings: AgentSettings) -> Backend:
 
 def cluster_jwks(settings: AgentSettings) -> JwksVerifier:
     """The API server's /openid/v1/jwks, read with the agent's service-account token."""
+    # imported only when used: PyJWT with cryptography costs ~9 MiB of memory
+    from node_agent.jwks import JwksVerifier  # noqa: PLC0415
 
     def fetch() -> dict[str, object]:
         with open(settings.kube_token_file, encoding="utf-8") as handle:

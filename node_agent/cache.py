@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -52,9 +53,14 @@ class Entry:
         self.usable_until = usable_until
         self.refresh_at = refresh_at
         self.refreshing = False
-        self.namespace = credentials.namespace
-        self.service_account = credentials.service_account
+        # interned: thousands of entries share a few namespaces and service accounts
+        self.namespace = _interned(credentials.namespace)
+        self.service_account = _interned(credentials.service_account)
         self.pod_uid = pod_uid
+
+
+def _interned(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 @dataclass

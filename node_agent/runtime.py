@@ -8,15 +8,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from node_agent.backends import Backend
 from node_agent.cache import CredentialCache, Entry
-from node_agent.jwks import JwksVerifier
 from node_agent.ops import Ops
 from node_agent.server import CredentialsApp, CredentialsProtocol, render_credentials
 from node_agent.settings import AgentSettings, split_bind
+
+if TYPE_CHECKING:  # PyJWT and cryptography cost ~9 MiB: loaded only for --local-validation
+    from node_agent.jwks import JwksVerifier
 
 log = logging.getLogger("podid.agent")
 

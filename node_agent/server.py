@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -20,8 +20,10 @@ from node_agent.backends import Backend
 from node_agent.cache import CredentialCache, Entry
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError, bad_request
-from node_agent.jwks import JwksVerifier
 from node_agent.tokens import TokenClaims, read_claims, token_key
+
+if TYPE_CHECKING:  # PyJWT and cryptography cost ~9 MiB: loaded only for --local-validation
+    from node_agent.jwks import JwksVerifier
 
 log = logging.getLogger("podid.agent")
 PATH = b"/v1/credentials"
