@@ -303,6 +303,13 @@ def main() -> int:
             assert status == 200, body
             throughput(port, token, body, Path(tmp), args.seconds)
             coalescing(port, ops, identity, eks_emulation.FAULTS)
+            print(f"(after the load phases: agent RSS {rss_mib(agent.pid):.1f} MiB)")
+        finally:
+            agent.terminate()
+            agent.wait(10)
+        # a fresh agent: the cache's cost, not the buffers of 256 wrk connections
+        agent, port, ops = start_agent(moto_url, args.identities + 100)
+        try:
             memory(agent.pid, port, ops, identity, args.identities)
         finally:
             agent.terminate()
