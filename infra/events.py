@@ -93,7 +93,7 @@ class EventWiring(Construct):
         self.schedule = events.Rule(
             self,
             "Schedule",
-            description="Full reconcile pass",
+            description="Full reconcile pass and trust sweep of every declared role",
             schedule=events.Schedule.rate(Duration.minutes(config.schedule_minutes)),
-            targets=[invoke(functions.reconcile)],
+            targets=[invoke(functions.reconcile), invoke(functions.trust_guard)],
         )

@@ -243,13 +243,14 @@ class Sandbox:
         return len(pending)
 
     def schedule(self) -> None:
-        from functions.handlers import reconcile
+        """The schedule rule's two targets: the reconcile pass and the trust sweep."""
+        from functions.handlers import reconcile, trust_guard
 
-        rule = f"arn:aws:events:{self.region}:{ACCOUNT}:rule/podid-reconcile-schedule"
-        reconcile.handler(
-            scheduled_event(rule, account=ACCOUNT, region=self.region), LambdaContext()
-        )
-        self.handled.append(("reconcile", "Scheduled Event"))
+        rule = f"arn:aws:events:{self.region}:{ACCOUNT}:rule/podid-schedule"
+        event = scheduled_event(rule, account=ACCOUNT, region=self.region)
+        reconcile.handler(event, LambdaContext(function_name="podid-reconcile"))
+        trust_guard.handler(event, LambdaContext(function_name="podid-trust-guard"))
+        self.handled += [("reconcile", "Scheduled Event"), ("trust_guard", "Scheduled Event")]
 
     # --- the world ------------------------------------------------------------------------------
     def _kube(self) -> LocalKubernetes:

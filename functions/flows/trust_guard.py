@@ -82,8 +82,26 @@ def on_iam_event(svc: Services, detail: CloudTrailDetail) -> GuardOutcome | None
     return check_role(svc, role_name, account, event=detail)
 
 
+def sweep(svc: Services) -> list[GuardOutcome]:
+    """The schedule's pass over every declared role: catches a role declared
+    with a trust policy that was already wrong (no IAM event will come), and
+    usages added since its last check. Unchanged results are not re-published."""
+    outcomes = []
+    for role_arn in sorted({d.role_arn for d in svc.repo.load_declarations().valid}):
+        arn = parse_role_arn(role_arn)
+        outcome = check_role(svc, arn.name, arn.account, quiet_if_unchanged=True)
+        if outcome is not None:
+            outcomes.append(outcome)
+    return outcomes
+
+
 def check_role(
-    svc: Services, role_name: str, account: str, *, event: CloudTrailDetail | None = None
+    svc: Services,
+    role_name: str,
+    account: str,
+    *,
+    event: CloudTrailDetail | None = None,
+    quiet_if_unchanged: bool = False,
 ) -> GuardOutcome | None:
     role = svc.iam.get_role(role_name)
     declarations = _declarations_for(svc, role.arn if role else None, role_name, account)
@@ -103,12 +121,13 @@ def check_role(
         record = _record(
             svc, role_arn, role_missing_findings(context, deleted=deleted), mode, event
         )
-        return _finish(svc, record)
+        return _finish(svc, record, quiet_if_unchanged=quiet_if_unchanged)
     findings = analyse(role.trust_policy, context)
     action, detail = FindingAction.REPORTED, None
     if mode is Mode.ENFORCE and any(f.repairable for f in findings):
         action, detail, findings = _enforce(svc, role, context, findings)
-    return _finish(svc, _record(svc, role_arn, findings, mode, event, action=action, detail=detail))
+    record = _record(svc, role_arn, findings, mode, event, action=action, detail=detail)
+    return _finish(svc, record, quiet_if_unchanged=quiet_if_unchanged)
 
 
 def _declarations_for(
@@ -186,8 +205,17 @@ def _record(
     )
 
 
-def _finish(svc: Services, record: FindingRecord) -> GuardOutcome:
+def _finish(
+    svc: Services, record: FindingRecord, *, quiet_if_unchanged: bool = False
+) -> GuardOutcome:
     previous = svc.repo.latest_finding(record.role_arn)
+    if (
+        quiet_if_unchanged
+        and previous is not None
+        and record.action is FindingAction.REPORTED
+        and previous.findings == record.findings
+    ):
+        return GuardOutcome(record.role_arn, previous, skipped="unchanged")
     svc.repo.save_finding(record, retention=timedelta(days=svc.settings.findings_retention_days))
     errors = sum(1 for f in record.findings if f.severity is Severity.ERROR)
     metrics.add_metric(name="TrustFindingErrors", unit="Count", value=errors)

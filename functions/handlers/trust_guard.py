@@ -1,4 +1,5 @@
-"""CloudTrail IAM events (EventBridge) -> check, report and maybe repair trust."""
+"""CloudTrail IAM events (EventBridge) and the schedule -> check, report and maybe
+repair trust."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.aws.clients import RETRIES
 from functions.core import records
-from functions.events import CloudTrailEvent
+from functions.events import CloudTrailEvent, ScheduledEvent
 from functions.flows.services import services
-from functions.flows.trust_guard import on_iam_event
+from functions.flows.trust_guard import on_iam_event, sweep
 from functions.handlers.common import park
 from functions.observability import logger, metrics, tracer
 from functions.settings import get_settings
 
-# The same CloudTrail event delivered twice is handled once.
+# The same CloudTrail event (or scheduled event) delivered twice is handled once.
 persistence = DynamoDBPersistenceLayer(
     table_name=get_settings().table_name,
     key_attr=records.PK,
@@ -30,7 +31,9 @@ persistence = DynamoDBPersistenceLayer(
     expiry_attr=records.TTL_ATTRIBUTE,
     boto_config=RETRIES,
 )
-config = IdempotencyConfig(event_key_jmespath="detail.eventID", expires_after_seconds=6 * 3600)
+config = IdempotencyConfig(
+    event_key_jmespath="detail.eventID || id", expires_after_seconds=6 * 3600
+)
 
 
 @logger.inject_lambda_context
@@ -40,9 +43,17 @@ config = IdempotencyConfig(event_key_jmespath="detail.eventID", expires_after_se
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
     try:
+        if event.get("detail-type") == "Scheduled Event":
+            parse(event=event, model=ScheduledEvent)
+            outcomes = sweep(svc)
+            return {
+                "status": "swept",
+                "roles": len(outcomes),
+                "changed": [o.role_arn for o in outcomes if o.skipped is None],
+            }
         parsed = parse(event=event, model=CloudTrailEvent)
     except ValidationError as error:
-        park(svc, event, f"not a CloudTrail event via EventBridge: {error}", "trust_guard")
+        park(svc, event, f"not a schedule nor a CloudTrail event: {error}", "trust_guard")
         return {"status": "parked"}
     outcome = on_iam_event(svc, parsed.detail)
     if outcome is None or outcome.record is None:

@@ -55,6 +55,21 @@ def test_event_patterns_match_the_real_cloudtrail_samples(template):
     assert not iam.matches_event(read_only)
 
 
+def test_the_schedule_drives_the_reconcile_pass_and_the_trust_sweep(template):
+    (rule,) = [
+        r
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+    targets = json.dumps(rule["Properties"]["Targets"])
+    functions = template.find_resources("AWS::Lambda::Function")
+    handlers = {logical: props["Properties"]["Handler"] for logical, props in functions.items()}
+    assert sorted(h for logical, h in handlers.items() if f'"{logical}"' in targets) == [
+        "functions.handlers.reconcile.handler",
+        "functions.handlers.trust_guard.handler",
+    ]
+
+
 def test_every_asynchronous_path_ends_in_a_dead_letter_queue(template):
     for rule in template.find_resources("AWS::Events::Rule").values():
         for target in rule["Properties"]["Targets"]:

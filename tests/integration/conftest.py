@@ -142,10 +142,15 @@ class World:
         )
         return str(response["Role"]["Arn"])
 
-    def given_payments_api(self, *clusters: str, tags: dict[str, str] | None = None) -> None:
+    def given_payments_api(
+        self,
+        *clusters: str,
+        tags: dict[str, str] | None = None,
+        trust: dict[str, Any] | None = None,
+    ) -> None:
         """The common given: role payments-api, clusters of fleet prod enrolled,
         payments/api declared fleet-wide and synced."""
-        self.create_role("payments-api", tags=tags)
+        self.create_role("payments-api", trust=trust, tags=tags)
         self.enroll(*clusters)
         self.declare(
             "payments-api",

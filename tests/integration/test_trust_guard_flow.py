@@ -1,4 +1,5 @@
-"""IAM CloudTrail events -> trust policy findings, and repairs in enforce mode."""
+"""IAM CloudTrail events and the schedule -> trust policy findings, and repairs
+in enforce mode."""
 
 import json
 
@@ -175,6 +176,58 @@ def test_roles_without_declarations_and_failed_calls_are_ignored(world):
     failed = tamper(world, EC2_ONLY)
     failed["detail"]["errorCode"] = "AccessDenied"
     assert world.guard_event(failed) == {"status": "ignored"}
+
+
+NO_TAG_SESSION = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ],
+}
+
+
+def schedule(world: World, run: int) -> dict:
+    event = fixture_event("scheduled_event")
+    event["id"] = f"{event['id'][:-4]}{run:04d}"  # each firing has its own id
+    return world.guard_event(event)
+
+
+def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_quiet(
+    world, findings_queue
+):
+    # Given a role that was already wrong when it was declared: no IAM event will come
+    world.given_payments_api("blue", trust=NO_TAG_SESSION)
+    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST") is None
+    # When the schedule fires
+    swept = schedule(world, 1)
+    # Then the role is analysed, recorded and published
+    assert swept == {"status": "swept", "roles": 1, "changed": [ROLE]}
+    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    assert [f["code"] for f in latest["findings"]] == ["PI012", "PI031"]
+    assert "eventId" not in latest
+    assert len(published(world, findings_queue)) == 1
+    # And the next firings find nothing new: nothing recorded or published again
+    assert schedule(world, 2) == {"status": "swept", "roles": 1, "changed": []}
+    assert published(world, findings_queue) == []
+    history = world.table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
+    )["Items"]
+    assert len(history) == 1
+
+
+def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world):
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN, trust=NO_TAG_SESSION)
+    assert schedule(world, 1)["changed"] == [ROLE]
+    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
+    statement = world.trust_policy(ROLE_NAME)["Statement"][0]
+    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
 
 
 def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
