@@ -212,8 +212,9 @@ def _finish(
     if (
         quiet_if_unchanged
         and previous is not None
-        and record.action is FindingAction.REPORTED
-        and previous.findings == record.findings
+        and record.action is not FindingAction.REPAIRED  # a repair is always news
+        and (previous.action, previous.findings, previous.detail)
+        == (record.action, record.findings, record.detail)
     ):
         return GuardOutcome(record.role_arn, previous, skipped="unchanged")
     svc.repo.save_finding(record, retention=timedelta(days=svc.settings.findings_retention_days))

@@ -230,6 +230,19 @@ def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world):
     assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
 
 
+def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(world, notifications):
+    # Given enforce mode and a wrong role that did not opt in to repairs
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", trust=NO_TAG_SESSION)
+    # When the schedule fires twice
+    assert schedule(world, 1)["changed"] == [ROLE]
+    assert schedule(world, 2)["changed"] == []
+    # Then the operators were told once, and the role is untouched
+    (notification,) = published(world, notifications)
+    assert notification["Subject"] == "podid: repair-skipped payments-api"
+    assert world.trust_policy(ROLE_NAME) == NO_TAG_SESSION
+
+
 def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
     world.given_payments_api("blue")
     garbled = fixture_event(
