@@ -85,11 +85,11 @@ def on_iam_event(svc: Services, detail: CloudTrailDetail) -> GuardOutcome | None
 def sweep(svc: Services) -> list[GuardOutcome]:
     """The schedule's pass over every declared role: catches a role declared
     with a trust policy that was already wrong (no IAM event will come), and
-    usages added since its last check. Unchanged results are not re-published."""
+    usages added since its last check."""
     outcomes = []
     for role_arn in sorted({d.role_arn for d in svc.repo.load_declarations().valid}):
         arn = parse_role_arn(role_arn)
-        outcome = check_role(svc, arn.name, arn.account, quiet_if_unchanged=True)
+        outcome = check_role(svc, arn.name, arn.account)
         if outcome is not None:
             outcomes.append(outcome)
     return outcomes
@@ -101,7 +101,6 @@ def check_role(
     account: str,
     *,
     event: CloudTrailDetail | None = None,
-    quiet_if_unchanged: bool = False,
 ) -> GuardOutcome | None:
     role = svc.iam.get_role(role_name)
     declarations = _declarations_for(svc, role.arn if role else None, role_name, account)
@@ -121,13 +120,13 @@ def check_role(
         record = _record(
             svc, role_arn, role_missing_findings(context, deleted=deleted), mode, event
         )
-        return _finish(svc, record, quiet_if_unchanged=quiet_if_unchanged)
+        return _finish(svc, record)
     findings = analyse(role.trust_policy, context)
     action, detail = FindingAction.REPORTED, None
     if mode is Mode.ENFORCE and any(f.repairable for f in findings):
         action, detail, findings = _enforce(svc, role, context, findings)
     record = _record(svc, role_arn, findings, mode, event, action=action, detail=detail)
-    return _finish(svc, record, quiet_if_unchanged=quiet_if_unchanged)
+    return _finish(svc, record)
 
 
 def _declarations_for(
@@ -205,17 +204,32 @@ def _record(
     )
 
 
-def _finish(
-    svc: Services, record: FindingRecord, *, quiet_if_unchanged: bool = False
-) -> GuardOutcome:
-    previous = svc.repo.latest_finding(record.role_arn)
-    if (
-        quiet_if_unchanged
-        and previous is not None
-        and record.action is not FindingAction.REPAIRED  # a repair is always news
-        and (previous.action, previous.findings, previous.detail)
-        == (record.action, record.findings, record.detail)
+def is_news(previous: FindingRecord | None, record: FindingRecord) -> bool:
+    """Whether a check says something the role's latest record does not.
+
+    A repair always is. A repeat of the latest result is not (a sweep every few
+    minutes, or an IAM event that left the policy as it was). Neither is a
+    check right after a repair that finds nothing the repair did not already
+    report: that is the repair's own outcome, seen again.
+    """
+    if previous is None or record.action is FindingAction.REPAIRED:
+        return True
+    if (previous.action, previous.findings, previous.detail) == (
+        record.action,
+        record.findings,
+        record.detail,
     ):
+        return False
+    return not (
+        previous.action is FindingAction.REPAIRED
+        and record.action is FindingAction.REPORTED
+        and all(f in previous.findings and not f.repairable for f in record.findings)
+    )
+
+
+def _finish(svc: Services, record: FindingRecord) -> GuardOutcome:
+    previous = svc.repo.latest_finding(record.role_arn)
+    if not is_news(previous, record):
         return GuardOutcome(record.role_arn, previous, skipped="unchanged")
     svc.repo.save_finding(record, retention=timedelta(days=svc.settings.findings_retention_days))
     errors = sum(1 for f in record.findings if f.severity is Severity.ERROR)

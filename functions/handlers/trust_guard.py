@@ -59,7 +59,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if outcome is None or outcome.record is None:
         return {"status": "ignored"}
     return {
-        "status": "checked",
+        "status": "unchanged" if outcome.skipped else "checked",
         "role": outcome.role_arn,
         "action": outcome.record.action.value,
         "findings": [f.code for f in outcome.record.findings],

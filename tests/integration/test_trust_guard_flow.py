@@ -243,6 +243,25 @@ def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(world, notifica
     assert world.trust_policy(ROLE_NAME) == NO_TAG_SESSION
 
 
+def test_a_repair_seen_again_by_the_schedule_or_a_late_event_is_not_news(world, findings_queue):
+    # Given enforce mode and an opted-in role that someone tampers with
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN)
+    late = tamper(world, NO_TAG_SESSION)
+    # When the schedule repairs it before CloudTrail delivers the tamper event
+    assert schedule(world, 1)["changed"] == [ROLE]
+    (repair,) = published(world, findings_queue)
+    assert repair["detail"]["action"] == "repaired"
+    # Then the late event, and the next firing, find only the repair's outcome
+    response = world.guard_event(late)
+    assert response["status"] == "unchanged"
+    assert response["action"] == "repaired"
+    assert schedule(world, 2)["changed"] == []
+    # And the role's latest record is still the repair, told once
+    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
+    assert published(world, findings_queue) == []
+
+
 def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
     world.given_payments_api("blue")
     garbled = fixture_event(
