@@ -152,14 +152,21 @@ class World:
         payments/api declared fleet-wide and synced."""
         self.create_role("payments-api", trust=trust, tags=tags)
         self.enroll(*clusters)
-        self.declare(
-            "payments-api",
+        self.declare_in_payments("payments-api", "api")
+        self.settle()
+
+    def declare_in_payments(
+        self, declaration_id: str, service_account: str, **fields: Any
+    ) -> dict[str, Any]:
+        """payments/<service_account> -> role payments-api, fleet prod."""
+        return self.declare(
+            declaration_id,
             namespace="payments",
-            serviceAccount="api",
+            serviceAccount=service_account,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/payments-api",
             target={"fleet": "prod"},
+            **fields,
         )
-        self.settle()
 
     def trust_policy(self, name: str) -> dict[str, Any]:
         document = self.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]

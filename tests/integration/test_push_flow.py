@@ -48,13 +48,7 @@ def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
     api = world.apis["blue"]
     generation = world.item("CLUSTER#blue", "MAP")["generation"]
     api.inject(409, reason="Conflict", method="PUT")
-    world.declare(
-        "worker",
-        namespace="payments",
-        serviceAccount="worker",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("worker", "worker")
     world.settle()
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
@@ -67,13 +61,7 @@ def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
     world.given_payments_api("blue")
     api = world.apis["blue"]
     api.put_configmap_directly(*CONFIGMAP, {"identities.json": '{"identities":[]}'})
-    world.declare(
-        "worker",
-        namespace="payments",
-        serviceAccount="worker",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("worker", "worker")
     world.settle()
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert len(identities) == 2
@@ -84,13 +72,7 @@ def test_missing_rbac_is_parked_with_an_actionable_reason(world):
     world.apis["blue"].grants.clear()  # access entry, but no RBAC
     world.create_role("payments-api")
     world.reconcile_event(fixture_event("scheduled_event"))
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("payments-api", "api")
     world.settle()
     parked = world.dead_letters()
     assert parked  # one per push attempt (cluster enrolled, then declaration)
@@ -106,13 +88,7 @@ def test_missing_access_entry_is_parked_with_an_actionable_reason(world):
     world.apis["blue"].access_entries.clear()
     world.create_role("payments-api")
     world.reconcile_event(fixture_event("scheduled_event"))
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("payments-api", "api")
     world.settle()
     parked = world.dead_letters()
     assert parked
@@ -123,13 +99,7 @@ def test_a_server_error_is_retried_until_it_lands(world):
     world.given_payments_api("blue")
     api = world.apis["blue"]
     api.inject(503, reason="ServiceUnavailable", method="PUT", times=2)
-    world.declare(
-        "worker",
-        namespace="payments",
-        serviceAccount="worker",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("worker", "worker")
     world.settle()
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert len(identities) == 2

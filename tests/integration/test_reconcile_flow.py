@@ -115,13 +115,7 @@ def test_an_existing_matching_association_is_adopted_not_duplicated(world):
     handmade = world.client("eks").create_pod_identity_association(
         clusterName="blue", namespace="payments", serviceAccount="api", roleArn=ROLE
     )["association"]
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("payments-api", "api")
     world.settle()
     (adopted,) = world.associations("blue").values()
     assert adopted["associationId"] == handmade["associationId"]

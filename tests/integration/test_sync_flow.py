@@ -129,13 +129,7 @@ def test_conflicting_declarations_apply_neither_and_say_why_on_both(world):
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/other",
         target={"clusters": ["blue"]},
     )
-    world.declare(
-        "worker",
-        namespace="payments",
-        serviceAccount="worker",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-    )
+    world.declare_in_payments("worker", "worker")
     world.settle()
     # the unrelated declaration proceeds, the conflicting key gets nothing
     assert list(world.associations("blue")) == [("payments", "worker")]

@@ -51,6 +51,14 @@ def tamper(world: World, trust: dict, *, caller: str = "Admin") -> dict:
     return fixture_event("iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE=caller)
 
 
+def finding_history(world: World) -> list[dict]:
+    """The role's recorded checks (sort keys FINDING#<timestamp>), oldest first."""
+    return world.table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
+        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
+    )["Items"]
+
+
 @pytest.fixture
 def notifications(world: World) -> str:
     """What the guard sends to the SNS topic, captured by an SQS subscription."""
@@ -105,11 +113,7 @@ def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findin
     )
     # Then it is ignored: no loop, no second finding
     assert world.guard_event(own) == {"status": "ignored"}
-    history = world.table.query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
-        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
-    )["Items"]
-    assert len(history) == 1
+    assert len(finding_history(world)) == 1
 
 
 def test_enforce_only_edits_roles_that_opted_in(world):
@@ -125,14 +129,7 @@ def test_enforce_only_edits_roles_that_opted_in(world):
 
 def test_per_declaration_mode_overrides_the_default(world):
     world.given_payments_api("blue", tags=OPT_IN)
-    world.declare(
-        "payments-api",
-        namespace="payments",
-        serviceAccount="api",
-        roleArn=ROLE,
-        target={"fleet": "prod"},
-        mode="enforce",
-    )
+    world.declare_in_payments("payments-api", "api", mode="enforce")
     world.settle()
     assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "repaired"
 
@@ -160,11 +157,7 @@ def test_the_same_event_delivered_twice_is_handled_once(world):
     first = world.guard_event(event)
     second = world.guard_event(event)
     assert first == second
-    history = world.table.query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
-        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
-    )["Items"]
-    assert len(history) == 1
+    assert len(finding_history(world)) == 1
 
 
 def test_roles_without_declarations_and_failed_calls_are_ignored(world):
@@ -214,11 +207,7 @@ def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_q
     # And the next firings find nothing new: nothing recorded or published again
     assert schedule(world, 2) == {"status": "swept", "roles": 1, "changed": []}
     assert published(world, findings_queue) == []
-    history = world.table.query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
-        ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
-    )["Items"]
-    assert len(history) == 1
+    assert len(finding_history(world)) == 1
 
 
 def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world):
