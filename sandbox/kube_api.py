@@ -386,17 +386,23 @@ class ClusterAPI:
         data = _validated_data(name, body)
         with self._lock:
             key = ("configmaps", namespace, name)
-            current = self.state.objects.get(key)
-            if current is None:
-                raise _not_found("configmaps", name)
-            wanted_version = body.get("metadata", {}).get("resourceVersion")
-            if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
-                raise _conflict(name)
+            current = self._current_for_write(key, body)
             metadata = {**current["metadata"], **_user_metadata(body)}
             metadata["resourceVersion"] = self._next_version()
             replaced = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
             self.state.objects[key] = replaced
             return 200, replaced
+
+    def _current_for_write(self, key: tuple[str, str, str], body: dict[str, Any]) -> Any:
+        """The stored object a write applies to: 404 if absent, 409 if the body
+        names a resourceVersion that is no longer current (optimistic locking)."""
+        current = self.state.objects.get(key)
+        if current is None:
+            raise _not_found(key[0], key[2])
+        wanted_version = body.get("metadata", {}).get("resourceVersion")
+        if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
+            raise _conflict(key[2])
+        return current
 
     def _patch_configmap(
         self, user: str, namespace: str, name: str, body: Any, content_type: str
@@ -414,12 +420,7 @@ class ClusterAPI:
             raise ApiError(400, "BadRequest", "patch body must be a JSON object")
         with self._lock:
             key = ("configmaps", namespace, name)
-            current = self.state.objects.get(key)
-            if current is None:
-                raise _not_found("configmaps", name)
-            wanted_version = body.get("metadata", {}).get("resourceVersion")
-            if wanted_version and wanted_version != current["metadata"]["resourceVersion"]:
-                raise _conflict(name)
+            current = self._current_for_write(key, body)
             merged = _merge_patch(json.loads(json.dumps(current)), body)
             merged["metadata"]["name"], merged["metadata"]["namespace"] = name, namespace
             merged["data"] = _validated_data(name, merged)
