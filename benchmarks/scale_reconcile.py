@@ -47,6 +47,7 @@ def main() -> int:
     from functions.flows.reconcile import scheduled_pass
     from functions.observability import metrics
     from sandbox import eks_emulation
+    from sandbox.stack import POD_TRUST
 
     metrics.add_metric = lambda **_: None  # type: ignore[method-assign]  # quiet: counts are printed below
     eks_emulation.install()
@@ -56,18 +57,8 @@ def main() -> int:
         )
         eks = boto3.client("eks", region_name=REGION)
         iam = boto3.client("iam", region_name=REGION)
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "pods.eks.amazonaws.com"},
-                    "Action": ["sts:AssumeRole", "sts:TagSession"],
-                }
-            ],
-        }
         roles = [
-            iam.create_role(RoleName=f"app-{i}", AssumeRolePolicyDocument=json.dumps(trust))[
+            iam.create_role(RoleName=f"app-{i}", AssumeRolePolicyDocument=json.dumps(POD_TRUST))[
                 "Role"
             ]["Arn"]
             for i in range(50)
@@ -93,7 +84,8 @@ def main() -> int:
                     }
                 )
             )
-        expected = DECLARATIONS * (CLUSTERS // FLEETS)
+        fleet_sizes = [sum(1 for c in range(CLUSTERS) if c % FLEETS == f) for f in range(FLEETS)]
+        expected = sum(fleet_sizes[d % FLEETS] for d in range(DECLARATIONS))
         counter = CallCounter()
         for service in ("eks", "sqs", "iam", "sts"):
             counter.attach(clients.client(service, REGION))
