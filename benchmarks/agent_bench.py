@@ -266,6 +266,7 @@ def main() -> int:
 
     from sandbox import eks_emulation
     from sandbox.cluster_identity import REGISTRY
+    from sandbox.stack import POD_TRUST
 
     eks_emulation.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -277,17 +278,7 @@ def main() -> int:
     cluster = eks.create_cluster(
         name="blue", roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={}
     )["cluster"]
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "pods.eks.amazonaws.com"},
-                "Action": ["sts:AssumeRole", "sts:TagSession"],
-            }
-        ],
-    }
-    role = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+    role = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(POD_TRUST))["Role"][
         "Arn"
     ]
     eks.create_pod_identity_association(

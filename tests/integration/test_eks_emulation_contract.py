@@ -13,19 +13,10 @@ from moto.eks.models import eks_backends
 
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
+from sandbox.stack import POD_TRUST
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"},
-            "Action": ["sts:AssumeRole", "sts:TagSession"],
-        }
-    ],
-}
 EKS_MODEL = botocore.session.get_session().get_service_model("eks")
 AUTH_MODEL = botocore.session.get_session().get_service_model("eks-auth")
 
@@ -47,9 +38,9 @@ def aws(monkeypatch):
             name="blue", roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={}
         )
         iam = boto3.client("iam", region_name=REGION)
-        role = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"][
-            "Arn"
-        ]
+        role = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(POD_TRUST))[
+            "Role"
+        ]["Arn"]
         yield {
             "eks": eks,
             "iam": iam,
