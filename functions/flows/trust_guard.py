@@ -85,29 +85,37 @@ def on_iam_event(svc: Services, detail: CloudTrailDetail) -> GuardOutcome | None
 def sweep(svc: Services) -> list[GuardOutcome]:
     """The schedule's pass over every declared role: catches a role declared
     with a trust policy that was already wrong (no IAM event will come), and
-    usages added since its last check."""
+    usages added since its last check. Declarations and clusters are read once
+    for the whole pass, not once per role."""
+    declared = svc.repo.load_declarations().valid
+    clusters = _enrolled_clusters(svc)
     outcomes = []
-    for role_arn in sorted({d.role_arn for d in svc.repo.load_declarations().valid}):
+    for role_arn in sorted({d.role_arn for d in declared}):
         arn = parse_role_arn(role_arn)
-        outcome = check_role(svc, arn.name, arn.account)
-        if outcome is not None:
-            outcomes.append(outcome)
+        role = svc.iam.get_role(arn.name)
+        declarations = _matching(declared, role.arn if role else None, arn.name, arn.account)
+        outcomes.append(_check(svc, role, declarations, clusters))
     return outcomes
 
 
 def check_role(
-    svc: Services,
-    role_name: str,
-    account: str,
-    *,
-    event: CloudTrailDetail | None = None,
+    svc: Services, role_name: str, account: str, *, event: CloudTrailDetail | None = None
 ) -> GuardOutcome | None:
     role = svc.iam.get_role(role_name)
     declarations = _declarations_for(svc, role.arn if role else None, role_name, account)
     if not declarations:
         return None  # not a pod identity role we manage
+    return _check(svc, role, declarations, _enrolled_clusters(svc), event)
+
+
+def _check(
+    svc: Services,
+    role: RoleInfo | None,
+    declarations: list[Declaration],
+    clusters: list[Cluster],
+    event: CloudTrailDetail | None = None,
+) -> GuardOutcome:
     role_arn = role.arn if role else declarations[0].role_arn
-    clusters = [c for c in svc.repo.list_clusters() if c.enrolled]
     context = TrustContext(
         role_arn,
         usages(declarations, clusters),
@@ -125,8 +133,11 @@ def check_role(
     action, detail = FindingAction.REPORTED, None
     if mode is Mode.ENFORCE and any(f.repairable for f in findings):
         action, detail, findings = _enforce(svc, role, context, findings)
-    record = _record(svc, role_arn, findings, mode, event, action=action, detail=detail)
-    return _finish(svc, record)
+    return _finish(svc, _record(svc, role_arn, findings, mode, event, action=action, detail=detail))
+
+
+def _enrolled_clusters(svc: Services) -> list[Cluster]:
+    return [c for c in svc.repo.list_clusters() if c.enrolled]
 
 
 def _declarations_for(
@@ -136,10 +147,18 @@ def _declarations_for(
         found = svc.repo.declarations_for_role(role_arn).valid
         if found:
             return found
-    # DeleteRole carries no path: match by name, unique within an account.
-    return [
+    return _matching(svc.repo.load_declarations().valid, None, role_name, account)
+
+
+def _matching(
+    declarations: list[Declaration], role_arn: str | None, role_name: str, account: str
+) -> list[Declaration]:
+    """The declarations of a role: by its exact ARN, else by name within the
+    account (DeleteRole carries no path; a name is unique within an account)."""
+    exact = [d for d in declarations if role_arn is not None and d.role_arn == role_arn]
+    return exact or [
         d
-        for d in svc.repo.load_declarations().valid
+        for d in declarations
         if parse_role_arn(d.role_arn).name == role_name and d.role_account in (account, "")
     ]
 
