@@ -19,6 +19,7 @@ from typing import Any
 import botocore.parsers
 from moto.core.responses import BaseResponse
 
+from functions.core.arns import parse_role_arn
 from sandbox.eks_emulation import service_model
 from sandbox.transport import cloudtrail_event
 
@@ -120,7 +121,8 @@ def _lower_first(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_session(caller: str) -> str:
+    """A role signs as a session of itself; any other principal as itself."""
     if ":role/" in caller:
-        account, name = caller.split(":")[4], caller.rsplit("/", 1)[1]
-        return f"arn:aws:sts::{account}:assumed-role/{name}/{name}"
+        role = parse_role_arn(caller)
+        return f"arn:{role.partition}:sts::{role.account}:assumed-role/{role.name}/{role.name}"
     return caller
