@@ -71,7 +71,8 @@ def assert_healed_and_agreed(box: Sandbox, step: str) -> None:
     (status,) = svc.repo.association_statuses("blue").values()
     assert status.state.value == "InSync", step
     assert status.association_id == actual["associationId"], step
-    assert status.observed is not None and status.observed.role_arn == actual["roleArn"], step
+    assert status.observed is not None, step
+    assert status.observed.role_arn == actual["roleArn"], step
     assert status.observed.tags == actual["tags"], step
     # podid plan: nothing left to change, looking at EKS afresh
     cluster = svc.repo.get_cluster("blue")
