@@ -6,6 +6,7 @@ before its fix."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from functions.dal.repository import Repository
@@ -239,3 +240,17 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monk
     assert parked["source"] == "reconcile"
     assert "gave up after 5 attempts" in parked["reason"]
     assert "ResourceLimitExceededException" in parked["reason"]
+
+
+def test_a_failed_message_waits_out_the_visibility_timeout(world):
+    world.create_role("payments-api")
+    world.enroll("blue")
+    eks_emulation.FAULTS.inject("CreatePodIdentityAssociation", "ServerException", status=500)
+    world.declare_in_payments("payments-api", "api")
+    world.run_sync()
+    assert world.run_reconcile_queue() == 1  # failed once
+    assert eks_emulation.FAULTS.fired["CreatePodIdentityAssociation"] == 1
+    assert world.run_reconcile_queue() == 0  # not redelivered at once: no hot loop
+    time.sleep(1.2)  # the test queues' visibility timeout is 1 s
+    assert world.run_reconcile_queue() == 1
+    assert list(world.associations("blue")) == [("payments", "api")]
