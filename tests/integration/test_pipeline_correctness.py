@@ -245,12 +245,16 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monk
 def test_a_failed_message_waits_out_the_visibility_timeout(world):
     world.create_role("payments-api")
     world.enroll("blue")
-    eks_emulation.FAULTS.inject("CreatePodIdentityAssociation", "ServerException", status=500)
+    # every attempt of the SDK's retries (AWS_MAX_ATTEMPTS=3) fails once
+    eks_emulation.FAULTS.inject(
+        "CreatePodIdentityAssociation", "ServerException", status=500, times=3
+    )
     world.declare_in_payments("payments-api", "api")
     world.run_sync()
-    assert world.run_reconcile_queue() == 1  # failed once
-    assert eks_emulation.FAULTS.fired["CreatePodIdentityAssociation"] == 1
+    assert world.run_reconcile_queue() == 1  # received, failed
+    assert eks_emulation.FAULTS.fired["CreatePodIdentityAssociation"] == 3
     assert world.run_reconcile_queue() == 0  # not redelivered at once: no hot loop
-    time.sleep(1.2)  # the test queues' visibility timeout is 1 s
+    assert world.associations("blue") == {}
+    time.sleep(1.5)  # the test queues' visibility timeout is 1 s
     assert world.run_reconcile_queue() == 1
     assert list(world.associations("blue")) == [("payments", "api")]
