@@ -53,6 +53,7 @@ def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
     puts = [code for method, _, code in api.requests if method == "PUT"]
+    assert api.faults_fired == 1
     assert puts[-2:] == [409, 200]
     assert world.item("CLUSTER#blue", "MAP")["generation"] == generation + 1
 
@@ -103,6 +104,7 @@ def test_a_server_error_is_retried_until_it_lands(world):
     world.settle()
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert len(identities) == 2
+    assert api.faults_fired == 2
     assert world.dead_letters() == []
 
 
