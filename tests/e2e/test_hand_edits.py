@@ -28,6 +28,9 @@ DENY_ALL = json.dumps(
 
 @pytest.fixture
 def box() -> Iterator[Sandbox]:
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()  # moto's state is per process: start from an empty account
     with Sandbox(mode="enforce") as sandbox:
         sandbox.add_cluster("blue", fleet="prod")
         sandbox.add_role("payments-api")
