@@ -2,14 +2,23 @@
 
 A cluster is enrolled when it carries the fleet tag, when a declaration names
 it, or when an operator enrolled it by CLI. Deleted clusters are forgotten.
+Each pass lists every cluster's tags in one paged Tagging API call, so a
+fleet tag changed without its TagResource/UntagResource event reaching us is
+seen by the next ordinary pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.aws.eks import ClusterNotFound, error_code
+from functions.core.enrollment import clusters_to_describe
+from functions.core.fleet import expand
 from functions.core.models import Cluster, Declaration
+from functions.flows.cluster_sync import sync_cluster
 from functions.flows.services import Services
 from functions.observability import logger
 
@@ -19,6 +28,7 @@ class Discovery:
     enrolled: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
 
 
 def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
@@ -26,8 +36,17 @@ def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
 
 
 def refresh_cluster(
-    svc: Services, name: str, named: set[str], existing: Cluster | None, found: Discovery
+    svc: Services,
+    name: str,
+    named: set[str],
+    existing: Cluster | None,
+    found: Discovery,
+    *,
+    release_if_left: bool = False,
 ) -> Cluster | None:
+    """Record what DescribeCluster says. With `release_if_left`, a cluster that
+    is no longer enrolled is released first and recorded only once released,
+    so a failed release stays visible (and is retried) on the next pass."""
     info = svc.eks.describe_cluster(name)
     if info is None:
         if existing is not None:
@@ -50,6 +69,10 @@ def refresh_cluster(
     )
     if existing is not None and existing == cluster:
         return existing
+    if release_if_left and existing is not None and existing.enrolled and not cluster.enrolled:
+        if not release(svc, cluster):
+            return cluster  # not enrolled for this pass; the record still says it was
+        found.released.append(name)
     saved = svc.repo.save_cluster(cluster)
     if existing is None or existing.enrolled != saved.enrolled:
         if saved.enrolled:
@@ -60,26 +83,73 @@ def refresh_cluster(
     return saved
 
 
+def release(svc: Services, cluster: Cluster) -> bool:
+    """Remove what the control plane created on a cluster that left the fleet;
+    False when something could not be removed."""
+    declarations = svc.repo.load_declarations()
+    nothing = expand(declarations.valid, [], managed_by=svc.settings.owner)
+    try:
+        result = sync_cluster(svc, cluster, declarations, nothing, heal_drift=True)
+    except (ClientError, BotoCoreError, ClusterNotFound) as error:
+        logger.warning(
+            "cluster left the fleet, release failed", cluster=cluster.name, reason=str(error)
+        )
+        return False
+    if not result.ok:
+        logger.warning(
+            "cluster left the fleet, release incomplete",
+            cluster=cluster.name,
+            failed={str(k): v for k, v in result.failed.items()},
+        )
+        return False
+    logger.info("cluster left the fleet, released", cluster=cluster.name)
+    return True
+
+
 def forget(svc: Services, name: str, found: Discovery) -> None:
     removed = svc.repo.forget_cluster(name)
     found.forgotten.append(name)
     logger.info("cluster forgotten", cluster=name, items_removed=removed)
 
 
+def cluster_tags(svc: Services) -> Mapping[str, Mapping[str, str]] | None:
+    """Every cluster's tags, or None when the Tagging API is unavailable (the
+    pass then works as before it was used: tag changes wait for their events)."""
+    if svc.tagging is None:
+        return None
+    try:
+        return svc.tagging.cluster_tags()
+    except ClientError as error:
+        reason = error_code(error) or str(error)
+    except BotoCoreError as error:
+        reason = str(error)
+    logger.warning(
+        "cannot list cluster tags (tag:GetResources); fleet tag changes wait for their events",
+        reason=reason,
+    )
+    return None
+
+
 def discover(
     svc: Services, declarations: Iterable[Declaration], *, deep: bool = False
 ) -> tuple[list[Cluster], Discovery]:
-    """Reconcile the cluster records with EKS: describe only unknown clusters
-    (all when deep); tag changes arrive as events between passes."""
+    """Reconcile the cluster records with EKS: describe unknown clusters and
+    those whose fleet tag changed (all when deep); release those that left."""
     found = Discovery()
     named = named_clusters(declarations)
     known = {c.name: c for c in svc.repo.list_clusters()}
     live = set(svc.eks.list_clusters())
+    # Tags only choose whom to describe; what is recorded comes from DescribeCluster.
+    tags = None if deep else cluster_tags(svc)
+    stale = clusters_to_describe(live, known, named, tags, deep=deep)
     clusters: list[Cluster] = []
     for name in sorted(live):
         current = known.get(name)
-        needs_look = deep or current is None or (name in named and not current.enrolled)
-        refreshed = refresh_cluster(svc, name, named, current, found) if needs_look else current
+        refreshed = (
+            refresh_cluster(svc, name, named, current, found, release_if_left=True)
+            if name in stale
+            else current
+        )
         if refreshed is not None:
             clusters.append(refreshed)
     for name in sorted(set(known) - live):
