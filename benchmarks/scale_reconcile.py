@@ -3,7 +3,11 @@
 Prints the AWS calls of (1) the first full pass, which must create exactly the
 needed associations, and (2) a second pass over an unchanged world, which
 must make zero write calls and read EKS only with list pages (describes only
-where state is unknown). Run: .venv/bin/python -m benchmarks.scale_reconcile
+where state is unknown). Then (3) the quota scenario: a cluster at EKS's
+5,000-association limit, all made by hand, and one declaration for it:
+every attempt fails with the quota, the declaration's status says so per
+cluster, and no association podid neither declares nor owns is described.
+Run: .venv/bin/python -m benchmarks.scale_reconcile [scale|quota]
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
 
-def main() -> int:
+ATTEMPTS = 4  # a failed reconcile message is received again, as SQS redelivers it
+
+
+def _environment() -> None:
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -36,6 +43,21 @@ def main() -> int:
         }
     )
     os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def main() -> int:
+    scenarios = sys.argv[1:] or ["scale", "quota"]
+    ok = True
+    if "scale" in scenarios:
+        ok = scale() and ok
+    if "quota" in scenarios:
+        ok = quota() and ok
+    print("RESULT:", "OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def scale() -> bool:
+    _environment()
     import boto3
     from moto import mock_aws
 
@@ -128,8 +150,105 @@ def main() -> int:
         and not eks_reads.get("eks:DescribePodIdentityAssociation")
         and len(second.clusters) == CLUSTERS
     )
-    print("RESULT:", "OK" if ok else "FAILED")
-    return 0 if ok else 1
+    print("scale:", "OK" if ok else "FAILED")
+    return ok
+
+
+def quota() -> bool:
+    _environment()
+    import boto3
+    from moto import mock_aws
+
+    from benchmarks.call_counter import CallCounter
+    from functions.aws import clients
+    from functions.core.models import (
+        FLEET_TAG,
+        MAX_ASSOCIATIONS_PER_CLUSTER,
+        Declaration,
+        DeclarationState,
+        DeclarationStatus,
+    )
+    from functions.dal.schema import create_table_params
+    from functions.events import ClusterMessage
+    from functions.flows import services as services_module
+    from functions.flows.reconcile import reconcile_cluster, scheduled_pass
+    from functions.observability import metrics
+    from sandbox import eks_emulation
+    from sandbox.stack import POD_TRUST
+
+    metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
+    eks_emulation.install()
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            **create_table_params("podid-scale")
+        )
+        eks = boto3.client("eks", region_name=REGION)
+        role = boto3.client("iam", region_name=REGION).create_role(
+            RoleName="app", AssumeRolePolicyDocument=json.dumps(POD_TRUST)
+        )["Role"]["Arn"]
+        eks.create_cluster(
+            name="full",
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks",
+            resourcesVpcConfig={},
+            tags={FLEET_TAG: "prod"},
+        )
+        started = time.perf_counter()
+        for index in range(MAX_ASSOCIATIONS_PER_CLUSTER):
+            eks.create_pod_identity_association(
+                clusterName="full", namespace="handmade", serviceAccount=f"sa-{index}", roleArn=role
+            )
+        made = time.perf_counter() - started
+        services_module.reset()
+        svc = services_module.services()
+        scheduled_pass(svc)  # enrol the cluster
+        declaration = svc.repo.put_declaration(
+            Declaration.model_validate(
+                {
+                    "id": "orders-worker",
+                    "namespace": "orders",
+                    "serviceAccount": "worker",
+                    "roleArn": role,
+                    "target": {"fleet": "prod"},
+                }
+            )
+        )
+        svc.repo.save_declaration_status(  # what the stream records for it
+            DeclarationStatus(
+                declaration_id=declaration.id,
+                state=DeclarationState.ACCEPTED,
+                observed_at=svc.clock(),
+            )
+        )
+        counter = CallCounter()
+        counter.attach(clients.client("eks", REGION))
+        failures = []
+        for _ in range(ATTEMPTS):
+            result = reconcile_cluster(
+                svc, ClusterMessage(cluster="full", reason="bench", declarations=(declaration.id,))
+            )
+            failures.append(result.failed if result else {})
+        calls = counter.reset()
+        status = svc.repo.get_declaration_status(declaration.id)
+    describes = calls.get("eks:DescribePodIdentityAssociation", 0)
+    print(
+        f"quota: cluster 'full' with {MAX_ASSOCIATIONS_PER_CLUSTER} hand-made associations "
+        f"(made in {made:.1f} s), 1 declaration, {ATTEMPTS} attempts"
+    )
+    for name, count in sorted(calls.items()):
+        print(f"  {name:45s} {count:7d}")
+    problem = (status.clusters if status else {}).get("full", "(none)")
+    print(f"  declaration status: {status.state.value if status else '-'}; full: {problem}")
+    ok = (
+        describes == 0
+        and calls.get("eks:CreatePodIdentityAssociation", 0) == ATTEMPTS
+        and all("ResourceLimitExceededException" in str(f) for f in failures)
+        and "ResourceLimitExceededException" in problem
+    )
+    print(
+        f"quota: {describes} describes of associations podid neither declares nor owns:",
+        "OK" if ok else "FAILED",
+    )
+    return ok
 
 
 if __name__ == "__main__":

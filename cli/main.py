@@ -153,7 +153,10 @@ def plan(
         view.add_column(column)
     count = 0
     for found in clusters:
-        actual = observe(svc, found.name, svc.repo.association_statuses(found.name))
+        wanted = set(desired.for_cluster(found.name)) | desired.held_keys(found.name)
+        actual = observe(
+            svc, found.name, svc.repo.association_statuses(found.name), relevant=wanted
+        )
         for op in make_plan(
             desired.for_cluster(found.name),
             actual,

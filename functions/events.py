@@ -76,4 +76,7 @@ class ClusterMessage(BaseModel):
     cluster: str = Field(min_length=1, max_length=100)
     reason: str = "unspecified"
     deep: bool = False
-    suspects: tuple[str, ...] = ()
+    suspects: tuple[str, ...] = ()  # association ids an event named: describe them afresh
+    # declarations that just changed: read from the table itself, since the
+    # index that lists declarations may not show them yet
+    declarations: tuple[str, ...] = ()

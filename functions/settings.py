@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     push_queue_url: str | None = None
     reconcile_queue_url: str | None = None
     dead_letter_queue_url: str | None = None
+    # the queues' redrive maxReceiveCount: the last delivery parks with the reason
+    max_receive_count: int = Field(default=5, ge=1)
     mode: Mode = Mode.AUDIT
     owner: str = Field(default="podid", min_length=1, max_length=64)
     event_bus_name: str = "default"

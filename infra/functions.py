@@ -17,7 +17,7 @@ from functions.core.models import Mode
 from infra.bundling import function_code
 from infra.config import DeployConfig
 from infra.nag import acknowledge
-from infra.queues import ControlPlaneQueues
+from infra.queues import MAX_RECEIVE_COUNT, ControlPlaneQueues
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 RETENTION = {
@@ -70,6 +70,7 @@ class ControlPlaneFunctions(Construct):
             "PUSH_QUEUE_URL": shared.queues.push.queue_url,
             "RECONCILE_QUEUE_URL": shared.queues.reconcile.queue_url,
             "DEAD_LETTER_QUEUE_URL": shared.queues.parked.queue_url,
+            "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "MODE": config.mode.value,
             "OWNER": config.owner,
             "EVENT_BUS_NAME": "default",
@@ -126,47 +127,56 @@ class ControlPlaneFunctions(Construct):
         for function in self.all:
             table.grant_read_write_data(function)
             queues.parked.grant_send_messages(function)
+        # one writer per cluster: only reconcile changes associations and asks for pushes
+        queues.push.grant_send_messages(self.reconcile)
         for function in (self.sync, self.reconcile):
-            queues.push.grant_send_messages(function)
-        queues.reconcile.grant_send_messages(self.reconcile)
+            queues.reconcile.grant_send_messages(function)
         region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
         cluster_arns = f"arn:{partition}:eks:{region}:{account}:cluster/*"
         association_arns = f"arn:{partition}:eks:{region}:{account}:podidentityassociation/*"
         role_arns = f"arn:{partition}:iam::{account}:role{config.role_path}*"
-        for function in (self.sync, self.reconcile):
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="ManageAssociations",
-                    actions=[
-                        "eks:DescribeCluster",
-                        "eks:ListPodIdentityAssociations",
-                        "eks:CreatePodIdentityAssociation",
-                    ],
-                    resources=[cluster_arns],
-                )
+        # sync describes clusters a declaration names (enrolment), nothing more
+        self.sync.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeNamedClusters",
+                actions=["eks:DescribeCluster"],
+                resources=[cluster_arns],
             )
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="ChangeAssociations",
-                    actions=[
-                        "eks:DescribePodIdentityAssociation",
-                        "eks:UpdatePodIdentityAssociation",
-                        "eks:DeletePodIdentityAssociation",
-                        "eks:TagResource",
-                        "eks:UntagResource",
-                    ],
-                    resources=[association_arns],
-                )
+        )
+        function = self.reconcile  # the one writer of associations
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ManageAssociations",
+                actions=[
+                    "eks:DescribeCluster",
+                    "eks:ListPodIdentityAssociations",
+                    "eks:CreatePodIdentityAssociation",
+                ],
+                resources=[cluster_arns],
             )
-            # CreatePodIdentityAssociation passes the role to EKS, for pods only.
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="PassRolesToPodIdentity",
-                    actions=["iam:PassRole"],
-                    resources=[role_arns],
-                    conditions={"StringEquals": {"iam:PassedToService": "pods.eks.amazonaws.com"}},
-                )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ChangeAssociations",
+                actions=[
+                    "eks:DescribePodIdentityAssociation",
+                    "eks:UpdatePodIdentityAssociation",
+                    "eks:DeletePodIdentityAssociation",
+                    "eks:TagResource",
+                    "eks:UntagResource",
+                ],
+                resources=[association_arns],
             )
+        )
+        # CreatePodIdentityAssociation passes the role to EKS, for pods only.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PassRolesToPodIdentity",
+                actions=["iam:PassRole"],
+                resources=[role_arns],
+                conditions={"StringEquals": {"iam:PassedToService": "pods.eks.amazonaws.com"}},
+            )
+        )
         self.reconcile.add_to_role_policy(
             iam.PolicyStatement(sid="ListClusters", actions=["eks:ListClusters"], resources=["*"])
         )
@@ -227,7 +237,9 @@ class ControlPlaneFunctions(Construct):
             ),
             "Action::kms:GenerateDataKey*": "Publishing to the KMS-encrypted findings topic.",
             "Action::kms:ReEncrypt*": "Part of the KMS grant CDK makes for an encrypted topic.",
-            f"Resource::<{self._table_logical_id()}.Arn>/index/*": "The state table's two indexes.",
+            f"Resource::<{self._table_logical_id()}.Arn>/index/*": (
+                "The state table's two indexes (byRole, byKind)."
+            ),
         }
         for finding, reason in reasons.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", reason)

@@ -9,6 +9,8 @@ from constructs import Construct
 from infra.nag import acknowledge
 
 RETENTION = Duration.days(14)
+# The functions park a message's last failure with its reason (MAX_RECEIVE_COUNT).
+MAX_RECEIVE_COUNT = 5
 
 
 def _queue(scope: Construct, name: str, **options: object) -> sqs.Queue:
@@ -32,7 +34,7 @@ class ControlPlaneQueues(Construct):
         # EventBridge targets that could not be invoked.
         self.event_failures = _queue(self, "EventFailures")
         self.push_dlq = _queue(self, "PushDlq", fifo=True)
-        self.reconcile_dlq = _queue(self, "ReconcileDlq")
+        self.reconcile_dlq = _queue(self, "ReconcileDlq", fifo=True)
         # FIFO grouped by cluster: one push at a time per cluster, in order.
         self.push = _queue(
             self,
@@ -40,13 +42,21 @@ class ControlPlaneQueues(Construct):
             fifo=True,
             content_based_deduplication=False,
             visibility_timeout=Duration.minutes(6),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.push_dlq),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=MAX_RECEIVE_COUNT, queue=self.push_dlq
+            ),
         )
+        # Every change to a cluster's associations goes through here, FIFO grouped
+        # by cluster: one writer per cluster, in order.
         self.reconcile = _queue(
             self,
             "Reconcile",
+            fifo=True,
+            content_based_deduplication=False,
             visibility_timeout=Duration.minutes(6),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.reconcile_dlq),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=MAX_RECEIVE_COUNT, queue=self.reconcile_dlq
+            ),
         )
         for queue in (self.parked, self.stream_failures, self.event_failures):
             acknowledge(

@@ -32,10 +32,13 @@ class ControlPlaneTable(Construct):
                     partition_key=dynamodb.Attribute(name=records.ROLE_INDEX_KEY, type=string),
                     sort_key=dynamodb.Attribute(name=records.PK, type=string),
                 ),
+                # Every declaration / cluster by its sort key, keys only: items are
+                # then read consistently from the table (an index can lag).
                 dynamodb.GlobalSecondaryIndexPropsV2(
-                    index_name=records.ENTITY_INDEX,
-                    partition_key=dynamodb.Attribute(name=records.ENTITY, type=string),
+                    index_name=records.KIND_INDEX,
+                    partition_key=dynamodb.Attribute(name=records.SK, type=string),
                     sort_key=dynamodb.Attribute(name=records.PK, type=string),
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
                 ),
             ],
         )

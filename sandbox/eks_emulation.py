@@ -111,6 +111,8 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
         self._delays: dict[str, list[float]] = defaultdict(list)
+        # how many injected faults each operation raised: a fault test asserts it fired
+        self.fired: dict[str, int] = defaultdict(int)
 
     def inject(
         self,
@@ -133,6 +135,7 @@ class FaultInjector:
         with self._lock:
             self._faults.clear()
             self._delays.clear()
+            self.fired.clear()
 
     def check(self, operation: str) -> None:
         with self._lock:
@@ -148,6 +151,7 @@ class FaultInjector:
             fault.remaining -= 1
             if fault.remaining <= 0:
                 queue.pop(0)
+            self.fired[operation] += 1
         raise EmulatedError(fault.code, fault.status, fault.message)
 
 

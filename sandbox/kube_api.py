@@ -111,6 +111,7 @@ class ClusterAPI:
         self.grants: dict[str, list[_Grant]] = {}
         self.requests: list[tuple[str, str, int]] = []
         self._faults: list[_Fault] = []
+        self.faults_fired = 0  # a fault test asserts its fault fired
         self._lock = threading.RLock()
         self.state = ClusterState()
         self.url = ""  # set by the server hosting it
@@ -192,6 +193,7 @@ class ClusterAPI:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+                self.faults_fired += 1
                 return fault
         return None
 

@@ -31,7 +31,7 @@ from moto.server import ThreadedMotoServer
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import cloudtrail, eks_emulation
+from sandbox import cloudtrail, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -74,20 +74,38 @@ class StackResources:
     topic_arn: str
 
 
-def provision(client: Callable[[str], Any], region: str, table: str) -> StackResources:
+MAX_RECEIVE_COUNT = 5  # as the CDK app's queues
+
+
+def provision(
+    client: Callable[[str], Any], region: str, table: str, *, visibility_seconds: int = 5
+) -> StackResources:
     """The stack's table (with its stream), queues and findings topic, as the
-    CDK app creates them, for the sandbox and the integration tests."""
+    CDK app creates them, for the sandbox and the integration tests. A failed
+    message comes back after the visibility timeout (shorter than in AWS) and
+    moves to its dead-letter queue after MAX_RECEIVE_COUNT receives."""
     stream = client("dynamodb").create_table(**create_table_params(table))["TableDescription"][
         "LatestStreamArn"
     ]
     sqs = client("sqs")
+
+    def fifo(name: str, dead_letters: str | None = None) -> str:
+        attributes = {"FifoQueue": "true", "VisibilityTimeout": str(visibility_seconds)}
+        if dead_letters:
+            target = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": target["Attributes"]["QueueArn"],
+                    "maxReceiveCount": MAX_RECEIVE_COUNT,
+                }
+            )
+        return str(sqs.create_queue(QueueName=f"{name}.fifo", Attributes=attributes)["QueueUrl"])
+
     return StackResources(
         stream=StreamTailer(client("dynamodbstreams"), stream, region),
         urls={
-            "push": sqs.create_queue(QueueName="podid-push.fifo", Attributes={"FifoQueue": "true"})[
-                "QueueUrl"
-            ],
-            "reconcile": sqs.create_queue(QueueName="podid-reconcile")["QueueUrl"],
+            "push": fifo("podid-push", fifo("podid-push-dlq")),
+            "reconcile": fifo("podid-reconcile", fifo("podid-reconcile-dlq")),
             "dlq": sqs.create_queue(QueueName="podid-dlq")["QueueUrl"],
         },
         topic_arn=client("sns").create_topic(Name="podid-findings")["TopicArn"],
@@ -112,6 +130,7 @@ class Sandbox:
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Sandbox:
         eks_emulation.install()
+        sqs_fifo.install()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -171,6 +190,7 @@ class Sandbox:
             PUSH_QUEUE_URL=self.urls["push"],
             RECONCILE_QUEUE_URL=self.urls["reconcile"],
             DEAD_LETTER_QUEUE_URL=self.urls["dlq"],
+            MAX_RECEIVE_COUNT=str(MAX_RECEIVE_COUNT),
             FINDINGS_TOPIC_ARN=resources.topic_arn,
             KUBE_ENDPOINT_TEMPLATE=self._kube().endpoint_template,
             SELF_ROLE_ARNS=",".join(ROLES.values()),

@@ -5,7 +5,9 @@
   the Lambda shape; a partial batch failure re-delivers from the first failed
   record, up to a retry limit, then the batch goes to `on_failure`.
 * `SqsPoller`: receives messages and hands them out as Lambda SQS events,
-  deleting only the ones the handler did not report as failed.
+  deleting only the ones the handler did not report as failed; a failed
+  message stays invisible for the queue's visibility timeout, as in SQS, and
+  its redrive policy moves it to the dead-letter queue after maxReceiveCount.
 * `eventbridge_event` / `cloudtrail_event` / `scheduled_event`: the envelopes
   EventBridge delivers.
 """
@@ -173,15 +175,17 @@ class SqsPoller:
         ]
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
-        if failed:  # visible again at once, as after a visibility timeout
-            for r in records:
-                if r["messageId"] in failed:
-                    self.sqs.change_message_visibility(
-                        QueueUrl=self.queue_url,
-                        ReceiptHandle=r["receiptHandle"],
-                        VisibilityTimeout=0,
-                    )
         return len(records)
+
+    def in_flight(self) -> int:
+        """Messages queued or received and not yet deleted."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
 
     def drain(self, handler: Handler, *, rounds: int = 50) -> int:
         return _drain(lambda: self.deliver(handler), rounds)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +17,12 @@ class Messenger:
         self._sqs, self._events, self._sns = sqs, events, sns
 
     def enqueue_per_cluster(self, queue_url: str, messages: Iterable[dict[str, Any]]) -> int:
-        """One message per cluster; FIFO queues group and deduplicate by cluster."""
+        """One message per cluster; FIFO queues group by cluster.
+
+        Each message is its own intent: its de-duplication id is new, so two
+        changes with the same body minutes apart are both delivered (SQS FIFO
+        drops a repeated id for 5 minutes); an SDK retry of this very send
+        reuses it and is de-duplicated, as it should be."""
         fifo = queue_url.endswith(".fifo")
         entries = []
         for index, message in enumerate(messages):
@@ -25,7 +30,7 @@ class Messenger:
             entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
             if fifo:
                 entry["MessageGroupId"] = message["cluster"]
-                entry["MessageDeduplicationId"] = _dedup_id(body)
+                entry["MessageDeduplicationId"] = uuid.uuid4().hex
             entries.append(entry)
         for start in range(0, len(entries), _SQS_BATCH):
             response = self._sqs.send_message_batch(
@@ -51,7 +56,7 @@ class Messenger:
         }
         if queue_url.endswith(".fifo"):
             params["MessageGroupId"] = source
-            params["MessageDeduplicationId"] = _dedup_id(body)
+            params["MessageDeduplicationId"] = uuid.uuid4().hex
         self._sqs.send_message(**params)
 
     def publish_event(
@@ -73,7 +78,3 @@ class Messenger:
         self._sns.publish(
             TopicArn=topic_arn, Subject=subject[:100], Message=json.dumps(message, default=str)
         )
-
-
-def _dedup_id(body: str) -> str:
-    return hashlib.sha256(body.encode()).hexdigest()

@@ -19,6 +19,12 @@ _CLUSTER_ARN = re.compile(
     r"(?P<account>\d{12}):cluster/(?P<name>[0-9A-Za-z][A-Za-z0-9_-]{0,99})$",
     re.ASCII,
 )
+_ASSOCIATION_ARN = re.compile(
+    rf"^arn:(?P<partition>{_PARTITION}):eks:(?P<region>[a-z]{{2}}(?:-[a-z]+)+-\d):"
+    r"(?P<account>\d{12}):podidentityassociation/(?P<cluster>[0-9A-Za-z][A-Za-z0-9_-]{0,99})"
+    r"/(?P<id>[A-Za-z0-9-]{1,64})$",
+    re.ASCII,
+)
 # Kubernetes: namespaces are DNS-1123 labels, service accounts DNS-1123 subdomains.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.ASCII)
 _DNS1123_SUBDOMAIN = re.compile(
@@ -69,6 +75,23 @@ def parse_cluster_arn(value: str) -> ClusterArn:
             "(expected arn:<partition>:eks:<region>:<12-digit account>:cluster/<name>)"
         )
     return ClusterArn(match["partition"], match["region"], match["account"], match["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationArn:
+    cluster: ClusterArn
+    association_id: str
+
+
+def parse_association_arn(value: str) -> AssociationArn:
+    match = _ASSOCIATION_ARN.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a pod identity association ARN (expected arn:<partition>:eks:"
+            "<region>:<12-digit account>:podidentityassociation/<cluster>/<association id>)"
+        )
+    cluster = ClusterArn(match["partition"], match["region"], match["account"], match["cluster"])
+    return AssociationArn(cluster, match["id"])
 
 
 def check_namespace(value: str) -> str:

@@ -293,6 +293,9 @@ class AssociationStatus(_Model):
     reason: str | None = None
     last_synced_at: datetime
     effective_at: datetime | None = None
+    # clientRequestToken of the last write podid made here: a new write gets a
+    # new token because recording this one moves the status version.
+    last_write: str | None = None
     version: int = 0
 
     @property
@@ -308,6 +311,7 @@ class AssociationStatus(_Model):
 class DeclarationState(StrEnum):
     ACCEPTED = "Accepted"
     INVALID = "Invalid"
+    CONFLICT = "Conflict"
 
 
 class DeclarationStatus(_Model):
@@ -315,8 +319,15 @@ class DeclarationStatus(_Model):
     state: DeclarationState
     errors: tuple[str, ...] = ()  # why the record is Invalid
     warnings: tuple[str, ...] = ()  # conflicts, clusters it cannot apply to
+    # cluster -> why the association there is not in sync (Error / Conflict)
+    clusters: dict[str, str] = Field(default_factory=dict)
     observed_at: datetime
     version: int = 0
+
+    def same_as(self, other: DeclarationStatus) -> bool:
+        """Equal in everything but bookkeeping (timestamp, version)."""
+        ignore = {"observed_at", "version"}
+        return self.model_dump(exclude=ignore) == other.model_dump(exclude=ignore)
 
 
 class Severity(StrEnum):

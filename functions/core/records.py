@@ -8,8 +8,11 @@ Single-table layout (pk, sk):
   CLUSTER#<name>     MAP                   PushedMap (hash + generation of the last push)
   ROLE#<roleArn>     FINDING#<ts>#<event>  FindingRecord history (expires via TTL)
   ROLE#<roleArn>     FINDING#LATEST        latest FindingRecord
-Declarations and clusters also carry `entity`, a sparse GSI (byEntity) so
-they are listed by query instead of a table scan.
+A keys-only GSI on the sort key (byKind: sk, pk) lists every declaration
+(sk DECL) and every cluster (sk CLUSTER) by query instead of a table scan,
+with no attribute a hand-written record must remember to set; the items
+themselves are then read from the base table with consistent reads, so a
+lagging index never hands out an old version.
 
 Items here are plain Python values (as boto3's resource layer and the
 Powertools stream deserializer produce them), so numbers may be Decimal.
@@ -32,9 +35,10 @@ from functions.core.models import (
 )
 
 PK, SK = "pk", "sk"
+# Written by earlier versions to a now-removed index; still ignored when read.
 ENTITY = "entity"
 ROLE_INDEX, ROLE_INDEX_KEY = "byRole", "roleArn"
-ENTITY_INDEX = "byEntity"
+KIND_INDEX = "byKind"
 TTL_ATTRIBUTE = "expiresAt"
 VERSION = "version"
 KEY_ATTRIBUTES = frozenset({PK, SK, ENTITY, TTL_ATTRIBUTE})
@@ -97,7 +101,6 @@ def declaration_to_item(declaration: Declaration) -> dict[str, Any]:
     return {
         PK: declaration_pk(declaration.id),
         SK: DECLARATION_SK,
-        ENTITY: "Declaration",
         **declaration.to_wire(),
     }
 
@@ -129,7 +132,7 @@ def declaration_status_from_item(item: Mapping[str, Any]) -> DeclarationStatus:
 
 
 def cluster_to_item(cluster: Cluster) -> dict[str, Any]:
-    return {PK: cluster_pk(cluster.name), SK: CLUSTER_SK, ENTITY: "Cluster", **cluster.to_wire()}
+    return {PK: cluster_pk(cluster.name), SK: CLUSTER_SK, **cluster.to_wire()}
 
 
 def cluster_from_item(item: Mapping[str, Any]) -> Cluster:

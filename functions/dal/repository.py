@@ -7,7 +7,8 @@ follows LastEvaluatedKey to the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,10 @@ from functions.core.models import (
     PushedMap,
 )
 
+_BATCH_GET = 100  # BatchGetItem's limit
+_BATCH_GET_ATTEMPTS = 8
+_STALE_ATTEMPTS = 5  # read-merge-write of an item many writers share
+
 
 class StaleWrite(Exception):
     """The item changed since it was read; read again and redo the decision."""
@@ -37,6 +42,13 @@ class StaleWrite(Exception):
 class DeclarationSet:
     valid: list[Declaration] = field(default_factory=list)
     invalid: dict[str, list[str]] = field(default_factory=dict)  # id -> problems
+
+    def replacing(self, ids: Iterable[str], fresh: DeclarationSet) -> DeclarationSet:
+        """This set with the declarations `ids` as `fresh` has them (or gone)."""
+        dropped = set(ids)
+        valid = [d for d in self.valid if d.id not in dropped] + fresh.valid
+        invalid = {k: v for k, v in self.invalid.items() if k not in dropped} | fresh.invalid
+        return DeclarationSet(sorted(valid, key=lambda d: d.id), invalid)
 
 
 def parse_declaration(item: dict[str, Any]) -> Declaration | list[str]:
@@ -116,12 +128,45 @@ class Repository:
         )
 
     def load_declarations(self) -> DeclarationSet:
-        return self._collect(
-            self._query(
-                IndexName=records.ENTITY_INDEX,
-                KeyConditionExpression=Key(records.ENTITY).eq("Declaration"),
+        """Every declaration, each read consistently from the table."""
+        return self._collect(self._kind(records.DECLARATION_SK))
+
+    def declarations_by_id(self, declaration_ids: Iterable[str]) -> DeclarationSet:
+        """These declarations as the table holds them now (consistent reads)."""
+        keys = [
+            {records.PK: records.declaration_pk(i), records.SK: records.DECLARATION_SK}
+            for i in sorted(set(declaration_ids))
+        ]
+        return self._collect(self._batch_get(keys))
+
+    def _kind(self, sort_key: str) -> Iterator[dict[str, Any]]:
+        """Items of one kind: keys from the keys-only index (it may lag), the
+        items themselves from the table with consistent reads."""
+        keys = [
+            records.item_key(item)
+            for item in self._query(
+                IndexName=records.KIND_INDEX,
+                KeyConditionExpression=Key(records.SK).eq(sort_key),
             )
-        )
+        ]
+        return self._batch_get(keys)
+
+    def _batch_get(self, keys: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        name = self._table.name
+        client = self._table.meta.client  # the resource's client: plain Python values
+        for start in range(0, len(keys), _BATCH_GET):
+            request: dict[str, Any] = {
+                name: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}
+            }
+            for attempt in range(_BATCH_GET_ATTEMPTS):
+                page = client.batch_get_item(RequestItems=request)
+                yield from page["Responses"].get(name, [])
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError(f"DynamoDB left {len(request[name]['Keys'])} keys unread")
 
     def declarations_for_role(self, role_arn: str) -> DeclarationSet:
         return self._collect(
@@ -150,18 +195,48 @@ class Repository:
             Key={
                 records.PK: records.declaration_pk(declaration_id),
                 records.SK: records.DECLARATION_STATUS_SK,
-            }
+            },
+            ConsistentRead=True,
         ).get("Item")
         return records.declaration_status_from_item(found) if found else None
 
     def save_declaration_status(self, status: DeclarationStatus) -> bool:
-        """Write unless the stored status says the same; True when written."""
-        current = self.get_declaration_status(status.declaration_id)
-        if current is not None and (current.state, current.errors) == (status.state, status.errors):
-            return False
-        expected = current.version if current else 0
-        self._put_versioned(records.declaration_status_to_item(status), expected)
-        return True
+        """Write unless the stored status says the same; True when written.
+
+        Per-cluster problems are kept: the cluster syncs own them."""
+        for _ in range(_STALE_ATTEMPTS):
+            current = self.get_declaration_status(status.declaration_id)
+            merged = status.model_copy(update={"clusters": current.clusters if current else {}})
+            if current is not None and current.same_as(merged):
+                return False
+            try:
+                self._put_versioned(
+                    records.declaration_status_to_item(merged), current.version if current else 0
+                )
+            except StaleWrite:
+                continue
+            return True
+        raise StaleWrite(f"declaration status {status.declaration_id} keeps changing")
+
+    def note_cluster_problem(
+        self, declaration_id: str, cluster: str, problem: str | None, *, now: datetime
+    ) -> bool:
+        """Record (or clear, with None) why the declaration is not in sync on one
+        cluster; nothing is written for a declaration without a status."""
+        for _ in range(_STALE_ATTEMPTS):
+            current = self.get_declaration_status(declaration_id)
+            if current is None or current.clusters.get(cluster) == problem:
+                return False
+            clusters = {k: v for k, v in current.clusters.items() if k != cluster}
+            if problem is not None:
+                clusters[cluster] = problem
+            updated = current.model_copy(update={"clusters": clusters, "observed_at": now})
+            try:
+                self._put_versioned(records.declaration_status_to_item(updated), current.version)
+            except StaleWrite:
+                continue
+            return True
+        raise StaleWrite(f"declaration status {declaration_id} keeps changing")
 
     def delete_declaration_status(self, declaration_id: str) -> None:
         self._table.delete_item(
@@ -173,9 +248,7 @@ class Repository:
 
     # --- clusters ------------------------------------------------------------------
     def list_clusters(self) -> list[Cluster]:
-        items = self._query(
-            IndexName=records.ENTITY_INDEX, KeyConditionExpression=Key(records.ENTITY).eq("Cluster")
-        )
+        items = self._kind(records.CLUSTER_SK)
         return sorted((records.cluster_from_item(i) for i in items), key=lambda c: c.name)
 
     def get_cluster(self, name: str) -> Cluster | None:

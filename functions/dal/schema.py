@@ -9,14 +9,14 @@ from functions.core import records
 
 
 def create_table_params(table_name: str) -> dict[str, Any]:
-    def index(name: str, partition: str) -> dict[str, Any]:
+    def index(name: str, partition: str, projection: str) -> dict[str, Any]:
         return {
             "IndexName": name,
             "KeySchema": [
                 {"AttributeName": partition, "KeyType": "HASH"},
                 {"AttributeName": records.PK, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": projection},
         }
 
     return {
@@ -24,15 +24,15 @@ def create_table_params(table_name: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": name, "AttributeType": "S"}
-            for name in (records.PK, records.SK, records.ROLE_INDEX_KEY, records.ENTITY)
+            for name in (records.PK, records.SK, records.ROLE_INDEX_KEY)
         ],
         "KeySchema": [
             {"AttributeName": records.PK, "KeyType": "HASH"},
             {"AttributeName": records.SK, "KeyType": "RANGE"},
         ],
         "GlobalSecondaryIndexes": [
-            index(records.ROLE_INDEX, records.ROLE_INDEX_KEY),
-            index(records.ENTITY_INDEX, records.ENTITY),
+            index(records.ROLE_INDEX, records.ROLE_INDEX_KEY, "ALL"),
+            index(records.KIND_INDEX, records.SK, "KEYS_ONLY"),
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     }

@@ -1,17 +1,23 @@
 """Bring one cluster's pod identity associations to the declared state.
 
 Level-triggered: read desired (declarations) and actual (EKS), plan, apply,
-record status. Running it twice changes nothing; a crash between apply and
-status write is healed by the next run (clientRequestTokens make the retried
-calls the same calls). Statuses are written only when they change, so a
-no-op pass writes nothing.
+record status. Running it twice changes nothing. Every path that changes a
+cluster's associations runs here through one FIFO message group per cluster,
+so there is one writer per cluster; a status that moved under us anyway
+(StaleWrite) means re-read and re-plan, never overwrite.
+
+Each write names one intent with its clientRequestToken (the association,
+what it was, what it should be, and the status version that recording the
+previous write moved): a retry after a crash reuses it, a new heal gets a new
+one. Each response is compared with what was asked. Only associations whose
+key podid declares or has recorded are described, so hand-made associations
+elsewhere on the cluster cost one list page entry, not a call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
 
@@ -30,14 +36,11 @@ from functions.core.models import (
     Mode,
     SyncState,
 )
-from functions.core.planner import Operation, OpKind, plan
+from functions.core.planner import Operation, OpKind, plan, spec_changes
+from functions.core.status import Outcome, decide_statuses
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.flows.services import Services
 from functions.observability import logger, metrics
-
-# Running pods keep the credentials they hold until the SDK refreshes them:
-# EKS Auth issues 6-hour credentials, so a role change reaches them by then.
-CREDENTIAL_LIFETIME = timedelta(hours=6)
 
 
 @dataclass
@@ -59,14 +62,19 @@ def observe(
     cluster: str,
     statuses: dict[AssociationKey, AssociationStatus],
     *,
+    relevant: Iterable[AssociationKey],
     deep: bool = False,
     suspects: Iterable[str] = (),
 ) -> dict[AssociationKey, ActualAssociation]:
-    """Actual associations: list pages, then describe only what is not known
-    (new ids, suspects named by an event, or everything when deep)."""
+    """Actual associations on the keys podid declares or has recorded: list
+    pages, then describe only what is not known (new ids, suspects named by an
+    event, or every relevant one when deep)."""
     suspect_ids = set(suspects)
+    wanted = set(relevant) | set(statuses)
     actual: dict[AssociationKey, ActualAssociation] = {}
     for summary in svc.eks.list_associations(cluster):
+        if summary.key not in wanted:
+            continue  # neither declared nor ours: not our business
         known = _known(summary, statuses.get(summary.key))
         if known is not None and not deep and summary.association_id not in suspect_ids:
             actual[summary.key] = known
@@ -94,6 +102,10 @@ def effective_mode(declaration: Declaration | None, default: Mode) -> Mode:
     return declaration.mode if declaration and declaration.mode else default
 
 
+class StatusKeptChanging(Exception):
+    """Another writer moved this cluster's statuses on every attempt (retried later)."""
+
+
 def sync_cluster(
     svc: Services,
     cluster: Cluster,
@@ -105,13 +117,53 @@ def sync_cluster(
     suspects: Iterable[str] = (),
 ) -> ClusterResult:
     """`heal_drift` None: per declaration mode (audit reports drift, enforce heals)."""
+    suspect_ids = set(suspects)
+    applied: list[Operation] = []
+    for _ in range(REPLAN_ATTEMPTS):
+        try:
+            result = _sync_once(
+                svc, cluster, declarations, desired_state, heal_drift, deep, suspect_ids
+            )
+        except _Replan as replan:
+            # describe what we just wrote afresh: the statuses do not show it
+            applied += replan.result.applied
+            suspect_ids |= {op.association_id for op in replan.result.applied if op.association_id}
+            suspect_ids |= replan.written_ids
+            logger.info("status changed under the sync, re-planning", cluster=cluster.name)
+            continue
+        result.applied = applied + result.applied
+        _count(result)
+        return result
+    raise StatusKeptChanging(f"cluster {cluster.name}: statuses kept changing during the sync")
+
+
+REPLAN_ATTEMPTS = 3
+
+
+class _Replan(Exception):
+    def __init__(self, result: ClusterResult, written_ids: set[str]) -> None:
+        super().__init__(result.cluster)
+        self.result, self.written_ids = result, written_ids
+
+
+def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
+    svc: Services,
+    cluster: Cluster,
+    declarations: DeclarationSet,
+    desired_state: DesiredState,
+    heal_drift: bool | None,
+    deep: bool,
+    suspects: set[str],
+) -> ClusterResult:
     result = ClusterResult(cluster.name)
     owner = svc.settings.owner
     statuses = svc.repo.association_statuses(cluster.name)
-    actual = observe(svc, cluster.name, statuses, deep=deep, suspects=suspects)
     desired = desired_state.for_cluster(cluster.name)
-    by_id = {d.id: d for d in declarations.valid}
     hold = set(desired_state.held_keys(cluster.name))
+    actual = observe(
+        svc, cluster.name, statuses, relevant=set(desired) | hold, deep=deep, suspects=suspects
+    )
+    by_id = {d.id: d for d in declarations.valid}
     # An invalid record keeps what it had: a typo never removes live credentials.
     hold |= {
         key
@@ -119,32 +171,51 @@ def sync_cluster(
         if association.spec.tags.get(DECLARATION_TAG) in declarations.invalid
     }
     final: dict[AssociationKey, ActualAssociation | None] = dict(actual)
+    tokens: dict[AssociationKey, str] = {}
     for op in plan(desired, actual, owner=owner, hold=hold):
         declaration = by_id.get(op.declaration_id or "")
-        if _is_drift(op, statuses.get(op.key)) and not _heals(
-            heal_drift, declaration, svc.settings.mode
-        ):
+        status = statuses.get(op.key)
+        if _is_drift(op, status) and not _heals(heal_drift, declaration, svc.settings.mode):
             result.drifted.append(op)
             continue
+        token = intent_token(op, status)
         try:
-            final[op.key] = _apply(svc, op, statuses.get(op.key))
+            final[op.key] = _apply(svc, op, token)
             result.applied.append(op)
+            tokens[op.key] = token
         except (ClientError, ValueError) as error:
             reason = _reason(error)
             logger.warning("apply failed", operation=op.describe(), reason=reason)
             result.failed[op.key] = reason
-    _record(
-        svc,
-        cluster,
-        result,
-        desired=desired,
-        desired_state=desired_state,
-        statuses=statuses,
-        final=final,
-        hold=hold,
-    )
-    _count(result)
+    try:
+        _record(
+            svc,
+            cluster,
+            result,
+            desired=desired,
+            desired_state=desired_state,
+            statuses=statuses,
+            final=final,
+            hold=hold,
+            tokens=tokens,
+        )
+    except StaleWrite as stale:
+        written = {a.association_id for a in final.values() if a is not None}
+        raise _Replan(result, written) from stale
     return result
+
+
+def intent_token(op: Operation, status: AssociationStatus | None) -> str:
+    """One intended call: what is there, what it should become, and the status
+    version (which recording the previous write moved)."""
+    return request_token(
+        op.kind,
+        op.key,
+        op.association_id or "",
+        canonical_json(op.current.model_dump()) if op.current else "",
+        canonical_json(op.spec.model_dump()) if op.spec else "",
+        status.version if status else 0,
+    )
 
 
 def _is_drift(op: Operation, status: AssociationStatus | None) -> bool:
@@ -166,31 +237,52 @@ def _heals(heal_drift: bool | None, declaration: Declaration | None, default: Mo
     return effective_mode(declaration, default) is Mode.ENFORCE
 
 
-def _apply(
-    svc: Services, op: Operation, status: AssociationStatus | None
-) -> ActualAssociation | None:
-    generation = status.version if status else 0
+class WriteMismatch(ValueError):
+    """EKS answered a write with something other than what was asked."""
+
+
+def _apply(svc: Services, op: Operation, token: str) -> ActualAssociation | None:
     if op.kind is OpKind.DELETE:
         if op.association_id:
             svc.eks.delete_association(op.key.cluster, op.association_id)
         return None
     if op.spec is None:
         raise ValueError(f"{op.describe()} has no desired spec")
-    token = request_token(op.kind, op.key, canonical_json(op.spec.model_dump()), generation)
     if op.kind is OpKind.CREATE:
         return _create_or_adopt(svc, op.key, op.spec, token)
     if op.association_id is None:
         raise ValueError(f"{op.describe()} has no association id")
-    current = None
+    answer = None
     if op.updates_association:
-        current = svc.eks.update_association(op.key, op.association_id, op.spec, token)
-        if current is None:  # deleted meanwhile: create it again
+        answer = svc.eks.update_association(op.key, op.association_id, op.spec, token)
+        if answer is None:  # deleted meanwhile: create it again
             return _create_or_adopt(svc, op.key, op.spec, token + "-recreate")
-    arn = (current.association_arn if current else None) or _arn_of(svc, op)
-    svc.eks.set_tags(arn, op.tags_to_set, op.tags_to_remove)
-    return ActualAssociation(
-        key=op.key, association_id=op.association_id, association_arn=arn, spec=op.spec
-    )
+        _check(op, answer.spec, tags=not (op.tags_to_set or op.tags_to_remove))
+    if op.tags_to_set or op.tags_to_remove:
+        arn = (answer.association_arn if answer else None) or _arn_of(svc, op)
+        svc.eks.set_tags(arn, op.tags_to_set, op.tags_to_remove)
+        answer = svc.eks.describe_association(op.key.cluster, op.association_id)
+        if answer is None:
+            raise ValueError(f"association {op.association_id} of {op.key} disappeared")
+        _check(op, answer.spec, tags=True)
+    if answer is None:
+        raise ValueError(f"{op.describe()} changes nothing")
+    return answer
+
+
+def _check(op: Operation, answered: AssociationSpec, *, tags: bool) -> None:
+    """The write's response must show what was asked (a reused token returns
+    an earlier call's result instead)."""
+    if op.spec is None:
+        raise ValueError(f"{op.describe()} has no desired spec")
+    asked = op.spec if tags else op.spec.model_copy(update={"tags": answered.tags})
+    if not _same(asked, answered):
+        differ = ", ".join(
+            f"{name} {getattr(answered, name)!r} (asked {getattr(asked, name)!r})"
+            for name in type(asked).model_fields
+            if getattr(asked, name) != getattr(answered, name)
+        )
+        raise WriteMismatch(f"EKS answered {op.describe()} with {differ}")
 
 
 def _arn_of(svc: Services, op: Operation) -> str:
@@ -204,7 +296,7 @@ def _create_or_adopt(
     svc: Services, key: AssociationKey, spec: AssociationSpec, token: str
 ) -> ActualAssociation:
     try:
-        return svc.eks.create_association(key, spec, token)
+        created = svc.eks.create_association(key, spec, token)
     except AssociationExists:
         # Someone (or a crashed earlier run) created it: adopt instead of failing.
         existing = svc.eks.find_association(key)
@@ -218,14 +310,14 @@ def _create_or_adopt(
             spec=spec,
             current=existing.spec,
             association_id=existing.association_id,
-            changes=tuple(
-                f for f in spec.model_fields if getattr(spec, f) != getattr(existing.spec, f)
-            ),
+            changes=spec_changes(existing.spec, spec),
         )
-        updated = _apply(svc, adopt, None)
+        updated = _apply(svc, adopt, token + "-adopt")
         if updated is None:
             raise ValueError(f"could not adopt the existing association for {key}") from None
         return updated
+    _check(Operation(OpKind.CREATE, key, spec=spec), created.spec, tags=True)
+    return created
 
 
 def _reason(error: Exception) -> str:
@@ -245,92 +337,37 @@ def _record(
     statuses: dict[AssociationKey, AssociationStatus],
     final: dict[AssociationKey, ActualAssociation | None],
     hold: set[AssociationKey],
+    tokens: Mapping[AssociationKey, str],
 ) -> None:
+    """Raises StaleWrite when a status moved since it was read: the caller re-plans."""
     now = svc.clock()
-    conflicts = {c.key: c.message for c in desired_state.conflicts if c.key.cluster == cluster.name}
-    rejected = {
-        r.key: r.reason for r in desired_state.rejections if r.key and r.key.cluster == cluster.name
-    }
-    drifted = {op.key: op for op in result.drifted}
-    changed = {op.key: op for op in result.applied}
-    keys = set(desired) | set(conflicts) | set(rejected) | set(statuses)
-    after = dict(statuses)
-    for key in sorted(keys):
-        association = final.get(key)
-        previous = statuses.get(key)
-        wanted = desired.get(key)
-        if wanted is None and key not in conflicts and key not in rejected:
-            if key in hold and previous is not None:
-                continue  # held (invalid declaration): keep its last status
-            if previous is not None and association is None:
-                _delete_status(svc, key, previous, result)
-                del after[key]
-            continue
-        declaration_id = wanted.declaration_id if wanted else None
-        if key in conflicts:
-            state, reason = SyncState.CONFLICT, conflicts[key]
-        elif key in rejected:
-            state, reason = SyncState.ERROR, rejected[key]
-        elif key in result.failed:
-            state, reason = SyncState.ERROR, result.failed[key]
-        elif key in drifted:
-            state, reason = (
-                SyncState.DRIFTED,
-                f"drift reported (audit mode): {drifted[key].describe()}",
-            )
-        else:
-            state, reason = SyncState.IN_SYNC, None
-        status = AssociationStatus(
-            key=key,
-            declaration_id=declaration_id or (previous.declaration_id if previous else None),
-            association_id=association.association_id if association else None,
-            association_arn=association.association_arn if association else None,
-            observed=association.spec if association else None,
-            state=state,
-            reason=reason,
-            last_synced_at=now,
-            effective_at=_effective_at(changed.get(key), previous, now),
-            version=previous.version if previous else 0,
-        )
-        after[key] = status
-        if previous is not None and previous.same_as(status):
-            continue
-        _save_status(svc, status, result)
-    pushed = svc.repo.pushed_map(cluster.name)
-    built = build_association_map(cluster, live_associations(after.values()))
-    result.push_needed = pushed is None or pushed.sha256 != built.sha256
-
-
-def _effective_at(
-    op: Operation | None, previous: AssociationStatus | None, now: datetime
-) -> datetime | None:
-    if op is None:
-        return previous.effective_at if previous else now
-    if op.kind is OpKind.CREATE or not op.updates_association:
-        return now  # new pods get it at once (pods started earlier need a restart)
-    return now + CREDENTIAL_LIFETIME
-
-
-def _save_status(svc: Services, status: AssociationStatus, result: ClusterResult) -> None:
-    try:
+    decision = decide_statuses(
+        cluster.name,
+        desired=desired,
+        desired_state=desired_state,
+        statuses=statuses,
+        final=final,
+        hold=hold,
+        outcome=Outcome(
+            applied={op.key: op for op in result.applied},
+            drifted={op.key: op for op in result.drifted},
+            failed=result.failed,
+            tokens=tokens,
+        ),
+        now=now,
+    )
+    for gone in decision.delete:
+        svc.repo.delete_association_status(gone.key, gone.version)
+        result.statuses_written += 1
+    for status in decision.save:
         svc.repo.save_association_status(status)
-    except StaleWrite:
-        # A concurrent run wrote first; ours reflects what we just applied.
-        fresh = svc.repo.association_statuses(status.key.cluster).get(status.key)
-        svc.repo.save_association_status(
-            status.model_copy(update={"version": fresh.version if fresh else 0})
-        )
-    result.statuses_written += 1
-
-
-def _delete_status(
-    svc: Services, key: AssociationKey, previous: AssociationStatus, result: ClusterResult
-) -> None:
-    try:
-        svc.repo.delete_association_status(key, previous.version)
-    except StaleWrite:
-        svc.repo.delete_association_status(key, None)
-    result.statuses_written += 1
+        result.statuses_written += 1
+    for declaration_id, problem in sorted(decision.problems.items()):
+        svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
+    pushed = svc.repo.pushed_map(cluster.name)
+    built = build_association_map(cluster, live_associations(decision.after.values()))
+    # a cluster never enrolled gets nothing; one that left gets its map emptied
+    result.push_needed = pushed.sha256 != built.sha256 if pushed is not None else cluster.enrolled
 
 
 def live_associations(statuses: Iterable[AssociationStatus]) -> list[ActualAssociation]:

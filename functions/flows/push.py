@@ -22,22 +22,21 @@ HASH_ANNOTATION = "podid.io/association-map-sha256"
 GENERATION_ANNOTATION = "podid.io/generation"
 
 
-class UnknownCluster(Exception):
-    """A push for a cluster the control plane does not know (retrying cannot help)."""
-
-
 @dataclass(frozen=True)
 class PushResult:
     cluster: str
-    outcome: PushOutcome | None  # None: skipped, hash unchanged
+    outcome: PushOutcome | None  # None: skipped (hash unchanged, or the cluster is gone)
     sha256: str
     generation: int
 
 
-def push_map(svc: Services, message: ClusterMessage) -> PushResult:
+def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
+    """None when the cluster is gone: deleted clusters have no map to keep."""
     cluster = svc.repo.get_cluster(message.cluster)
     if cluster is None:
-        raise UnknownCluster(f"cluster {message.cluster!r} is not enrolled")
+        logger.info("push dropped: the cluster was deleted", cluster=message.cluster)
+        metrics.add_metric(name="MapPushesDropped", unit="Count", value=1)
+        return None
     built = build_association_map(
         cluster, live_associations(svc.repo.association_statuses(cluster.name).values())
     )

@@ -1,16 +1,21 @@
-"""Drift and fleet membership: scheduled passes and EKS CloudTrail events.
+"""Drift and fleet membership: scheduled passes, EKS CloudTrail events, and
+the per-cluster queue every cluster change goes through.
 
-The schedule discovers clusters (enroll new fleet members, forget deleted
-ones) and fans out one message per enrolled cluster; each message syncs one
-cluster. EKS events done by someone else (an association edited by hand, a
-cluster created, deleted or re-tagged) reconcile just what they touched.
+Every path that may change a cluster's associations (a declaration changed,
+an EKS event, the schedule, the CLI) asks for a reconcile of that cluster by
+a message in the reconcile FIFO queue, grouped by cluster: one writer per
+cluster, in order. `reconcile_cluster` is that writer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from functions.core.arns import parse_association_arn
+from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
+from functions.core.models import Cluster
 from functions.dal.repository import DeclarationSet
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
@@ -33,39 +38,71 @@ class PassSummary:
     fanned_out: int = 0
 
 
+def request_reconcile(svc: Services, messages: Iterable[ClusterMessage]) -> int:
+    """Queue a reconcile per cluster (the one serialised path); without a queue
+    configured (a single local process) run it here."""
+    wanted = list(messages)
+    queue = svc.settings.reconcile_queue_url
+    if queue:
+        return svc.messenger.enqueue_per_cluster(
+            queue, [m.model_dump(mode="json", exclude_defaults=True) for m in wanted]
+        )
+    for message in wanted:
+        reconcile_cluster(svc, message)
+    return len(wanted)
+
+
 def scheduled_pass(svc: Services, *, deep: bool = False) -> PassSummary:
     declarations = svc.repo.load_declarations()
     clusters, found = discover(svc, declarations.valid, deep=deep)
-    summary = PassSummary(found, [c.name for c in clusters if c.enrolled])
-    messages = [
-        ClusterMessage(cluster=name, reason="schedule", deep=deep).model_dump(mode="json")
-        for name in summary.clusters
-    ]
-    queue = svc.settings.reconcile_queue_url
-    if queue:
-        summary.fanned_out = svc.messenger.enqueue_per_cluster(queue, messages)
-    else:
-        for name in summary.clusters:
-            message = ClusterMessage(cluster=name, reason="schedule", deep=deep)
-            reconcile_cluster(svc, message, declarations=declarations)
+    # enrolled clusters, and those that left but still hold what podid put there
+    due = [c.name for c in clusters if c.enrolled or _holds_ours(svc, c)]
+    summary = PassSummary(found, due)
+    summary.fanned_out = request_reconcile(
+        svc, (ClusterMessage(cluster=name, reason="schedule", deep=deep) for name in due)
+    )
     metrics.add_metric(name="ClustersEnrolled", unit="Count", value=len(found.enrolled))
     metrics.add_metric(name="ClustersForgotten", unit="Count", value=len(found.forgotten))
     return summary
+
+
+def _holds_ours(svc: Services, cluster: Cluster) -> bool:
+    """A cluster out of the fleet with statuses or a non-empty pushed map left."""
+    pushed = svc.repo.pushed_map(cluster.name)
+    if pushed is not None and pushed.sha256 != build_association_map(cluster, []).sha256:
+        return True
+    return bool(svc.repo.association_statuses(cluster.name))
 
 
 def reconcile_cluster(
     svc: Services, message: ClusterMessage, *, declarations: DeclarationSet | None = None
 ) -> ClusterResult | None:
     cluster = svc.repo.get_cluster(message.cluster)
-    if cluster is None or not cluster.enrolled:
-        logger.info("cluster not enrolled, nothing to reconcile", cluster=message.cluster)
+    if cluster is None:
+        logger.info("cluster not known (deleted or never seen)", cluster=message.cluster)
         return None
     if declarations is None:
         declarations = svc.repo.load_declarations()
-    # Conflicts and capacity are per cluster, so expanding onto this cluster alone is exact.
-    desired = expand(declarations.valid, [cluster], managed_by=svc.settings.owner)
+    if message.declarations:
+        # just changed: the listing index may not show them yet, the table does
+        fresh = svc.repo.declarations_by_id(message.declarations)
+        declarations = declarations.replacing(message.declarations, fresh)
+    if cluster.enrolled:
+        # Conflicts and capacity are per cluster, so expanding onto this cluster alone is exact.
+        desired = expand(declarations.valid, [cluster], managed_by=svc.settings.owner)
+        heal_drift = None
+    else:
+        # left the fleet: release what podid created there and empty its map
+        desired = expand([], [], managed_by=svc.settings.owner)
+        heal_drift = True
     result = sync_cluster(
-        svc, cluster, declarations, desired, deep=message.deep, suspects=message.suspects
+        svc,
+        cluster,
+        declarations,
+        desired,
+        heal_drift=heal_drift,
+        deep=message.deep,
+        suspects=message.suspects,
     )
     if result.push_needed and svc.settings.push_queue_url:
         svc.messenger.enqueue_per_cluster(
@@ -74,55 +111,69 @@ def reconcile_cluster(
     return result
 
 
-def on_eks_event(svc: Services, detail: CloudTrailDetail) -> ClusterResult | Discovery | None:
+def on_eks_event(svc: Services, detail: CloudTrailDetail) -> bool:
+    """True when the event asked for a reconcile (or changed membership)."""
     if detail.error_code:
-        return None  # the call failed: nothing changed
+        return False  # the call failed: nothing changed
     if detail.caused_by(svc.settings.self_role_arns):
-        return None  # our own write, already recorded
+        return False  # our own write, already recorded
     name = detail.event_name
     if name in ASSOCIATION_EVENTS:
         cluster = detail.request("clusterName")
         association = (detail.response_elements or {}).get("association") or {}
         suspect = detail.request("associationId") or association.get("associationId")
         logger.info("association changed outside the control plane", cluster=cluster, event=name)
-        return reconcile_cluster(
-            svc,
-            ClusterMessage(cluster=cluster, reason=name, suspects=(suspect,) if suspect else ()),
-        )
+        return _request(svc, cluster, name, suspect)
     if name in CLUSTER_EVENTS:
         return _cluster_changed(svc, detail)
-    return None
+    return False
 
 
-def _cluster_changed(svc: Services, detail: CloudTrailDetail) -> ClusterResult | Discovery | None:
+def _request(svc: Services, cluster: str | None, reason: str, suspect: str | None) -> bool:
+    if not cluster:
+        return False
+    message = ClusterMessage(cluster=cluster, reason=reason, suspects=(suspect,) if suspect else ())
+    request_reconcile(svc, [message])
+    return True
+
+
+def _cluster_changed(svc: Services, detail: CloudTrailDetail) -> bool:
     if detail.event_name in ("CreateCluster", "DeleteCluster"):
         cluster_name = detail.request("name") or (
             (detail.response_elements or {}).get("cluster") or {}
         ).get("name")
     else:
         arn = detail.request("resourceArn") or ""
+        if ":podidentityassociation/" in arn:
+            # an association's tags edited by hand: drift like any other edit
+            try:
+                association = parse_association_arn(arn)
+            except ValueError:
+                return False
+            return _request(
+                svc, association.cluster.name, detail.event_name, association.association_id
+            )
         if ":cluster/" not in arn:
-            return None  # tags on an association or node group: not membership
+            return False  # tags on a node group or add-on: not membership
         cluster_name = arn.rsplit("/", 1)[1]
     if not cluster_name:
-        return None
+        return False
     found = Discovery()
     if detail.event_name == "DeleteCluster":
         if svc.repo.get_cluster(cluster_name) is not None:
             forget(svc, cluster_name, found)
-        return found
+        return True
     declarations = svc.repo.load_declarations()
     existing = svc.repo.get_cluster(cluster_name)
-    named = named_clusters(declarations.valid)
-    cluster = refresh_cluster(svc, cluster_name, named, existing, found)
+    cluster = refresh_cluster(
+        svc, cluster_name, named_clusters(declarations.valid), existing, found
+    )
     if cluster is None:
-        return found
+        return True
+    was_enrolled = existing is not None and existing.enrolled
+    if not cluster.enrolled and not was_enrolled:
+        return True  # never ours
     if not cluster.enrolled:
-        if existing is None or not existing.enrolled:
-            return found
-        # left the fleet: remove what we created there, keep nothing of it
         logger.info("cluster left the fleet, releasing it", cluster=cluster_name)
-        nothing = expand(declarations.valid, [], managed_by=svc.settings.owner)
-        return sync_cluster(svc, cluster, declarations, nothing, heal_drift=True)
-    # enrolled, re-tagged or left the fleet: the plan follows membership either way
-    return reconcile_cluster(svc, ClusterMessage(cluster=cluster_name, reason=detail.event_name))
+    # enrolled, re-tagged or left: the plan follows membership either way
+    return _request(svc, cluster_name, detail.event_name, None)

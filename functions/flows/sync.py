@@ -1,30 +1,30 @@
-"""Declarations changed (DynamoDB stream) -> bring the touched clusters in line.
+"""Declarations changed (DynamoDB stream) -> status, and a reconcile request
+for each cluster the change touches.
 
-One `SyncBatch` serves one stream batch: declarations and clusters are read
-once, each touched cluster is synced once, and a record fails (and is retried
-by the event source) only when a cluster it touches failed. A record whose
-body is invalid is answered with an Invalid status naming field, value and
-rule, and is not retried: fixing the record is the only cure.
+The stream does not change clusters itself: every change to a cluster's
+associations goes through that cluster's FIFO message group (one writer per
+cluster). Here each record gets its declaration status (Accepted, Conflict or
+Invalid with field, value and rule) and the touched clusters are queued with
+the declaration's id, so the reconcile reads it from the table itself rather
+than from an index that may lag. A record fails (and the event source retries
+it) only when the queue refused the request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from functions.core import records
 from functions.core.fleet import DesiredState, expand, targets_of
 from functions.core.models import Cluster, Declaration, DeclarationState, DeclarationStatus
 from functions.dal.repository import DeclarationSet, parse_declaration
-from functions.flows.cluster_sync import ClusterResult, sync_cluster
+from functions.events import ClusterMessage
 from functions.flows.discovery import Discovery, refresh_cluster
+from functions.flows.reconcile import request_reconcile
 from functions.flows.services import Services
 from functions.observability import logger, metrics
-
-
-class ClusterSyncFailed(Exception):
-    """A cluster touched by the record could not be brought in line (retried)."""
 
 
 @dataclass
@@ -33,8 +33,6 @@ class SyncBatch:
     _declarations: DeclarationSet | None = None
     _clusters: dict[str, Cluster] | None = None
     _desired: DesiredState | None = None
-    results: dict[str, ClusterResult] = field(default_factory=dict)
-    pushes: set[str] = field(default_factory=set)
 
     # shared reads --------------------------------------------------------------
     @property
@@ -69,6 +67,18 @@ class SyncBatch:
             if refreshed is not None and refreshed.enrolled:
                 self._clusters[name] = refreshed
 
+    def _now_holds(self, declaration_id: str, current: Declaration | list[str] | None) -> None:
+        """The record as this stream record has it (the index may not show it yet)."""
+        fresh = DeclarationSet()
+        if isinstance(current, Declaration):
+            fresh.valid.append(current)
+        elif isinstance(current, list):
+            fresh.invalid[declaration_id] = current
+        self._declarations = self.declarations.replacing([declaration_id], fresh)
+        self._desired = None
+        if self._clusters is not None:
+            self._enroll_named()
+
     # one record --------------------------------------------------------------------
     def handle(
         self, keys: Mapping[str, Any], new: Mapping[str, Any] | None, old: Mapping[str, Any] | None
@@ -78,24 +88,23 @@ class SyncBatch:
         declaration_id = records.declaration_id_of(keys) or "?"
         parsed_new = parse_declaration(dict(new)) if new else None
         parsed_old = parse_declaration(dict(old)) if old else None
+        self._now_holds(declaration_id, parsed_new)
         if isinstance(parsed_new, list):
+            # held: an invalid record keeps what it had, nothing to reconcile
             self._invalid(declaration_id, parsed_new)
             return
         touched = self._touched(parsed_new, parsed_old)
-        failures = [name for name in touched if not self._sync(name).ok]
         if parsed_new is None:
             self.svc.repo.delete_declaration_status(declaration_id)
         else:
             self._accepted(parsed_new)
-        if failures:
-            raise ClusterSyncFailed(
-                f"declaration {declaration_id}: clusters {', '.join(failures)} not in sync: "
-                + "; ".join(
-                    f"{key}: {reason}"
-                    for name in failures
-                    for key, reason in self.results[name].failed.items()
-                )
+        messages = [
+            ClusterMessage(
+                cluster=name, reason=f"declaration {declaration_id}", declarations=(declaration_id,)
             )
+            for name in touched
+        ]
+        request_reconcile(self.svc, messages)
 
     def _touched(self, new: Declaration | None, old: Declaration | list[str] | None) -> list[str]:
         if isinstance(old, list):
@@ -103,20 +112,6 @@ class SyncBatch:
             return sorted(self.clusters)
         wanted = [d for d in (new, old) if isinstance(d, Declaration)]
         return sorted({c.name for d in wanted for c in targets_of(d, self.clusters.values())})
-
-    def _sync(self, name: str) -> ClusterResult:
-        if name not in self.results:
-            result = sync_cluster(self.svc, self.clusters[name], self.declarations, self.desired)
-            self.results[name] = result
-            if result.push_needed and name not in self.pushes:
-                self.enqueue_push(name, "declaration changed")
-        return self.results[name]
-
-    def enqueue_push(self, cluster: str, reason: str) -> None:
-        queue = self.svc.settings.push_queue_url
-        if queue:
-            self.svc.messenger.enqueue_per_cluster(queue, [{"cluster": cluster, "reason": reason}])
-        self.pushes.add(cluster)
 
     # declaration status ---------------------------------------------------------------
     def _invalid(self, declaration_id: str, problems: list[str]) -> None:
@@ -132,16 +127,16 @@ class SyncBatch:
         )
 
     def _accepted(self, declaration: Declaration) -> None:
-        warnings = [
+        conflicts = [
             c.message for c in self.desired.conflicts if declaration.id in c.declaration_ids
         ]
-        warnings += [
+        warnings = conflicts + [
             r.reason for r in self.desired.rejections if r.declaration_id == declaration.id
         ]
         self.svc.repo.save_declaration_status(
             DeclarationStatus(
                 declaration_id=declaration.id,
-                state=DeclarationState.ACCEPTED,
+                state=DeclarationState.CONFLICT if conflicts else DeclarationState.ACCEPTED,
                 warnings=tuple(sorted(set(warnings))),
                 observed_at=self.svc.clock(),
             )

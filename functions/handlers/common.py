@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -18,3 +21,27 @@ def park(svc: Services, payload: Any, reason: str, source: str) -> None:
     queue = svc.settings.dead_letter_queue_url
     if queue:
         svc.messenger.dead_letter(queue, payload, reason, source)
+
+
+def final_attempt(svc: Services, record: SQSRecord) -> bool:
+    """This delivery is the queue's last before its redrive moves the message
+    to the dead-letter queue (which carries no reason)."""
+    received = int(record.attributes.approximate_receive_count or 1)
+    return received >= svc.settings.max_receive_count
+
+
+def run_or_park(svc: Services, record: SQSRecord, work: Callable[[], object], source: str) -> None:
+    """Run the work; a failure is retried by the queue, and the last failure
+    is parked with its reason instead of landing in the DLQ without one."""
+    try:
+        work()
+    except Exception as error:
+        if not final_attempt(svc, record):
+            raise
+        park(
+            svc,
+            record.body,
+            f"gave up after {svc.settings.max_receive_count} attempts: "
+            f"{type(error).__name__}: {error}",
+            source,
+        )

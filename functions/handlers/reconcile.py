@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
+    SqsFifoPartialProcessor,
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -17,10 +18,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.events import CloudTrailEvent, ClusterMessage, ScheduledEvent
 from functions.flows.reconcile import on_eks_event, reconcile_cluster, scheduled_pass
 from functions.flows.services import services
-from functions.handlers.common import park
+from functions.handlers.common import park, run_or_park
 from functions.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS)
+standard = BatchProcessor(event_type=EventType.SQS)
+# FIFO grouped by cluster: a failed message holds back only its own cluster's later ones.
+fifo = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 def _reconcile_message(record: SQSRecord) -> None:
@@ -30,9 +33,14 @@ def _reconcile_message(record: SQSRecord) -> None:
     except ValidationError as error:
         park(svc, record.body, f"malformed reconcile message: {error}", "reconcile")
         return
-    result = reconcile_cluster(svc, message)
-    if result is not None and not result.ok:
-        raise RuntimeError(f"cluster {message.cluster}: {result.failed}")
+
+    def work() -> None:
+        result = reconcile_cluster(svc, message)
+        if result is not None and not result.ok:
+            failed = "; ".join(f"{key}: {why}" for key, why in sorted(result.failed.items()))
+            raise RuntimeError(f"cluster {message.cluster}: {failed}")
+
+    run_or_park(svc, record, work, "reconcile")
 
 
 @logger.inject_lambda_context
@@ -40,9 +48,14 @@ def _reconcile_message(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
+        records = event["Records"]
+        is_fifo = bool(records) and records[0].get("eventSourceARN", "").endswith(".fifo")
         return dict(
             process_partial_response(
-                event=event, record_handler=_reconcile_message, processor=processor, context=context
+                event=event,
+                record_handler=_reconcile_message,
+                processor=fifo if is_fifo else standard,
+                context=context,
             )
         )
     svc = services()
@@ -59,5 +72,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ValidationError as error:
         park(svc, event, f"not a schedule nor a CloudTrail event: {error}", "reconcile")
         return {"status": "parked"}
-    outcome = on_eks_event(svc, parsed.detail)
-    return {"status": "handled" if outcome is not None else "ignored"}
+    handled = on_eks_event(svc, parsed.detail)
+    return {"status": "handled" if handled else "ignored"}

@@ -15,9 +15,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.events import ClusterMessage
-from functions.flows.push import UnknownCluster, push_map
+from functions.flows.push import push_map
 from functions.flows.services import services
-from functions.handlers.common import park
+from functions.handlers.common import park, run_or_park
 from functions.kube.configmap import KubeAccessError
 from functions.observability import logger, metrics, tracer
 
@@ -30,9 +30,13 @@ def _push(record: SQSRecord) -> None:
     svc = services()
     try:
         message = ClusterMessage.model_validate_json(record.body)
-        push_map(svc, message)
-    except (ValidationError, UnknownCluster, KubeAccessError) as error:
-        # retrying cannot fix these; the next change re-enqueues once fixed
+    except ValidationError as error:
+        park(svc, record.body, f"malformed push message: {error}", "webhook_push")
+        return
+    try:
+        run_or_park(svc, record, lambda: push_map(svc, message), "webhook_push")
+    except KubeAccessError as error:
+        # retrying cannot fix access; the next change re-enqueues once fixed
         park(svc, record.body, str(error), "webhook_push")
 
 

@@ -261,8 +261,10 @@ def test_resource_list_snapshot(template):
         logical: resource["Type"]
         for logical, resource in sorted(template.to_json()["Resources"].items())
     }
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(json.dumps(resources, indent=2, sort_keys=True) + "\n")
+    # a missing snapshot is a failure, never a new baseline written silently
+    assert SNAPSHOT.exists(), f"{SNAPSHOT} is missing: run with UPDATE_SNAPSHOTS=1 and commit it"
     assert resources == json.loads(SNAPSHOT.read_text()), (
         "run with UPDATE_SNAPSHOTS=1 after a deliberate change"
     )

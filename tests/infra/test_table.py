@@ -26,7 +26,16 @@ def test_table_keys_indexes_and_stream_match_the_records_module(template):
                             ],
                         }
                     ),
-                    Match.object_like({"IndexName": records.ENTITY_INDEX}),
+                    Match.object_like(
+                        {
+                            "IndexName": records.KIND_INDEX,
+                            "KeySchema": [
+                                {"AttributeName": records.SK, "KeyType": "HASH"},
+                                {"AttributeName": records.PK, "KeyType": "RANGE"},
+                            ],
+                            "Projection": {"ProjectionType": "KEYS_ONLY"},
+                        }
+                    ),
                 ]
             ),
         },

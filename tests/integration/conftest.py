@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import boto3
 import pytest
 
 from functions.core.models import FLEET_TAG
-from sandbox import eks_emulation
+from sandbox import eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -38,6 +39,7 @@ def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     eks_emulation.install()
+    sqs_fifo.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -56,6 +58,7 @@ def moto_endpoint() -> Iterator[str]:
             "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "TABLE_NAME": TABLE,
+            "MAX_RECEIVE_COUNT": "5",
         }.items():
             patch.setenv(key, value)
         yield url
@@ -85,6 +88,7 @@ class World:
     urls: dict[str, str] = field(default_factory=dict)
     apis: dict[str, ClusterAPI] = field(default_factory=dict)
     stream: StreamTailer | None = None
+    reconcile_handler: Any = None  # a wrapper of the reconcile handler, to watch deliveries
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
@@ -184,8 +188,9 @@ class World:
 
     # --- table side ---------------------------------------------------------------------
     def declare(self, declaration_id: str, **fields: Any) -> dict[str, Any]:
-        """Write a declaration item straight into the table, as users do."""
-        item = {"pk": f"DECL#{declaration_id}", "sk": "DECL", "entity": "Declaration", **fields}
+        """Write a declaration item straight into the table, as users do: in the
+        README's shape, nothing more."""
+        item = {"pk": f"DECL#{declaration_id}", "sk": "DECL", **fields}
         self.table.put_item(Item=item)
         return item
 
@@ -212,24 +217,39 @@ class World:
         from functions.handlers import reconcile
 
         return SqsPoller(self.client("sqs"), self.urls["reconcile"], REGION).drain(
-            reconcile.handler
+            self.reconcile_handler or reconcile.handler
         )
 
-    def reconcile_event(self, event: dict[str, Any]) -> Any:
+    def reconcile_event(self, event: dict[str, Any], *, settle: bool = True) -> Any:
+        """EventBridge invokes reconcile; the reconciles it queues are delivered too."""
         from functions.handlers import reconcile
 
-        return reconcile.handler(event, LambdaContext())
+        response = reconcile.handler(event, LambdaContext())
+        if settle:
+            self.settle()
+        return response
 
     def guard_event(self, event: dict[str, Any]) -> Any:
         from functions.handlers import trust_guard
 
         return trust_guard.handler(event, LambdaContext())
 
-    def settle(self) -> None:
-        """Deliver everything pending: stream, then pushes."""
-        for _ in range(5):
-            if not (self.run_sync() + self.run_reconcile_queue() + self.run_push()):
+    def pollers(self) -> list[SqsPoller]:
+        sqs = self.client("sqs")
+        return [SqsPoller(sqs, self.urls[name], REGION) for name in ("reconcile", "push")]
+
+    def settle(self, *, timeout: float = 20.0) -> None:
+        """Deliver everything pending (stream, reconciles, pushes) until the
+        queues are empty, waiting out the visibility timeout of failed messages."""
+        deadline = time.monotonic() + timeout
+        while True:
+            moved = self.run_sync() + self.run_reconcile_queue() + self.run_push()
+            if moved:
+                continue
+            if not any(p.in_flight() for p in self.pollers()):
                 return
+            assert time.monotonic() < deadline, "queues did not drain"
+            time.sleep(0.2)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         messages = (
@@ -247,9 +267,10 @@ def world(moto_endpoint: str, kube: LocalKubernetes) -> Iterator[World]:
     reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(reset).read()  # the loopback moto server
     eks_emulation.FAULTS.clear()
+    sqs_fifo.reset()
     kube.clusters.clear()
     found = World(moto_endpoint, kube)
-    resources = provision(found.client, REGION, TABLE)
+    resources = provision(found.client, REGION, TABLE, visibility_seconds=1)
     found.stream, found.urls = resources.stream, resources.urls
     found.configure(
         push_queue_url=found.urls["push"],

@@ -42,6 +42,7 @@ def test_throttling_mid_batch_is_absorbed_by_client_retries(world):
     FAULTS.inject("ListPodIdentityAssociations", "ThrottlingException", status=429, times=1)
     declare_many(world, 4)
     world.settle()
+    assert FAULTS.fired == {"CreatePodIdentityAssociation": 2, "ListPodIdentityAssociations": 1}
     assert_converged(world, ("blue", "green"), 4)
 
 
@@ -49,24 +50,25 @@ def test_persistent_5xx_fails_the_records_which_are_retried_until_they_converge(
     enrolled(world, "blue")
     FAULTS.inject("CreatePodIdentityAssociation", "ServerException", status=500, times=5)
     declare_many(world, 3)
-    from functions.handlers import sync
+    from functions.handlers import reconcile
 
     failed_deliveries = []
 
     def recording(event, context):
         try:
-            response = sync.handler(event, context)
-        except Exception:  # a whole failed batch is raised, as in Lambda
-            failed_deliveries.append(event)
+            response = reconcile.handler(event, context)
+        except Exception:  # every record failed: Lambda sees the whole batch fail
+            failed_deliveries.extend(event["Records"])
             raise
-        if response["batchItemFailures"]:
-            failed_deliveries.append(event)
+        failed_deliveries.extend(response["batchItemFailures"])
         return response
 
-    world.stream.drain(recording)
+    world.reconcile_handler = recording
     world.settle()
-    assert failed_deliveries  # the fault did surface and was redelivered
+    assert FAULTS.fired["CreatePodIdentityAssociation"] == 5
+    assert failed_deliveries  # the fault did surface and the message was redelivered
     assert_converged(world, ("blue",), 3)
+    assert world.dead_letters() == []
 
 
 def test_a_crash_between_apply_and_status_write_converges_without_duplicates(world, monkeypatch):
@@ -111,9 +113,11 @@ def test_a_lost_create_response_is_the_same_call_when_retried(world, monkeypatch
 @pytest.mark.parametrize("times", [1, 3])
 def test_kube_api_outage_is_retried_and_the_map_lands_once(world, times):
     enrolled(world, "blue")
+    before = world.item("CLUSTER#blue", "MAP")["generation"]  # the empty map at enrolment
     world.apis["blue"].inject(503, reason="ServiceUnavailable", times=times)
     declare_many(world, 2)
     world.settle()
-    assert world.item("CLUSTER#blue", "MAP")["generation"] >= 1
+    assert world.apis["blue"].faults_fired == times
+    assert world.item("CLUSTER#blue", "MAP")["generation"] == before + 1
     configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
     assert "svc-1" in configmap["data"]["identities.json"]

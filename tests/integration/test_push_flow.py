@@ -53,6 +53,7 @@ def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
     puts = [code for method, _, code in api.requests if method == "PUT"]
+    assert api.faults_fired == 1
     assert puts[-2:] == [409, 200]
     assert world.item("CLUSTER#blue", "MAP")["generation"] == generation + 1
 
@@ -103,10 +104,11 @@ def test_a_server_error_is_retried_until_it_lands(world):
     world.settle()
     identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
     assert len(identities) == 2
+    assert api.faults_fired == 2
     assert world.dead_letters() == []
 
 
-def test_a_message_for_an_unknown_cluster_or_garbage_is_parked(world):
+def test_garbage_is_parked_and_a_push_for_a_deleted_cluster_is_dropped_quietly(world):
     world.given_payments_api("blue")
     sqs = world.client("sqs")
     sqs.send_message(
@@ -122,6 +124,7 @@ def test_a_message_for_an_unknown_cluster_or_garbage_is_parked(world):
         MessageDeduplicationId="2",
     )
     world.run_push()
-    reasons = " | ".join(p["reason"] for p in world.dead_letters())
-    assert "cluster 'ghost' is not enrolled" in reasons
-    assert "Invalid JSON" in reasons
+    (parked,) = world.dead_letters()
+    assert "malformed push message" in parked["reason"]
+    assert "Invalid JSON" in parked["reason"]
+    assert world.pollers()[1].in_flight() == 0  # the deleted cluster's push is gone, not retried
