@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.aws.eks import ClusterNotFound, error_code
+from functions.aws.eks import error_code
 from functions.core.enrollment import clusters_to_describe
-from functions.core.fleet import expand
 from functions.core.models import Cluster, Declaration
-from functions.flows.cluster_sync import sync_cluster
 from functions.flows.services import Services
 from functions.observability import logger
 
@@ -28,7 +26,6 @@ class Discovery:
     enrolled: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
 
 
 def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
@@ -41,12 +38,7 @@ def refresh_cluster(
     named: set[str],
     existing: Cluster | None,
     found: Discovery,
-    *,
-    release_if_left: bool = False,
 ) -> Cluster | None:
-    """Record what DescribeCluster says. With `release_if_left`, a cluster that
-    is no longer enrolled is released first and recorded only once released,
-    so a failed release stays visible (and is retried) on the next pass."""
     info = svc.eks.describe_cluster(name)
     if info is None:
         if existing is not None:
@@ -69,10 +61,6 @@ def refresh_cluster(
     )
     if existing is not None and existing == cluster:
         return existing
-    if release_if_left and existing is not None and existing.enrolled and not cluster.enrolled:
-        if not release(svc, cluster):
-            return cluster  # not enrolled for this pass; the record still says it was
-        found.released.append(name)
     saved = svc.repo.save_cluster(cluster)
     if existing is None or existing.enrolled != saved.enrolled:
         if saved.enrolled:
@@ -81,29 +69,6 @@ def refresh_cluster(
     else:
         found.updated.append(name)
     return saved
-
-
-def release(svc: Services, cluster: Cluster) -> bool:
-    """Remove what the control plane created on a cluster that left the fleet;
-    False when something could not be removed."""
-    declarations = svc.repo.load_declarations()
-    nothing = expand(declarations.valid, [], managed_by=svc.settings.owner)
-    try:
-        result = sync_cluster(svc, cluster, declarations, nothing, heal_drift=True)
-    except (ClientError, BotoCoreError, ClusterNotFound) as error:
-        logger.warning(
-            "cluster left the fleet, release failed", cluster=cluster.name, reason=str(error)
-        )
-        return False
-    if not result.ok:
-        logger.warning(
-            "cluster left the fleet, release incomplete",
-            cluster=cluster.name,
-            failed={str(k): v for k, v in result.failed.items()},
-        )
-        return False
-    logger.info("cluster left the fleet, released", cluster=cluster.name)
-    return True
 
 
 def forget(svc: Services, name: str, found: Discovery) -> None:
@@ -134,7 +99,7 @@ def discover(
     svc: Services, declarations: Iterable[Declaration], *, deep: bool = False
 ) -> tuple[list[Cluster], Discovery]:
     """Reconcile the cluster records with EKS: describe unknown clusters and
-    those whose fleet tag changed (all when deep); release those that left."""
+    those whose fleet tag changed (all when deep)."""
     found = Discovery()
     named = named_clusters(declarations)
     known = {c.name: c for c in svc.repo.list_clusters()}
@@ -145,11 +110,7 @@ def discover(
     clusters: list[Cluster] = []
     for name in sorted(live):
         current = known.get(name)
-        refreshed = (
-            refresh_cluster(svc, name, named, current, found, release_if_left=True)
-            if name in stale
-            else current
-        )
+        refreshed = refresh_cluster(svc, name, named, current, found) if name in stale else current
         if refreshed is not None:
             clusters.append(refreshed)
     for name in sorted(set(known) - live):
