@@ -264,7 +264,7 @@ def test_a_release_that_fails_is_retried_by_the_next_schedule(world):
     eks_emulation.FAULTS.inject(
         "DeletePodIdentityAssociation", "ServiceUnavailableException", status=503, times=10
     )
-    world.reconcile_event(fixture_event("scheduled_event"))
+    world.reconcile_event(fixture_event("scheduled_event"), settle=False)
     assert list(world.associations("blue")) == [("payments", "api")]
     # Then the next pass, with EKS back, still releases it (the failure was not forgotten)
     eks_emulation.FAULTS.clear()
