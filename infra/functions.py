@@ -180,6 +180,12 @@ class ControlPlaneFunctions(Construct):
         self.reconcile.add_to_role_policy(
             iam.PolicyStatement(sid="ListClusters", actions=["eks:ListClusters"], resources=["*"])
         )
+        # every cluster's tags in one paged call: the schedule sees missed fleet tag changes
+        self.reconcile.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListClusterTags", actions=["tag:GetResources"], resources=["*"]
+            )
+        )
         self.trust_guard.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadRoles",
@@ -217,8 +223,8 @@ class ControlPlaneFunctions(Construct):
         scope = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{rest}"
         role_path = self._shared.config.role_path
         reasons = {
-            "Resource::*": "eks:ListClusters and X-Ray PutTraceSegments/PutTelemetryRecords have "
-            "no resource-level permissions.",
+            "Resource::*": "eks:ListClusters, tag:GetResources and X-Ray PutTraceSegments/"
+            "PutTelemetryRecords have no resource-level permissions.",
             "Resource::" + scope.format(service="eks", rest="cluster/*"): (
                 "Clusters are enrolled at run time by fleet tag; scoped to this account and region."
             ),

@@ -46,6 +46,7 @@ from functions.core.models import MAX_ASSOCIATIONS_PER_CLUSTER, MAX_SESSION_POLI
 from functions.core.trust.analysis import verdicts
 from functions.core.trust.conditions import Tri, Usage
 from functions.core.trust.document import parse_policy, views
+from sandbox import eks_cluster_tagging
 from sandbox.cluster_identity import POD_IDENTITY_AUDIENCE, REGISTRY, TokenRejected
 
 CREDENTIAL_SECONDS = 6 * 3600
@@ -713,6 +714,7 @@ def install() -> None:
         EKSResponse.delete_pod_identity_association = _eks_delete  # type: ignore[attr-defined]
         EKSResponse.list_pod_identity_associations = _eks_list  # type: ignore[attr-defined]
         _wrap_tagging(EKSBackend)
+        eks_cluster_tagging.install()
         # moto resolves a service "eks-auth" to the module moto.eksauth.
         module = types.ModuleType("moto.eksauth")
         module.eksauth_backends = eksauth_backends  # type: ignore[attr-defined]

@@ -216,7 +216,22 @@ class Sandbox:
 
     def _deliver(self, event: dict[str, Any]) -> None:
         with self._lock:
+            self._follow_clusters(event["detail"])
             self.events.append(event)
+
+    def _follow_clusters(self, detail: dict[str, Any]) -> None:
+        """Clusters created or deleted by any client (boto3, the aws CLI, Terraform)
+        get or lose their local Kubernetes API, before the functions hear of them."""
+        if detail["eventSource"] != "eks.amazonaws.com" or detail.get("errorCode"):
+            return
+        if detail["eventName"] == "CreateCluster":
+            cluster = (detail.get("responseElements") or {}).get("cluster") or {}
+            if cluster.get("name") and cluster.get("arn"):
+                self._cluster_api(cluster["name"], cluster["arn"])
+        elif detail["eventName"] == "DeleteCluster":
+            name = (detail.get("requestParameters") or {}).get("name")
+            if name and self.apis.pop(name, None) is not None:
+                self._kube().remove_cluster(name)
 
     # --- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -279,6 +294,7 @@ class Sandbox:
         return self.kube
 
     def add_cluster(self, name: str, fleet: str | None) -> ClusterAPI:
+        """Seed an EKS cluster; its local API is set up as for any other client's."""
         tags = {FLEET_TAG: fleet} if fleet else {}
         cluster = self.client("eks").create_cluster(
             name=name,
@@ -286,16 +302,25 @@ class Sandbox:
             resourcesVpcConfig={"subnetIds": ["subnet-sandbox"]},
             tags=tags,
         )["cluster"]
-        api = self._kube().add_cluster(
-            name,
-            aws_credentials={"sandbox": AwsCredential(FUNCTIONS_KEY, ROLES["webhook_push"])},
-            identity=REGISTRY.for_cluster(cluster["arn"]),
-            sts_hosts=[self.endpoint.removeprefix("http://")],
-        )
-        user = api.add_access_entry(ROLES["webhook_push"], "podid-push")
-        api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
-        self.apis[name] = api
-        return api
+        return self._cluster_api(name, cluster["arn"])
+
+    def _cluster_api(self, name: str, arn: str) -> ClusterAPI:
+        """The cluster's local Kubernetes API (created once): the push role has an
+        access entry and may write ConfigMaps in kube-system, as the stack's RBAC."""
+        with self._lock:
+            api = self.apis.get(name)
+            if api is not None:
+                return api
+            api = self._kube().add_cluster(
+                name,
+                aws_credentials={"sandbox": AwsCredential(FUNCTIONS_KEY, ROLES["webhook_push"])},
+                identity=REGISTRY.for_cluster(arn),
+                sts_hosts=[self.endpoint.removeprefix("http://")],
+            )
+            user = api.add_access_entry(ROLES["webhook_push"], "podid-push")
+            api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
+            self.apis[name] = api
+            return api
 
     def add_role(self, name: str) -> str:
         """A Pod Identity role whose trust policy the guard may repair (tagged)."""

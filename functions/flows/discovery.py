@@ -2,13 +2,20 @@
 
 A cluster is enrolled when it carries the fleet tag, when a declaration names
 it, or when an operator enrolled it by CLI. Deleted clusters are forgotten.
+Each pass lists every cluster's tags in one paged Tagging API call, so a
+fleet tag changed without its TagResource/UntagResource event reaching us is
+seen by the next ordinary pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.aws.eks import error_code
+from functions.core.enrollment import clusters_to_describe
 from functions.core.models import Cluster, Declaration
 from functions.flows.services import Services
 from functions.observability import logger
@@ -26,7 +33,11 @@ def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
 
 
 def refresh_cluster(
-    svc: Services, name: str, named: set[str], existing: Cluster | None, found: Discovery
+    svc: Services,
+    name: str,
+    named: set[str],
+    existing: Cluster | None,
+    found: Discovery,
 ) -> Cluster | None:
     info = svc.eks.describe_cluster(name)
     if info is None:
@@ -66,20 +77,40 @@ def forget(svc: Services, name: str, found: Discovery) -> None:
     logger.info("cluster forgotten", cluster=name, items_removed=removed)
 
 
+def cluster_tags(svc: Services) -> Mapping[str, Mapping[str, str]] | None:
+    """Every cluster's tags, or None when the Tagging API is unavailable (the
+    pass then works as before it was used: tag changes wait for their events)."""
+    if svc.tagging is None:
+        return None
+    try:
+        return svc.tagging.cluster_tags()
+    except ClientError as error:
+        reason = error_code(error) or str(error)
+    except BotoCoreError as error:
+        reason = str(error)
+    logger.warning(
+        "cannot list cluster tags (tag:GetResources); fleet tag changes wait for their events",
+        reason=reason,
+    )
+    return None
+
+
 def discover(
     svc: Services, declarations: Iterable[Declaration], *, deep: bool = False
 ) -> tuple[list[Cluster], Discovery]:
-    """Reconcile the cluster records with EKS: describe only unknown clusters
-    (all when deep); tag changes arrive as events between passes."""
+    """Reconcile the cluster records with EKS: describe unknown clusters and
+    those whose fleet tag changed (all when deep)."""
     found = Discovery()
     named = named_clusters(declarations)
     known = {c.name: c for c in svc.repo.list_clusters()}
     live = set(svc.eks.list_clusters())
+    # Tags only choose whom to describe; what is recorded comes from DescribeCluster.
+    tags = None if deep else cluster_tags(svc)
+    stale = clusters_to_describe(live, known, named, tags, deep=deep)
     clusters: list[Cluster] = []
     for name in sorted(live):
         current = known.get(name)
-        needs_look = deep or current is None or (name in named and not current.enrolled)
-        refreshed = refresh_cluster(svc, name, named, current, found) if needs_look else current
+        refreshed = refresh_cluster(svc, name, named, current, found) if name in stale else current
         if refreshed is not None:
             clusters.append(refreshed)
     for name in sorted(set(known) - live):

@@ -12,6 +12,7 @@ from functions.aws.eks import EksAdapter
 from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
+from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
 from functions.dal.repository import Repository
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, api_client
@@ -31,6 +32,8 @@ class Services:
     messenger: Messenger
     tokens: EksTokenBuilder
     clock: Callable[[], datetime] = field(default=utc_now)
+    # None: discovery cannot see tag changes without DescribeCluster (today's fallback)
+    tagging: TaggingAdapter | None = None
 
     def endpoint(self, cluster: Cluster) -> ClusterEndpoint:
         template = self.settings.kube_endpoint_template
@@ -61,6 +64,7 @@ def build_services(settings: Settings) -> Services:
             clients.client("sns", region),
         ),
         tokens=EksTokenBuilder(clients.client("sts", region)),
+        tagging=TaggingAdapter(clients.client("resourcegroupstaggingapi", region)),
     )
 
 

@@ -138,10 +138,26 @@ def as_list(value):
 
 
 def test_no_wildcard_resource_where_one_can_be_named(template):
-    no_resource_level = {"eks:ListClusters", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    no_resource_level = {
+        "eks:ListClusters",
+        "tag:GetResources",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
     for statement in statements(template):
         if "*" in as_list(statement["Resource"]):
             assert set(as_list(statement["Action"])) <= no_resource_level, statement
+
+
+def test_only_the_reconcile_function_lists_cluster_tags(template):
+    holders = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "tag:GetResources" in as_list(statement["Action"]):
+                assert as_list(statement["Action"]) == ["tag:GetResources"], statement
+                holders += [role["Ref"] for role in policy["Properties"]["Roles"]]
+    assert len(holders) == 1
+    assert "reconcile" in holders[0].lower()
 
 
 def test_pass_role_only_to_eks_pods_and_no_trust_writes_in_audit_mode(template):

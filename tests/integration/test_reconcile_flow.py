@@ -159,7 +159,7 @@ def test_a_second_pass_over_an_unchanged_world_writes_nothing(world):
     world.settle()
     assert len(world.associations("red")) == 15
     counter = CallCounter()
-    for service in ("eks", "sqs"):
+    for service in ("eks", "sqs", "resourcegroupstaggingapi"):
         counter.attach(clients.client(service, REGION))
     counter.attach(clients.table(TABLE, REGION).meta.client)
     # When the schedule runs again over the same world
@@ -173,4 +173,103 @@ def test_a_second_pass_over_an_unchanged_world_writes_nothing(world):
         "eks:ListClusters": 1,
         "eks:ListPodIdentityAssociations": 3,
     }
+    assert CallCounter.reads(calls, "resourcegroupstaggingapi") == {
+        "resourcegroupstaggingapi:GetResources": 1
+    }
     assert world.run_push() == 0
+
+
+def cluster_arn(name: str) -> str:
+    return f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/{name}"
+
+
+def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_schedule(world):
+    from benchmarks.call_counter import CallCounter
+    from functions.aws import clients
+    from tests.integration.conftest import REGION
+
+    # Given blue, green and red in fleet prod, lab known but untagged, and a staging declaration
+    world.given_payments_api("blue", "green", "red")
+    world.enroll("lab", fleet=None)
+    world.declare(
+        "checkout-api",
+        namespace="checkout",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"fleet": "staging"},
+    )
+    world.settle()
+    assert world.item("CLUSTER#lab", "CLUSTER")["enrolled"] is False
+    # When the fleet tag is changed, removed and added, and no Tag/UntagResource event arrives
+    eks = world.client("eks")
+    eks.tag_resource(resourceArn=cluster_arn("green"), tags={"pod-identity/fleet": "staging"})
+    eks.untag_resource(resourceArn=cluster_arn("red"), tagKeys=["pod-identity/fleet"])
+    eks.tag_resource(resourceArn=cluster_arn("lab"), tags={"pod-identity/fleet": "prod"})
+    counter = CallCounter()
+    for service in ("eks", "resourcegroupstaggingapi"):
+        counter.attach(clients.client(service, REGION))
+    world.reconcile_event(fixture_event("scheduled_event"))
+    calls = counter.reset()
+    world.settle()
+    # Then the ordinary schedule moves each cluster to its new fleet, or releases it
+    assert list(world.associations("green")) == [("checkout", "api")]
+    assert world.item("CLUSTER#green", "CLUSTER")["fleet"] == "staging"
+    assert world.associations("red") == {}
+    assert world.item("CLUSTER#red", "CLUSTER")["enrolled"] is False
+    assert world.item("CLUSTER#red", "ASSOC#payments#api") is None
+    assert list(world.associations("lab")) == [("payments", "api")]
+    assert world.item("CLUSTER#lab", "CLUSTER")["enrolled"] is True
+    assert list(world.associations("blue")) == [("payments", "api")]
+    # and cheaply: one tag listing, DescribeCluster only for the three that changed
+    assert calls["resourcegroupstaggingapi:GetResources"] == 1
+    assert calls["eks:DescribeCluster"] == 3
+
+
+def test_the_schedule_falls_back_to_describing_new_clusters_when_tags_cannot_be_listed(
+    world, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    from functions.aws.tagging import TaggingAdapter
+    from functions.observability import logger
+
+    def denied(self):
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
+            "GetResources",
+        )
+
+    warnings = []
+    monkeypatch.setattr(TaggingAdapter, "cluster_tags", denied)
+    monkeypatch.setattr(logger, "warning", lambda msg, **kw: warnings.append((msg, kw)))
+    world.given_payments_api("blue")
+    # When the Tagging API is denied and a new fleet cluster appears
+    world.create_cluster("green", fleet="prod")
+    response = world.reconcile_event(fixture_event("scheduled_event"))
+    world.settle()
+    # Then the pass still enrols it (as before the Tagging API was used) and says why it fell back
+    assert response["clusters"] == ["blue", "green"]
+    assert list(world.associations("green")) == [("payments", "api")]
+    assert any("AccessDeniedException" in str(kw) for _, kw in warnings), warnings
+
+
+def test_a_release_that_fails_is_retried_by_the_next_schedule(world):
+    from sandbox import eks_emulation
+
+    world.given_payments_api("blue")
+    world.client("eks").untag_resource(
+        resourceArn=cluster_arn("blue"), tagKeys=["pod-identity/fleet"]
+    )
+    # When EKS refuses the deletes for the whole pass (every retry attempt)
+    eks_emulation.FAULTS.inject(
+        "DeletePodIdentityAssociation", "ServiceUnavailableException", status=503, times=10
+    )
+    world.reconcile_event(fixture_event("scheduled_event"), settle=False)
+    assert list(world.associations("blue")) == [("payments", "api")]
+    # Then the next pass, with EKS back, still releases it (the failure was not forgotten)
+    eks_emulation.FAULTS.clear()
+    world.reconcile_event(fixture_event("scheduled_event"))
+    world.settle()
+    assert world.associations("blue") == {}
+    assert world.item("CLUSTER#blue", "CLUSTER")["enrolled"] is False
+    assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None

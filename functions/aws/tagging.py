@@ -1,0 +1,28 @@
+"""Resource Groups Tagging API adapter: every EKS cluster's tags in a few paged calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLUSTER_TYPE = "eks:cluster"
+
+
+class TaggingAdapter:
+    def __init__(self, tagging_client: Any) -> None:
+        self._tagging = tagging_client
+
+    def cluster_tags(self) -> dict[str, dict[str, str]]:
+        """Cluster name -> tags, for the clusters of this account and region that
+        carry or once carried a tag; a cluster never tagged is absent."""
+        found: dict[str, dict[str, str]] = {}
+        pages = self._tagging.get_paginator("get_resources").paginate(
+            ResourceTypeFilters=[CLUSTER_TYPE],
+            ResourcesPerPage=100,  # the API's maximum
+        )
+        for page in pages:
+            for mapping in page["ResourceTagMappingList"]:
+                arn = mapping["ResourceARN"]
+                if ":cluster/" not in arn:
+                    continue
+                found[arn.rsplit("/", 1)[1]] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
+        return found
