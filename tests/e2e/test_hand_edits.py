@@ -1,128 +1,17 @@
-"""Hand edits of one association in the sandbox, one after another: each is
-healed within one event delivery (CloudTrail event -> reconcile queue ->
-the cluster's one writer), and `podid status` / `podid plan` agree with EKS
-after every step. The sandbox is the contract: its CloudTrail is made on the
-server side from the API calls, as in AWS."""
+"""Five kinds of hand edit in the sandbox, each healed within one delivery
+(the scenario is tests/e2e/hand_edits.py, run in its own process)."""
 
-from __future__ import annotations
-
-import json
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from functions.core.fleet import expand
-from functions.core.models import Declaration
-from functions.core.planner import plan
-from functions.flows.cluster_sync import observe
-from functions.flows.services import services
-from sandbox.stack import ACCOUNT, Sandbox
-
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
-OTHER = f"arn:aws:iam::{ACCOUNT}:role/orders-worker"
-DENY_ALL = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
-)
+import subprocess
+import sys
 
 
-@pytest.fixture
-def box() -> Iterator[Sandbox]:
-    from moto.moto_api._internal.models import moto_api_backend
-
-    moto_api_backend.reset()  # moto's state is per process: start from an empty account
-    with Sandbox(mode="enforce") as sandbox:
-        sandbox.add_cluster("blue", fleet="prod")
-        sandbox.add_role("payments-api")
-        sandbox.add_role("orders-worker")
-        sandbox.pump()
-        sandbox.schedule()
-        sandbox.pump()
-        services().repo.put_declaration(
-            Declaration.model_validate(
-                {
-                    "id": "payments-api",
-                    "namespace": "payments",
-                    "serviceAccount": "api",
-                    "roleArn": ROLE,
-                    "target": {"fleet": "prod"},
-                    "tags": {"team": "payments"},
-                }
-            )
-        )
-        sandbox.pump()
-        yield sandbox
-
-
-def association(box: Sandbox) -> dict[str, Any]:
-    eks = box.client("eks")
-    (summary,) = eks.list_pod_identity_associations(clusterName="blue")["associations"]
-    found: dict[str, Any] = eks.describe_pod_identity_association(
-        clusterName="blue", associationId=summary["associationId"]
-    )["association"]
-    return found
-
-
-def assert_healed_and_agreed(box: Sandbox, step: str) -> None:
-    actual = association(box)
-    assert actual["roleArn"] == ROLE, step
-    assert (actual["disableSessionTags"], actual.get("policy")) == (False, None), step
-    assert actual["tags"]["team"] == "payments", step
-    assert actual["tags"]["pod-identity/managed-by"] == "podid", step
-    svc = services()
-    # podid status: what it records is what EKS has
-    (status,) = svc.repo.association_statuses("blue").values()
-    assert status.state.value == "InSync", step
-    assert status.association_id == actual["associationId"], step
-    assert status.observed is not None, step
-    assert status.observed.role_arn == actual["roleArn"], step
-    assert status.observed.tags == actual["tags"], step
-    # podid plan: nothing left to change, looking at EKS afresh
-    cluster = svc.repo.get_cluster("blue")
-    assert cluster is not None
-    desired = expand(svc.repo.load_declarations().valid, [cluster], managed_by="podid")
-    wanted = desired.for_cluster("blue")
-    actual_now = observe(svc, "blue", {}, relevant=set(wanted))
-    assert plan(wanted, actual_now, owner="podid") == [], step
-
-
-def test_five_hand_edits_are_each_healed_within_one_delivery(box):
-    eks = box.client("eks")
-    assert_healed_and_agreed(box, "declared")
-
-    for again in ("", " again"):  # the very same edit twice: a new heal each time
-        eks.update_pod_identity_association(
-            clusterName="blue", associationId=association(box)["associationId"], roleArn=OTHER
-        )
-        box.pump()
-        assert_healed_and_agreed(box, f"1. role changed{again}")
-
-    eks.update_pod_identity_association(
-        clusterName="blue",
-        associationId=association(box)["associationId"],
-        disableSessionTags=True,
-        policy=DENY_ALL,
+def test_five_hand_edits_are_each_healed_within_one_delivery():
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.hand_edits"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    box.pump()
-    assert_healed_and_agreed(box, "2. session tags disabled + a session policy")
-
-    eks.delete_pod_identity_association(
-        clusterName="blue", associationId=association(box)["associationId"]
-    )
-    box.pump()
-    assert_healed_and_agreed(box, "3. deleted")
-
-    eks.delete_pod_identity_association(
-        clusterName="blue", associationId=association(box)["associationId"]
-    )
-    eks.create_pod_identity_association(
-        clusterName="blue", namespace="payments", serviceAccount="api", roleArn=OTHER
-    )
-    box.pump()
-    assert_healed_and_agreed(box, "4. recreated by hand with another role")
-
-    arn = association(box)["associationArn"]
-    eks.untag_resource(resourceArn=arn, tagKeys=["team"])
-    eks.tag_resource(resourceArn=arn, tags={"owner": "someone"})
-    box.pump()
-    assert_healed_and_agreed(box, "5. tags edited")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all hand edits healed" in result.stdout
