@@ -73,6 +73,13 @@ class ControlPlaneStack(Stack):
         CfnOutput(self, "FindingsTopicArn", value=self.findings.topic_arn)
         CfnOutput(
             self,
+            "ReconcileQueueUrl",
+            value=self.queues.reconcile.queue_url,
+            description="`podid reconcile` and `podid cluster enroll` queue reconciles here "
+            "(--queue-url or RECONCILE_QUEUE_URL)",
+        )
+        CfnOutput(
+            self,
             "WebhookPushRoleArn",
             value=self.functions.webhook_push.role.role_arn,  # type: ignore[union-attr]
             description="Give this role an EKS access entry and configmap RBAC on each cluster",

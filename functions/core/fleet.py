@@ -87,8 +87,9 @@ def expand(
             state.rejections.append(
                 Rejection(
                     declaration.id,
-                    f"cluster {missing!r} is not enrolled: enroll it (podid cluster enroll "
-                    f"{missing}) or tag it for a fleet; the declaration applies once it is",
+                    f"cluster {missing!r} is not enrolled: a named cluster is enrolled once "
+                    "EKS has it (check the name and the region), or by hand (podid cluster "
+                    f"enroll {missing}); the declaration applies there once it is",
                 )
             )
         for cluster in targets_of(declaration, cluster_list):

@@ -200,6 +200,15 @@ class Repository:
         ).get("Item")
         return records.declaration_status_from_item(found) if found else None
 
+    def declaration_statuses(self, declaration_ids: Iterable[str]) -> dict[str, DeclarationStatus]:
+        """The recorded statuses of these declarations (consistent reads, batched)."""
+        keys = [
+            {records.PK: records.declaration_pk(i), records.SK: records.DECLARATION_STATUS_SK}
+            for i in sorted(set(declaration_ids))
+        ]
+        found = (records.declaration_status_from_item(i) for i in self._batch_get(keys))
+        return {status.declaration_id: status for status in found}
+
     def save_declaration_status(self, status: DeclarationStatus) -> bool:
         """Write unless the stored status says the same; True when written.
 

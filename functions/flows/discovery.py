@@ -38,13 +38,16 @@ def refresh_cluster(
     named: set[str],
     existing: Cluster | None,
     found: Discovery,
+    *,
+    by_cli: bool = False,
 ) -> Cluster | None:
+    """`by_cli`: an operator enrolls it now (`podid cluster enroll`); that sticks."""
     info = svc.eks.describe_cluster(name)
     if info is None:
         if existing is not None:
             forget(svc, name, found)
         return None
-    by_cli = existing is not None and existing.enrolled_by == "cli"
+    by_cli = by_cli or (existing is not None and existing.enrolled_by == "cli")
     reason = (
         "cli" if by_cli else "tag" if info.fleet else "declaration" if name in named else "none"
     )

@@ -125,9 +125,10 @@ def _check(
     mode = role_mode(declarations, svc.settings.mode)
     if role is None:
         deleted = event is not None and event.event_name == "DeleteRole"
-        record = _record(
-            svc, role_arn, role_missing_findings(context, deleted=deleted), mode, event
+        missing = role_missing_findings(
+            context, deleted=deleted, declaration_ids=[d.id for d in declarations]
         )
+        record = _record(svc, role_arn, missing, mode, event)
         return _finish(svc, record)
     findings = analyse(role.trust_policy, context)
     action, detail = FindingAction.REPORTED, None

@@ -1,14 +1,23 @@
 """The podid CLI against the local account: exit codes, JSON output, messages."""
 
 import json
+import os
+import re
+import socket
+import subprocess
+import threading
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cli import main as cli
-from tests.integration.conftest import ACCOUNT, World
+from cli import output
+from tests.integration.conftest import ACCOUNT, TABLE, World, fixture_event
 
 runner = CliRunner()
+ROOT = Path(__file__).parents[2]
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 DECLARE_PAYMENTS_API = (
     *("declare", "payments-api", "--namespace", "payments", "--service-account", "api"),
@@ -16,12 +25,32 @@ DECLARE_PAYMENTS_API = (
 )
 
 
+def use_consoles(monkeypatch, width: int) -> None:
+    """The CLI's consoles at a fixed width, writing where the runner captures."""
+    monkeypatch.setattr(output, "console", Console(width=width))
+    monkeypatch.setattr(output, "errors", Console(width=width, stderr=True))
+
+
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    use_consoles(monkeypatch, 200)
+
+
+@pytest.fixture
+def narrow(monkeypatch):
+    use_consoles(monkeypatch, 80)
+
+
 @pytest.fixture
 def account(world: World, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "STATE", tmp_path / "no-sandbox.json")
+    monkeypatch.setenv("PODID_HOME", str(tmp_path))
+    monkeypatch.setenv("TABLE_NAME", TABLE)  # restored after commands that set it
+    saved = dict(os.environ)
     world.create_role("payments-api")
     world.enroll("blue", "green")
-    return world
+    yield world
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def run(*args):
@@ -146,7 +175,11 @@ def test_reconcile_import_findings_and_schema(account):
     assert account.item("DECL#blue.legacy.app", "DECL")["target"] == {"clusters": ["blue"]}
     code, output = run("reconcile")
     assert code == 0, output
-    assert "blue: 1 change(s)" in output  # the adopted association gets its ownership tags
+    assert "queued a reconcile of blue, green" in output
+    account.settle()
+    # the adopted association gets its ownership tags
+    tags = account.associations("blue")[("legacy", "app")]["tags"]
+    assert tags["pod-identity/declaration"] == "blue.legacy.app"
     code, output = run("findings", "--output", "json")
     assert code == 0
     assert json.loads(output) == []
@@ -156,8 +189,375 @@ def test_reconcile_import_findings_and_schema(account):
 
 
 def test_without_a_sandbox_or_table_it_says_what_to_do(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "STATE", tmp_path / "none.json")
+    monkeypatch.setenv("PODID_HOME", str(tmp_path))
     monkeypatch.delenv("TABLE_NAME", raising=False)
     code, output = run("status")
     assert code == 1
     assert "podid sandbox up" in output
+
+
+# --- the whole job ----------------------------------------------------------------------
+
+
+def lines_fit(output: str, width: int = 80) -> None:
+    too_long = [line for line in output.splitlines() if len(line) > width]
+    assert not too_long, "\n".join(too_long)
+
+
+def given_a_conflict(account):
+    """payments-api asks payments/api on the prod fleet; orders asks the same
+    service account on blue with another role."""
+    account.create_role("orders-worker")
+    assert run(*DECLARE_PAYMENTS_API)[0] == 0
+    account.settle()
+    code, output = run(
+        *("declare", "orders", "--namespace", "payments", "--service-account", "api"),
+        *("--role-arn", f"arn:aws:iam::{ACCOUNT}:role/orders-worker", "--cluster", "blue"),
+    )
+    account.settle()
+    return code, output
+
+
+def test_delete_dry_run_shows_what_goes_and_what_stays_then_deletes(account):
+    # Given payments-api on the fleet, and payments-api-blue asking the same on blue
+    run(*DECLARE_PAYMENTS_API)
+    run(
+        *("declare", "payments-api-blue", "--namespace", "payments", "--service-account", "api"),
+        *("--role-arn", ROLE, "--cluster", "blue"),
+    )
+    account.settle()
+    green_id = account.associations("green")[("payments", "api")]["associationId"]
+    blue_id = account.associations("blue")[("payments", "api")]["associationId"]
+
+    # When the operator previews the removal
+    code, output = run("delete", "payments-api", "--dry-run")
+
+    # Then it names the declaration, green's association as deleted and blue's as kept
+    assert code == 0, output
+    assert "payments-api" in output
+    assert green_id in output
+    assert blue_id in output
+    green_line = next(line for line in output.splitlines() if green_id in line)
+    blue_line = next(line for line in output.splitlines() if blue_id in line)
+    assert "deleted" in green_line
+    assert "kept" in blue_line
+    assert "payments-api-blue" in output
+    assert "nothing written" in output
+    assert account.item("DECL#payments-api", "DECL") is not None
+
+    # An unknown id is refused and nothing is written
+    code, output = run("delete", "nope")
+    assert code == 2
+    assert "no declaration 'nope'" in output
+
+    # When it deletes for real, the item goes and the stream does the rest
+    code, output = run("delete", "payments-api")
+    assert code == 0, output
+    assert account.item("DECL#payments-api", "DECL") is None
+    assert "green" in output
+    account.settle()
+    assert account.associations("green") == {}
+    assert set(account.associations("blue")) == {("payments", "api")}
+
+
+def test_list_shows_state_target_role_and_problems_in_80_columns(account, narrow):
+    # Given a conflict, an invalid record and a declaration naming a missing cluster
+    given_a_conflict(account)
+    account.declare(
+        "broken",
+        namespace="Bad_NS",
+        serviceAccount="api",
+        roleArn=ROLE,
+        target={"clusters": ["blue"]},
+    )
+    run(
+        *("declare", "ghostly", "--namespace", "ops", "--service-account", "x"),
+        *("--role-arn", ROLE, "--cluster", "ghost"),
+    )
+    account.settle()
+
+    # When the operator lists declarations on an 80-column terminal
+    code, output = run("list")
+
+    # Then every declaration has its state, and the problems read whole
+    assert code == 0, output
+    lines_fit(output)
+    for word in ("payments-api", "orders", "broken", "ghostly", "Conflict", "Invalid", "Accepted"):
+        assert word in output, word
+    assert "Bad_NS" in output
+
+    code, output = run("list", "-o", "json")
+    assert code == 0, output
+    rows = {r["id"]: r for r in json.loads(output)}
+    # orders made the conflict; payments-api's association on blue records it
+    assert rows["orders"]["state"] == "Conflict"
+    assert rows["orders"]["target"] == {"clusters": ["blue"]}
+    assert rows["orders"]["roleArn"].endswith(":role/orders-worker")
+    assert any("'payments-api' asks" in w for w in rows["orders"]["warnings"])
+    assert "Conflict" in rows["payments-api"]["clusters"]["blue"]
+    assert rows["broken"]["state"] == "Invalid"
+    assert any("namespace: 'Bad_NS'" in e for e in rows["broken"]["errors"])
+    assert rows["ghostly"]["state"] == "Accepted"
+    assert any("'ghost'" in w for w in rows["ghostly"]["warnings"])
+
+
+def test_status_shows_the_reason_in_80_columns(account, narrow):
+    given_a_conflict(account)
+    code, output = run("status")
+    assert code == 0, output
+    lines_fit(output)
+    assert "reason" in output
+    assert "Conflict" in output
+    # the reason names the other declaration, wrapped but whole words
+    assert "'orders'" in output
+    code, output = run("status", "-o", "json")
+    blue = next(r for r in json.loads(output) if r["cluster"] == "blue")
+    assert blue["state"] == "Conflict"
+    assert "'orders' asks" in blue["reason"]
+
+
+def test_declare_warns_when_it_creates_a_conflict_and_still_writes_it(account):
+    # declaring what nobody else asks warns of nothing
+    code, output = run(*DECLARE_PAYMENTS_API)
+    assert code == 0, output
+    assert "warning" not in output
+    code, output = run(
+        *("declare", "orders", "--namespace", "payments", "--service-account", "api"),
+        *("--role-arn", f"arn:aws:iam::{ACCOUNT}:role/orders-worker", "--cluster", "blue"),
+    )
+    assert code == 0, output
+    assert "warning" in output
+    assert f"'orders' asks arn:aws:iam::{ACCOUNT}:role/orders-worker" in output
+    assert f"'payments-api' asks {ROLE}" in output
+    assert account.item("DECL#orders", "DECL") is not None
+
+
+def test_wait_fails_fast_when_it_could_never_finish(account):
+    # a named cluster EKS does not have
+    run(
+        *("declare", "ghostly", "--namespace", "ops", "--service-account", "x"),
+        *("--role-arn", ROLE, "--cluster", "ghost"),
+    )
+    code, output = run("wait", "ghostly", "--timeout", "30")
+    assert code == 2, output
+    assert "'ghost'" in output
+    assert "does not exist" in output
+    # a fleet no enrolled cluster is in
+    run(
+        *("declare", "nowhere", "--namespace", "ops", "--service-account", "x"),
+        *("--role-arn", ROLE, "--fleet", "nowhere"),
+    )
+    code, output = run("wait", "nowhere", "--timeout", "30")
+    assert code == 2, output
+    assert "fleet 'nowhere'" in output
+
+
+def test_wait_on_an_invalid_or_unknown_declaration_says_why(account):
+    # an invalid record: its errors, not a traceback
+    account.declare(
+        "broken", namespace="Bad_NS", serviceAccount="api", roleArn=ROLE, target={"fleet": "prod"}
+    )
+    result = runner.invoke(cli.app, ["wait", "broken", "--timeout", "30"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "namespace: 'Bad_NS' is not a valid Kubernetes namespace" in result.output
+    # an unknown id
+    code, output = run("wait", "nope", "--timeout", "30")
+    assert code == 2
+    assert "no declaration 'nope'" in output
+
+
+def test_a_stale_sandbox_state_is_removed_and_said(account, tmp_path, monkeypatch):
+    # Given the state file of a sandbox whose process and endpoint are gone
+    gone = subprocess.Popen(["true"])  # noqa: S607
+    gone.wait()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    state = tmp_path / "sandbox.json"
+    state.write_text(
+        json.dumps(
+            {
+                "pid": gone.pid,
+                "environment": {
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}",
+                    "TABLE_NAME": "podid-sandbox",
+                },
+            }
+        )
+    )
+    monkeypatch.delenv("TABLE_NAME")
+    result = runner.invoke(cli.app, ["status"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "stale" in result.output
+    assert "removed" in result.output
+    assert "podid sandbox up" in result.output
+    assert not state.exists()
+
+
+def test_aws_errors_are_one_line_with_what_to_do(account, monkeypatch, capsys):
+    # a table that does not exist
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["status", "--table", "no-such-table"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "ResourceNotFoundException" in err
+    assert "TableName" in err
+    assert "Traceback" not in err
+    # an endpoint that refuses connections
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["status"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert f"127.0.0.1:{closed_port}" in err
+    assert "podid sandbox up" in err
+    # a real bug is not hidden
+    monkeypatch.setattr(
+        "functions.dal.repository.Repository.list_clusters",
+        lambda self: 1 / 0,
+    )
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["status", "--table", "podid-test"])
+
+
+def test_a_bad_environment_names_the_variables(account, monkeypatch):
+    monkeypatch.setenv("MODE", "loud")
+    result = runner.invoke(cli.app, ["status"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "MODE: Input should be 'audit' or 'enforce' (got 'loud')" in result.output
+
+
+def test_cluster_enroll_and_every_command_the_product_names_exists(account):
+    account.create_cluster("solo", fleet=None)
+    code, output = run("cluster", "enroll", "solo")
+    assert code == 0, output
+    stored = account.item("CLUSTER#solo", "CLUSTER")
+    assert stored["enrolled"] is True
+    assert stored["enrolledBy"] == "cli"
+    code, output = run("cluster", "enroll", "nope")
+    assert code == 2
+    assert "'nope'" in output
+    assert account.item("CLUSTER#nope", "CLUSTER") is None
+
+    # every `podid <command>` a message or the README mentions is a real command
+    import typer
+
+    root = typer.main.get_command(cli.app)
+    mentioned = set()
+    for path in [
+        *ROOT.glob("functions/**/*.py"),
+        *ROOT.glob("sandbox/**/*.py"),
+        *ROOT.glob("cli/**/*.py"),
+        ROOT / "README.md",
+    ]:
+        for match in re.finditer(
+            r"[`(]podid ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)", path.read_text()
+        ):
+            mentioned.add((path.name, match.group(1)))
+        if path.name == "README.md":
+            for match in re.finditer(
+                r"^podid ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)", path.read_text(), re.M
+            ):
+                mentioned.add((path.name, match.group(1)))
+    assert mentioned
+    for where, words in sorted(mentioned):
+        command = root
+        for word in words.split():
+            if word not in getattr(command, "commands", {}):
+                break
+            command = command.commands[word]
+        assert command is not root, f"{where} names `podid {words}`, which does not exist"
+        if hasattr(command, "commands"):
+            word = words.split()[-1]
+            assert word in command.commands or command.name == word, (
+                f"{where} names `podid {words}`, which does not exist"
+            )
+
+
+def test_a_missing_role_finding_names_the_declarations(account):
+    # a declaration whose fleet has no enrolled cluster (no usage yet) and whose role is gone
+    run(
+        *("declare", "lonely", "--namespace", "ops", "--service-account", "x"),
+        *("--role-arn", f"arn:aws:iam::{ACCOUNT}:role/gone", "--fleet", "nowhere"),
+    )
+    account.guard_event(fixture_event("scheduled_event"))
+    code, output = run("findings", "--output", "json")
+    assert code == 0, output
+    (record,) = json.loads(output)
+    (finding,) = record["findings"]
+    assert finding["code"] == "PI002"
+    assert "()" not in finding["message"]
+    assert "lonely" in finding["message"]
+
+
+def test_reconcile_runs_discovery_and_queues_one_message_per_cluster(account, monkeypatch):
+    # Given a declaration written straight into the table, not yet delivered
+    account.declare_in_payments("payments-api", "api")
+
+    # When the operator asks for a reconcile
+    code, output = run("reconcile")
+
+    # Then each enrolled cluster gets a queued reconcile, and nothing is synced inline
+    assert code == 0, output
+    assert "queued" in output
+    assert account.associations("blue") == {}
+    bodies = []
+    sqs = account.client("sqs")
+    while True:
+        got = sqs.receive_message(QueueUrl=account.urls["reconcile"], MaxNumberOfMessages=10)
+        if not got.get("Messages"):
+            break
+        bodies += [json.loads(m["Body"]) for m in got["Messages"]]
+    assert sorted(b["cluster"] for b in bodies) == ["blue", "green"]
+
+    # Without a queue it says where to find one, and queues nothing
+    monkeypatch.delenv("RECONCILE_QUEUE_URL")
+    code, output = run("reconcile")
+    assert code == 2, output
+    assert "ReconcileQueueUrl" in output
+    assert "--queue-url" in output
+
+
+def test_reconcile_wait_waits_for_the_queued_clusters(account):
+    account.declare_in_payments("payments-api", "api")
+    # nobody consumes the queue: --wait times out with exit 3
+    code, output = run("reconcile", "--wait", "--timeout", "1", "--interval", "0.2")
+    assert code == 3, output
+    assert "blue" in output
+    account.settle()
+
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            account.run_reconcile_queue()
+            account.run_push()
+            stop.wait(0.1)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        # a reconcile that changes something: statuses synced after the request
+        account.client("eks").delete_pod_identity_association(
+            clusterName="blue",
+            associationId=account.associations("blue")[("payments", "api")]["associationId"],
+        )
+        account.configure(mode="enforce")
+        code, output = run("reconcile", "--wait", "--timeout", "30", "--interval", "0.2")
+        assert code == 0, output
+        assert "blue" in output
+        assert "green" in output
+        assert set(account.associations("blue")) == {("payments", "api")}
+        # a reconcile that changes nothing still finishes
+        code, output = run("reconcile", "--wait", "--timeout", "30", "--interval", "0.2")
+        assert code == 0, output
+    finally:
+        stop.set()
+        consumer.join()

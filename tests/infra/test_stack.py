@@ -292,6 +292,17 @@ def test_the_shipped_rbac_grants_exactly_configmap_writes_in_one_namespace():
     assert binding.subjects[0].name == "podid:webhook-push"
 
 
+def test_outputs_give_the_cli_its_table_and_reconcile_queue(audit):
+    stack = audit["stacks"]["PodIdentityControlPlane"].template
+    outputs = stack["Outputs"]
+    assert {"TableName", "ReconcileQueueUrl"} <= set(outputs)
+    queue = outputs["ReconcileQueueUrl"]["Value"]["Ref"]
+    # the reconcile FIFO queue itself, not its dead-letter queue
+    assert stack["Resources"][queue]["Properties"]["FifoQueue"] is True
+    assert queue.startswith("QueuesReconcile")
+    assert not queue.startswith("QueuesReconcileDlq")
+
+
 def test_the_node_agent_image_is_an_arm64_asset_built_at_publish_time(audit):
     stack = audit["stacks"]["PodIdentityControlPlane"]
     assert "NodeAgentImageUri" in stack.template["Outputs"]

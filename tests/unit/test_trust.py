@@ -288,6 +288,17 @@ def test_role_missing_names_the_declarations_relying_on_it():
     assert "(app)" in finding.message
 
 
+def test_role_missing_without_usages_names_the_declarations_or_no_parentheses():
+    # declared for clusters not enrolled yet: no usage, the declarations still rely on it
+    (finding,) = role_missing_findings(
+        TrustContext(ROLE, ()), deleted=False, declaration_ids=["b", "a"]
+    )
+    assert "declarations rely on it (a, b);" in finding.message
+    (finding,) = role_missing_findings(TrustContext(ROLE, ()), deleted=False)
+    assert "declarations rely on it;" in finding.message
+    assert "()" not in finding.message
+
+
 # --- properties ---------------------------------------------------------------
 
 PRINCIPALS = [

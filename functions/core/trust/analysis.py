@@ -316,15 +316,22 @@ def _hardening_findings(statements: list[StatementView], context: TrustContext) 
     return found
 
 
-def role_missing_findings(context: TrustContext, *, deleted: bool) -> list[Finding]:
-    users = ", ".join(sorted({u.declaration_id for u in context.usages if u.declaration_id}))
+def role_missing_findings(
+    context: TrustContext, *, deleted: bool, declaration_ids: Iterable[str] = ()
+) -> list[Finding]:
+    """`declaration_ids`: declarations of the role with no usage yet (no enrolled
+    target cluster) still rely on it."""
+    users = sorted(
+        {u.declaration_id for u in context.usages if u.declaration_id} | set(declaration_ids)
+    )
     how = "was deleted" if deleted else "does not exist"
+    who = f"declarations rely on it ({', '.join(users)})" if users else "declarations rely on it"
     return [
         Finding(
             code=Code.ROLE_MISSING,
             severity=Severity.ERROR,
-            message=f"role {context.role_arn} {how} but declarations rely on it ({users}); "
-            "pods of those service accounts cannot get credentials",
+            message=f"role {context.role_arn} {how} but {who}; pods of those service accounts "
+            "cannot get credentials",
         )
     ]
 
