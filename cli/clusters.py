@@ -6,7 +6,7 @@ on the per-cluster FIFO queue, whose consumer is the one writer per cluster."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+import uuid
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +15,7 @@ from rich.text import Text
 from cli import output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core.models import AssociationStatus, SyncState
+from functions.core.models import AssociationStatus, ReconcileReceipt
 
 if TYPE_CHECKING:
     from functions.flows.services import Services
@@ -31,21 +31,25 @@ _NO_QUEUE = (
     "no reconcile queue: pass --queue-url or set RECONCILE_QUEUE_URL to the stack output "
     "ReconcileQueueUrl (`podid sandbox up` provides it)"
 )
-# Approximate queue counts can read 0 for a moment while a message is still
-# there: the queue counts as drained only after this many zero reads in a row.
-_DRAINED_READS = 2
 
 
-def queue_reconciles(svc: Services, names: list[str], *, reason: str, deep: bool = False) -> int:
+def queue_reconciles(svc: Services, names: list[str], *, reason: str, deep: bool = False) -> str:
+    """Queue a reconcile of each cluster; returns the request id its receipts carry."""
     from functions.events import ClusterMessage
     from functions.flows.reconcile import request_reconcile
 
     if not svc.settings.reconcile_queue_url:
         # request_reconcile would run them here: a second writer per cluster
         output.fail(_NO_QUEUE, 2)
-    return request_reconcile(
-        svc, [ClusterMessage(cluster=name, reason=reason, deep=deep) for name in names]
+    request_id = uuid.uuid4().hex
+    request_reconcile(
+        svc,
+        [
+            ClusterMessage(cluster=name, reason=reason, deep=deep, request_id=request_id)
+            for name in names
+        ],
     )
+    return request_id
 
 
 def reconcile(  # noqa: PLR0917 - one parameter per command-line option
@@ -80,37 +84,29 @@ def reconcile(  # noqa: PLR0917 - one parameter per command-line option
     if not names:
         output.say("no enrolled cluster: nothing to reconcile")
         return
-    requested_at = datetime.now(UTC)
-    queue_reconciles(svc, names, reason="cli", deep=deep)
+    request_id = queue_reconciles(svc, names, reason="cli", deep=deep)
     output.say(f"queued a reconcile of {', '.join(names)}")
     if not wait:
         output.say("`podid status` shows the results once they have run (or use --wait)")
         return
-    wait_for_reconciles(svc, names, requested_at, timeout=timeout, interval=interval)
+    wait_for_reconciles(svc, names, request_id, timeout=timeout, interval=interval)
 
 
 def wait_for_reconciles(
-    svc: Services, names: list[str], requested_at: datetime, *, timeout: float, interval: float
+    svc: Services, names: list[str], request_id: str, *, timeout: float, interval: float
 ) -> None:
-    """A cluster is done when each of its association statuses was synced after
-    the request. A reconcile that changes nothing rewrites no status, so once
-    the queue has drained (every message taken and deleted) the rest are done
-    too. Exit 3 on timeout, 1 when an association ended in Error."""
+    """Each queued reconcile records a receipt when it has run. Exit 3 on
+    timeout, 1 when an association ended in Error."""
     deadline = time.monotonic() + timeout
-    pending, done = set(names), {}
-    zero_reads = 0
+    pending: set[str] = set(names)
+    done: dict[str, ReconcileReceipt] = {}
     with output.console.status(f"waiting for the reconcile of {', '.join(names)}"):
         while pending:
             for name in sorted(pending):
-                statuses = list(svc.repo.association_statuses(name).values())
-                if statuses and all(s.last_synced_at >= requested_at for s in statuses):
-                    done[name] = statuses
+                receipt = svc.repo.receipt(name, request_id)
+                if receipt is not None:
+                    done[name] = receipt
                     pending.discard(name)
-            zero_reads = zero_reads + 1 if pending and _queue_is_empty(svc) else 0
-            if zero_reads >= _DRAINED_READS:
-                for name in pending:
-                    done[name] = list(svc.repo.association_statuses(name).values())
-                pending.clear()
             if not pending:
                 break
             if time.monotonic() >= deadline:
@@ -123,42 +119,23 @@ def wait_for_reconciles(
             time.sleep(interval)
     failed = False
     for name in names:
-        output.say(f"{name}: {_summary(done[name], requested_at)}")
-        for current in done[name]:
-            if current.state is SyncState.ERROR:
-                failed = True
-                output.errors.print(
-                    f"  [red]{current.key.namespace}/{current.key.service_account}[/red]:",
-                    Text(current.reason or "error"),
-                )
+        receipt = done[name]
+        states = _states(list(svc.repo.association_statuses(name).values()))
+        output.say(f"{name}: reconciled, {receipt.applied} change(s); {states}")
+        for key, reason in sorted(receipt.failed.items()):
+            failed = True
+            output.errors.print(f"  [red]{key}[/red]:", Text(reason))
     if failed:
         raise typer.Exit(1)
 
 
-def _summary(statuses: list[AssociationStatus], requested_at: datetime) -> str:
+def _states(statuses: list[AssociationStatus]) -> str:
     if not statuses:
-        return "reconciled, no association"
+        return "no association"
     counts: dict[str, int] = {}
     for current in statuses:
         counts[current.state.value] = counts.get(current.state.value, 0) + 1
-    changed = sum(1 for s in statuses if s.last_synced_at >= requested_at)
-    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    return f"reconciled, {changed} of {len(statuses)} association(s) changed; {states}"
-
-
-def _queue_is_empty(svc: Services) -> bool:
-    from functions.aws import clients
-
-    queue = svc.settings.reconcile_queue_url
-    attributes = clients.client("sqs", svc.settings.aws_region).get_queue_attributes(
-        QueueUrl=queue,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return not any(int(value) for value in attributes.values())
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 def enroll(

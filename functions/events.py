@@ -80,3 +80,5 @@ class ClusterMessage(BaseModel):
     # declarations that just changed: read from the table itself, since the
     # index that lists declarations may not show them yet
     declarations: tuple[str, ...] = ()
+    # set by whoever waits for this reconcile (the CLI): a receipt is recorded under it
+    request_id: str | None = Field(default=None, max_length=64)

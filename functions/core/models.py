@@ -372,3 +372,13 @@ class PushedMap(_Model):
     generation: int = Field(ge=0)
     pushed_at: datetime
     version: int = 0
+
+
+class ReconcileReceipt(_Model):
+    """A requested reconcile ran (`podid reconcile --wait` waits for it)."""
+
+    cluster: str
+    request_id: str
+    finished_at: datetime
+    applied: int = 0
+    failed: dict[str, str] = Field(default_factory=dict)  # association key -> reason

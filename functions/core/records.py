@@ -6,6 +6,7 @@ Single-table layout (pk, sk):
   CLUSTER#<name>     CLUSTER               Cluster
   CLUSTER#<name>     ASSOC#<ns>#<sa>       AssociationStatus
   CLUSTER#<name>     MAP                   PushedMap (hash + generation of the last push)
+  CLUSTER#<name>     RECONCILED#<request>  ReconcileReceipt of a requested reconcile (expires)
   ROLE#<roleArn>     FINDING#<ts>#<event>  FindingRecord history (expires via TTL)
   ROLE#<roleArn>     FINDING#LATEST        latest FindingRecord
 A keys-only GSI on the sort key (byKind: sk, pk) lists every declaration
@@ -32,6 +33,7 @@ from functions.core.models import (
     DeclarationStatus,
     FindingRecord,
     PushedMap,
+    ReconcileReceipt,
 )
 
 PK, SK = "pk", "sk"
@@ -49,6 +51,7 @@ CLUSTER_SK = "CLUSTER"
 MAP_SK = "MAP"
 ASSOC_PREFIX = "ASSOC#"
 FINDING_PREFIX = "FINDING#"
+RECEIPT_PREFIX = "RECONCILED#"
 LATEST_FINDING_SK = "FINDING#LATEST"
 
 
@@ -187,3 +190,16 @@ def finding_items(record: FindingRecord, *, retain_until: datetime) -> list[dict
 
 def finding_from_item(item: Mapping[str, Any]) -> FindingRecord:
     return FindingRecord.model_validate(body(item))
+
+
+def receipt_to_item(receipt: ReconcileReceipt, *, retain_until: datetime) -> dict[str, Any]:
+    return {
+        PK: cluster_pk(receipt.cluster),
+        SK: f"{RECEIPT_PREFIX}{receipt.request_id}",
+        TTL_ATTRIBUTE: int(retain_until.timestamp()),
+        **receipt.to_wire(),
+    }
+
+
+def receipt_from_item(item: Mapping[str, Any]) -> ReconcileReceipt:
+    return ReconcileReceipt.model_validate(body(item))

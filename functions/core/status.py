@@ -24,7 +24,9 @@ from functions.core.planner import Operation, OpKind
 # Running pods keep the credentials they hold until the SDK refreshes them:
 # EKS Auth issues 6-hour credentials, so a role change reaches them by then.
 CREDENTIAL_LIFETIME = timedelta(hours=6)
-_PROBLEM_STATES = (SyncState.ERROR, SyncState.CONFLICT)
+# Conflicts are the declarations' own state (sync records it on every side);
+# what a cluster adds is why applying failed there.
+_PROBLEM_STATES = (SyncState.ERROR,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ def _note(
     decision: StatusDecision, previous: AssociationStatus | None, now: AssociationStatus | None
 ) -> None:
     """A declaration's per-cluster problem changes when its status enters,
-    leaves or changes an Error / Conflict (a declaration has one key per cluster)."""
+    leaves or changes an Error (a declaration has one key per cluster)."""
     subject = now or previous
     if subject is None or not subject.declaration_id:
         return

@@ -27,6 +27,7 @@ from functions.core.models import (
     DeclarationStatus,
     FindingRecord,
     PushedMap,
+    ReconcileReceipt,
 )
 
 _BATCH_GET = 100  # BatchGetItem's limit
@@ -321,6 +322,22 @@ class Repository:
     def record_push(self, pushed: PushedMap) -> PushedMap:
         version = self._put_versioned(records.pushed_map_to_item(pushed), pushed.version)
         return pushed.model_copy(update={"version": version})
+
+    # --- reconcile receipts ---------------------------------------------------------
+    def record_receipt(self, receipt: ReconcileReceipt, *, retention: timedelta) -> None:
+        self._table.put_item(
+            Item=records.receipt_to_item(receipt, retain_until=receipt.finished_at + retention)
+        )
+
+    def receipt(self, cluster: str, request_id: str) -> ReconcileReceipt | None:
+        found = self._table.get_item(
+            Key={
+                records.PK: records.cluster_pk(cluster),
+                records.SK: f"{records.RECEIPT_PREFIX}{request_id}",
+            },
+            ConsistentRead=True,
+        ).get("Item")
+        return records.receipt_from_item(found) if found else None
 
     # --- findings ------------------------------------------------------------------
     def save_finding(self, record: FindingRecord, *, retention: timedelta) -> None:

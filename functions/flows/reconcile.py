@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from functions.core.arns import parse_association_arn
 from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
-from functions.core.models import Cluster
+from functions.core.models import Cluster, ReconcileReceipt
 from functions.dal.repository import DeclarationSet
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
@@ -29,6 +30,7 @@ ASSOCIATION_EVENTS = {
     "DeletePodIdentityAssociation",
 }
 CLUSTER_EVENTS = {"CreateCluster", "DeleteCluster", "TagResource", "UntagResource"}
+RECEIPT_RETENTION = timedelta(days=1)
 
 
 @dataclass
@@ -80,6 +82,7 @@ def reconcile_cluster(
     cluster = svc.repo.get_cluster(message.cluster)
     if cluster is None:
         logger.info("cluster not known (deleted or never seen)", cluster=message.cluster)
+        _receipt(svc, message, applied=0, failed={"cluster": "not known (deleted meanwhile?)"})
         return None
     if declarations is None:
         declarations = svc.repo.load_declarations()
@@ -108,7 +111,31 @@ def reconcile_cluster(
         svc.messenger.enqueue_per_cluster(
             svc.settings.push_queue_url, [{"cluster": cluster.name, "reason": message.reason}]
         )
+    _receipt(
+        svc,
+        message,
+        applied=len(result.applied),
+        failed={str(key): reason for key, reason in result.failed.items()},
+    )
     return result
+
+
+def _receipt(
+    svc: Services, message: ClusterMessage, *, applied: int, failed: dict[str, str]
+) -> None:
+    """Someone waits for this reconcile: say it ran, and how it went."""
+    if not message.request_id:
+        return  # the schedule's no-op passes write nothing
+    svc.repo.record_receipt(
+        ReconcileReceipt(
+            cluster=message.cluster,
+            request_id=message.request_id,
+            finished_at=svc.clock(),
+            applied=applied,
+            failed=failed,
+        ),
+        retention=RECEIPT_RETENTION,
+    )
 
 
 def on_eks_event(svc: Services, detail: CloudTrailDetail) -> bool:

@@ -88,10 +88,14 @@ class SyncBatch:
         declaration_id = records.declaration_id_of(keys) or "?"
         parsed_new = parse_declaration(dict(new)) if new else None
         parsed_old = parse_declaration(dict(old)) if old else None
+        # who it conflicted with as the old image had it (the table may be newer)
+        self._now_holds(declaration_id, parsed_old)
+        peers_before = self._conflict_peers(declaration_id)
         self._now_holds(declaration_id, parsed_new)
         if isinstance(parsed_new, list):
             # held: an invalid record keeps what it had, nothing to reconcile
             self._invalid(declaration_id, parsed_new)
+            self._restate(peers_before)
             return
         touched = self._touched(parsed_new, parsed_old)
         if parsed_new is None:
@@ -105,6 +109,7 @@ class SyncBatch:
             for name in touched
         ]
         request_reconcile(self.svc, messages)
+        self._restate(peers_before | self._conflict_peers(declaration_id))
 
     def _touched(self, new: Declaration | None, old: Declaration | list[str] | None) -> list[str]:
         if isinstance(old, list):
@@ -112,6 +117,23 @@ class SyncBatch:
             return sorted(self.clusters)
         wanted = [d for d in (new, old) if isinstance(d, Declaration)]
         return sorted({c.name for d in wanted for c in targets_of(d, self.clusters.values())})
+
+    def _conflict_peers(self, declaration_id: str) -> set[str]:
+        """The declarations in conflict with this one on some cluster."""
+        return {
+            other
+            for conflict in self.desired.conflicts
+            if declaration_id in conflict.declaration_ids
+            for other in conflict.declaration_ids
+            if other != declaration_id
+        }
+
+    def _restate(self, declaration_ids: set[str]) -> None:
+        """A conflict begins or ends for the other side too: its state follows."""
+        by_id = {d.id: d for d in self.declarations.valid}
+        for other in sorted(declaration_ids):
+            if other in by_id:
+                self._accepted(by_id[other])
 
     # declaration status ---------------------------------------------------------------
     def _invalid(self, declaration_id: str, problems: list[str]) -> None:

@@ -552,12 +552,13 @@ def test_reconcile_wait_waits_for_the_queued_clusters(account):
         account.configure(mode="enforce")
         code, output = run("reconcile", "--wait", "--timeout", "30", "--interval", "0.2")
         assert code == 0, output
-        assert "blue" in output
-        assert "green" in output
+        assert "blue: reconciled, 1 change(s); 1 InSync" in output
+        assert "green: reconciled, 0 change(s)" in output
         assert set(account.associations("blue")) == {("payments", "api")}
-        # a reconcile that changes nothing still finishes
+        # a reconcile that changes nothing still finishes: it leaves a receipt
         code, output = run("reconcile", "--wait", "--timeout", "30", "--interval", "0.2")
         assert code == 0, output
+        assert "blue: reconciled, 0 change(s); 1 InSync" in output
     finally:
         stop.set()
         consumer.join()

@@ -192,3 +192,30 @@ def test_deleting_an_invalid_record_releases_what_it_held(world):
     world.settle()
     assert world.associations("blue") == {}
     assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
+
+
+def test_a_conflict_begun_or_ended_by_one_side_restates_the_other(world):
+    enroll(world, "blue")
+    world.create_role("payments-api")
+    world.create_role("other")
+    declare_payments(world)
+    world.settle()
+    assert world.item("DECL#payments-api", "STATUS")["state"] == "Accepted"
+    # When a later declaration asks another role for the same key
+    world.declare(
+        "intruder",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/other",
+        target={"clusters": ["blue"]},
+    )
+    world.settle()
+    # Then both sides are in Conflict, not only the one that changed
+    for declaration_id in ("payments-api", "intruder"):
+        assert world.item(f"DECL#{declaration_id}", "STATUS")["state"] == "Conflict"
+    # And when it is withdrawn, the other side is Accepted again
+    world.undeclare("intruder")
+    world.settle()
+    accepted = world.item("DECL#payments-api", "STATUS")
+    assert (accepted["state"], accepted.get("warnings", [])) == ("Accepted", [])
+    assert list(world.associations("blue")) == [("payments", "api")]
