@@ -32,7 +32,6 @@ class SyncBatch:
     svc: Services
     _declarations: DeclarationSet | None = None
     _clusters: dict[str, Cluster] | None = None
-    _desired: DesiredState | None = None
 
     # shared reads --------------------------------------------------------------
     @property
@@ -48,13 +47,16 @@ class SyncBatch:
             self._enroll_named()
         return self._clusters
 
-    @property
-    def desired(self) -> DesiredState:
-        if self._desired is None:
-            self._desired = expand(
-                self.declarations.valid, self.clusters.values(), managed_by=self.svc.settings.owner
-            )
-        return self._desired
+    def desired_for(self, declaration: Declaration) -> DesiredState:
+        """Conflicts only arise between declarations of one namespace and service
+        account: expanding those alone is exact for them, and cheap per record."""
+        same_key = [
+            d
+            for d in self.declarations.valid
+            if (d.namespace, d.service_account)
+            == (declaration.namespace, declaration.service_account)
+        ]
+        return expand(same_key, self.clusters.values(), managed_by=self.svc.settings.owner)
 
     def _enroll_named(self) -> None:
         """A declaration naming a cluster not enrolled yet enrolls it, if it exists."""
@@ -75,7 +77,6 @@ class SyncBatch:
         elif isinstance(current, list):
             fresh.invalid[declaration_id] = current
         self._declarations = self.declarations.replacing([declaration_id], fresh)
-        self._desired = None
         if self._clusters is not None:
             self._enroll_named()
 
@@ -90,7 +91,7 @@ class SyncBatch:
         parsed_old = parse_declaration(dict(old)) if old else None
         # who it conflicted with as the old image had it (the table may be newer)
         self._now_holds(declaration_id, parsed_old)
-        peers_before = self._conflict_peers(declaration_id)
+        peers_before = self._conflict_peers(parsed_old)
         self._now_holds(declaration_id, parsed_new)
         if isinstance(parsed_new, list):
             # held: an invalid record keeps what it had, nothing to reconcile
@@ -109,7 +110,7 @@ class SyncBatch:
             for name in touched
         ]
         request_reconcile(self.svc, messages)
-        self._restate(peers_before | self._conflict_peers(declaration_id))
+        self._restate(peers_before | self._conflict_peers(parsed_new))
 
     def _touched(self, new: Declaration | None, old: Declaration | list[str] | None) -> list[str]:
         if isinstance(old, list):
@@ -118,14 +119,16 @@ class SyncBatch:
         wanted = [d for d in (new, old) if isinstance(d, Declaration)]
         return sorted({c.name for d in wanted for c in targets_of(d, self.clusters.values())})
 
-    def _conflict_peers(self, declaration_id: str) -> set[str]:
+    def _conflict_peers(self, declaration: Declaration | list[str] | None) -> set[str]:
         """The declarations in conflict with this one on some cluster."""
+        if not isinstance(declaration, Declaration):
+            return set()
         return {
             other
-            for conflict in self.desired.conflicts
-            if declaration_id in conflict.declaration_ids
+            for conflict in self.desired_for(declaration).conflicts
+            if declaration.id in conflict.declaration_ids
             for other in conflict.declaration_ids
-            if other != declaration_id
+            if other != declaration.id
         }
 
     def _restate(self, declaration_ids: set[str]) -> None:
@@ -149,11 +152,10 @@ class SyncBatch:
         )
 
     def _accepted(self, declaration: Declaration) -> None:
-        conflicts = [
-            c.message for c in self.desired.conflicts if declaration.id in c.declaration_ids
-        ]
+        desired = self.desired_for(declaration)
+        conflicts = [c.message for c in desired.conflicts if declaration.id in c.declaration_ids]
         warnings = conflicts + [
-            r.reason for r in self.desired.rejections if r.declaration_id == declaration.id
+            r.reason for r in desired.rejections if r.declaration_id == declaration.id
         ]
         self.svc.repo.save_declaration_status(
             DeclarationStatus(
