@@ -72,8 +72,7 @@ def plan(
     table: TableOption = None,
 ) -> None:
     """What a reconcile would change, per cluster (nothing is written)."""
-    from functions.core.planner import plan as make_plan
-    from functions.flows.cluster_sync import observe
+    from functions.flows.cluster_sync import preview
 
     svc = connect(table)
     fleet = checks.fleet_with(svc)
@@ -83,15 +82,13 @@ def plan(
     desired = fleet.desired
     rows = []
     for found in clusters:
-        wanted = desired.for_cluster(found.name)
-        held = desired.held_keys(found.name)
-        actual = observe(
-            svc,
-            found.name,
-            svc.repo.association_statuses(found.name),
-            relevant=set(wanted) | held,
-        )
-        for op in make_plan(wanted, actual, owner=svc.settings.owner, hold=held):
+        operations, blocked = preview(svc, found.name, fleet.declarations, desired)
+        for key, association_id in sorted(blocked.items()):
+            output.warn(
+                f"{key}: association {association_id} was not created by podid and is left "
+                "alone (adopt: true on the declaration takes it over, in enforce mode)"
+            )
+        for op in operations:
             rows.append(
                 {
                     "cluster": found.name,

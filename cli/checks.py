@@ -40,7 +40,10 @@ def fleet_with(svc: Services, changed: Iterable[Declaration] = ()) -> Fleet:
     )
     clusters = svc.repo.list_clusters()
     desired = expand(
-        declarations.valid, [c for c in clusters if c.enrolled], managed_by=svc.settings.owner
+        declarations.valid,
+        [c for c in clusters if c.enrolled],
+        managed_by=svc.settings.owner,
+        scope=svc.settings.scope,
     )
     return Fleet(declarations, clusters, desired)
 

@@ -159,7 +159,7 @@ def enroll(
     if existing is not None and existing.enrolled and existing.enrolled_by == "cli":
         output.say(f"cluster {name} is already enrolled (by cli)")
         return
-    named = named_clusters(svc.repo.load_declarations().valid)
+    named = named_clusters(svc, svc.repo.load_declarations().valid)
     try:
         saved = refresh_cluster(svc, name, named, existing, Discovery(), by_cli=True)
     except StaleWrite:

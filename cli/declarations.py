@@ -18,7 +18,6 @@ from functions.core import records
 from functions.core.errors import describe_validation_error
 from functions.core.fleet import DesiredState, expand
 from functions.core.models import (
-    MANAGED_BY_TAG,
     AssociationStatus,
     Declaration,
     DeclarationState,
@@ -215,7 +214,7 @@ def removal(svc: Services, declaration_id: str) -> list[dict[str, Any]]:
     """Per association recorded for the declaration: what its removal does."""
     fleet = checks.fleet_with(svc)
     others = [d for d in fleet.declarations.valid if d.id != declaration_id]
-    after = expand(others, fleet.enrolled, managed_by=svc.settings.owner)
+    after = expand(others, fleet.enrolled, managed_by=svc.settings.owner, scope=svc.settings.scope)
     rows = []
     for cluster in fleet.clusters:
         for key, status in sorted(svc.repo.association_statuses(cluster.name).items()):
@@ -248,8 +247,8 @@ def _outcome(svc: Services, status: AssociationStatus, after: DesiredState, enro
         return "kept: the remaining declarations conflict on it (held until they agree)"
     if status.association_id is None or status.observed is None:
         return "nothing to delete: no association exists"
-    if status.observed.tags.get(MANAGED_BY_TAG) != svc.settings.owner:
-        return f"kept: not created by podid (no {MANAGED_BY_TAG}={svc.settings.owner} tag)"
+    if not status.owned:
+        return "kept: not created by podid (only associations it created are deleted)"
     return "deleted"
 
 
@@ -352,6 +351,8 @@ def import_(
             "roleArn": spec.role_arn,
             "disableSessionTags": spec.disable_session_tags,
             "target": {"clusters": [cluster]},
+            # importing is the explicit opt-in to take these associations over
+            "adopt": True,
             "tags": {
                 k: v for k, v in spec.tags.items() if not k.startswith(("aws:", "pod-identity/"))
             },

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from functions.core.fleet import Scope
 from functions.core.models import Mode, WebhookTarget
 from functions.core.trust.analysis import DEFAULT_MAX_TRUST_POLICY_CHARS
 
@@ -41,13 +42,34 @@ class Settings(BaseSettings):
     kube_endpoint_template: str | None = None
     kube_token_seconds: int = Field(default=60, ge=1, le=900)
     aws_region: str = "us-east-1"
+    # the role scope: podid binds only roles under this IAM path (mirrored in IAM)
+    role_path: str = "/"
+    # accounts a declaration's targetRoleArn may be in, besides the cluster's own
+    target_role_accounts: Annotated[tuple[str, ...], NoDecode] = ()
+    # does a declaration naming a cluster enrol it? (else: fleet tag or `podid cluster enroll`)
+    enroll_named_clusters: bool = False
 
-    @field_validator("self_role_arns", mode="before")
+    @field_validator("role_path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/")):
+            raise ValueError("ROLE_PATH must start and end with '/' (e.g. /pod-identity/)")
+        return value
+
+    @field_validator("self_role_arns", "target_role_accounts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(
+            role_path=self.role_path,
+            target_accounts=frozenset(self.target_role_accounts),
+            enroll_named=self.enroll_named_clusters,
+        )
 
     @property
     def webhook_target(self) -> WebhookTarget:

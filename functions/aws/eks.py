@@ -67,6 +67,7 @@ def _actual(cluster: str, raw: dict[str, Any]) -> ActualAssociation:
             policy=raw.get("policy") or None,
             tags=dict(raw.get("tags") or {}),
         ),
+        external_id=raw.get("externalId") or None,
     )
 
 

@@ -11,7 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from functions.core.arns import parse_role_arn
 from functions.core.models import (
+    FLEET_TAG,
     MAX_ASSOCIATIONS_PER_CLUSTER,
     AssociationKey,
     Cluster,
@@ -67,6 +69,28 @@ class DesiredState:
         return self.by_cluster.get(cluster, {})
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What this deployment lets a declaration ask for (the operator decides,
+    not the table writer)."""
+
+    role_path: str = "/"  # roles podid may bind: this IAM path and below
+    target_accounts: frozenset[str] = frozenset()  # targetRoleArn accounts beyond the cluster's
+    enroll_named: bool = False  # does naming a cluster in a declaration enrol it?
+
+
+def out_of_scope(declaration: Declaration, scope: Scope) -> str | None:
+    """Why the declaration asks for a role this deployment may not bind, if it does."""
+    path = parse_role_arn(declaration.role_arn).path
+    if not path.startswith(scope.role_path):
+        return (
+            f"roleArn {declaration.role_arn} is outside this deployment's role scope (IAM path "
+            f"{scope.role_path}): podid binds only roles under that path; use such a role or "
+            "ask the operator to widen rolePath"
+        )
+    return None
+
+
 def targets_of(declaration: Declaration, clusters: Iterable[Cluster]) -> list[Cluster]:
     return [cluster for cluster in clusters if declaration.target.matches(cluster)]
 
@@ -76,6 +100,7 @@ def expand(
     clusters: Iterable[Cluster],
     *,
     managed_by: str,
+    scope: Scope = Scope(),
 ) -> DesiredState:
     cluster_list = sorted(clusters, key=lambda c: c.name)
     known = {c.name for c in cluster_list}
@@ -83,17 +108,42 @@ def expand(
     candidates: dict[AssociationKey, list[Declaration]] = defaultdict(list)
 
     for declaration in sorted(declarations, key=lambda d: d.id):
+        refused = out_of_scope(declaration, scope)
+        if refused is not None:
+            state.rejections.append(Rejection(declaration.id, refused))
+            continue
         for missing in sorted(set(declaration.target.clusters) - known):
+            how = (
+                "a named cluster is enrolled once EKS has it (check the name and the region)"
+                if scope.enroll_named
+                else "this deployment does not enrol clusters because a declaration names "
+                f"them: tag it {FLEET_TAG}=<fleet>"
+            )
             state.rejections.append(
                 Rejection(
                     declaration.id,
-                    f"cluster {missing!r} is not enrolled: a named cluster is enrolled once "
-                    "EKS has it (check the name and the region), or by hand (podid cluster "
-                    f"enroll {missing}); the declaration applies there once it is",
+                    f"cluster {missing!r} is not enrolled: {how}, or enrol it by hand (podid "
+                    f"cluster enroll {missing}); the declaration applies there once it is",
                 )
             )
         for cluster in targets_of(declaration, cluster_list):
             key = AssociationKey(cluster.name, declaration.namespace, declaration.service_account)
+            target_account = (
+                parse_role_arn(declaration.target_role_arn).account
+                if declaration.target_role_arn
+                else None
+            )
+            if target_account not in (None, cluster.account, *scope.target_accounts):
+                state.rejections.append(
+                    Rejection(
+                        declaration.id,
+                        f"targetRoleArn is in account {target_account}, which this deployment "
+                        "does not allow (TARGET_ROLE_ACCOUNTS lists the accounts a target role "
+                        "may be in)",
+                        key,
+                    )
+                )
+                continue
             if declaration.role_account != cluster.account:
                 state.rejections.append(
                     Rejection(

@@ -96,8 +96,9 @@ class _Model(BaseModel):
 
 
 class Mode(StrEnum):
-    AUDIT = "audit"
-    ENFORCE = "enforce"
+    PLAN = "plan"  # zero writes to EKS and IAM: every intended change reported
+    AUDIT = "audit"  # declarations applied to what podid owns; drift reported; no IAM writes
+    ENFORCE = "enforce"  # also heals drift on what podid owns and repairs breakage
 
 
 class Target(_Model):
@@ -172,6 +173,8 @@ class Declaration(_Model):
     tags: Annotated[dict[str, str], AfterValidator(validate_tags)] = Field(default_factory=dict)
     target: Target
     mode: Mode | None = None
+    # take over an association made outside podid on this key (never implicit)
+    adopt: bool = False
     version: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -268,6 +271,8 @@ class ActualAssociation(_Model):
     association_id: str
     association_arn: str | None = None
     spec: AssociationSpec
+    # for sts:ExternalId in a cross-account target role's trust (set by EKS)
+    external_id: str | None = None
 
     def managed_by(self, owner: str) -> bool:
         return self.spec.tags.get(MANAGED_BY_TAG) == owner
@@ -279,6 +284,7 @@ class SyncState(StrEnum):
     DRIFTED = "Drifted"
     ERROR = "Error"
     CONFLICT = "Conflict"
+    BLOCKED = "Blocked"  # an association podid did not create holds the key
 
 
 class AssociationStatus(_Model):
@@ -293,8 +299,13 @@ class AssociationStatus(_Model):
     reason: str | None = None
     last_synced_at: datetime
     effective_at: datetime | None = None
+    external_id: str | None = None
+    # association_id is one podid created (or adopted on request): only those
+    # does it ever update or delete
+    owned: bool = False
     # clientRequestToken of the last write podid made here: a new write gets a
-    # new token because recording this one moves the status version.
+    # new token because recording this one moves the status version. While
+    # state is Pending it is the create podid is about to make (write-ahead).
     last_write: str | None = None
     version: int = 0
 

@@ -1,7 +1,9 @@
 """Planner: desired vs actual associations of one cluster -> minimal operations.
 
-Only associations this control plane owns (tag pod-identity/managed-by) are
-ever deleted; an unowned association on a declared key is adopted in place.
+podid touches only what it owns: associations whose ids it recorded when it
+created them (a tag proves nothing: anyone with eks:TagResource can set it).
+An association made outside podid on a declared key is left alone and
+reported (`foreign`), unless its declaration opts into adopting it.
 Deletes run first so a cluster near the EKS quota has room for the creates.
 """
 
@@ -71,13 +73,16 @@ def plan(
     desired: Mapping[AssociationKey, DesiredAssociation],
     actual: Mapping[AssociationKey, ActualAssociation],
     *,
-    owner: str,
+    owned: Iterable[str],
+    adoptable: Iterable[AssociationKey] = (),
     hold: Iterable[AssociationKey] = (),
 ) -> list[Operation]:
-    held = frozenset(hold)
+    """`owned`: association ids podid recorded as its own; `adoptable`: declared
+    keys whose declaration asks to adopt what is there."""
+    held, mine, adopt = frozenset(hold), frozenset(owned), frozenset(adoptable)
     operations: list[Operation] = []
     for key, existing in actual.items():
-        if key in held or key in desired or not existing.managed_by(owner):
+        if key in held or key in desired or existing.association_id not in mine:
             continue
         operations.append(
             Operation(
@@ -99,6 +104,8 @@ def plan(
                 )
             )
             continue
+        if found.association_id not in mine and key not in adopt:
+            continue  # someone else's: reported by `foreign`, never changed
         changes = spec_changes(found.spec, wanted.spec)
         if changes:
             operations.append(
@@ -114,6 +121,24 @@ def plan(
             )
     operations.sort(key=lambda op: (_ORDER[op.kind], op.key))
     return operations
+
+
+def foreign(
+    desired: Mapping[AssociationKey, DesiredAssociation],
+    actual: Mapping[AssociationKey, ActualAssociation],
+    *,
+    owned: Iterable[str],
+    adoptable: Iterable[AssociationKey] = (),
+) -> dict[AssociationKey, str]:
+    """Declared keys held by an association podid did not create (key -> its id)."""
+    mine, adopt = frozenset(owned), frozenset(adoptable)
+    return {
+        key: found.association_id
+        for key in desired
+        if (found := actual.get(key)) is not None
+        and found.association_id not in mine
+        and key not in adopt
+    }
 
 
 def apply_plan(

@@ -26,7 +26,7 @@ from functions.core.planner import Operation, OpKind
 CREDENTIAL_LIFETIME = timedelta(hours=6)
 # Conflicts are the declarations' own state (sync records it on every side);
 # what a cluster adds is why applying failed there.
-_PROBLEM_STATES = (SyncState.ERROR,)
+_PROBLEM_STATES = (SyncState.ERROR, SyncState.BLOCKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,9 @@ class Outcome:
     drifted: Mapping[AssociationKey, Operation]
     failed: Mapping[AssociationKey, str]
     tokens: Mapping[AssociationKey, str]  # clientRequestToken of each applied write
+    owned: frozenset[str] = frozenset()  # association ids podid owns after the pass
+    planned: Mapping[AssociationKey, Operation] = field(default_factory=dict)  # plan mode
+    blocked: Mapping[AssociationKey, str] = field(default_factory=dict)  # foreign id per key
 
 
 @dataclass(slots=True)
@@ -68,7 +71,8 @@ def decide_statuses(
         association = final.get(key)
         previous = statuses.get(key)
         wanted = desired.get(key)
-        if wanted is None and key not in conflicts and key not in rejected:
+        planned_delete = key in outcome.planned and wanted is None
+        if wanted is None and key not in conflicts and key not in rejected and not planned_delete:
             if key in hold and previous is not None:
                 continue  # held (invalid declaration): keep its last status
             if previous is not None and association is None:
@@ -82,6 +86,16 @@ def decide_statuses(
             state, reason = SyncState.ERROR, rejected[key]
         elif key in outcome.failed:
             state, reason = SyncState.ERROR, outcome.failed[key]
+        elif key in outcome.planned:
+            state = SyncState.PENDING
+            reason = f"plan mode: would {outcome.planned[key].describe()}"
+        elif key in outcome.blocked:
+            state = SyncState.BLOCKED
+            reason = (
+                f"association {outcome.blocked[key]} was not created by podid, which leaves it "
+                "alone: delete it, or set adopt: true on the declaration (enforce mode) to take "
+                "it over"
+            )
         elif key in outcome.drifted:
             state = SyncState.DRIFTED
             reason = f"drift reported (audit mode): {outcome.drifted[key].describe()}"
@@ -94,6 +108,8 @@ def decide_statuses(
             association_id=association.association_id if association else None,
             association_arn=association.association_arn if association else None,
             observed=association.spec if association else None,
+            external_id=association.external_id if association else None,
+            owned=association is not None and association.association_id in outcome.owned,
             state=state,
             reason=reason,
             last_synced_at=now,
@@ -113,7 +129,7 @@ def _note(
     decision: StatusDecision, previous: AssociationStatus | None, now: AssociationStatus | None
 ) -> None:
     """A declaration's per-cluster problem changes when its status enters,
-    leaves or changes an Error (a declaration has one key per cluster)."""
+    leaves or changes an Error or Blocked (a declaration has one key per cluster)."""
     subject = now or previous
     if subject is None or not subject.declaration_id:
         return

@@ -36,7 +36,7 @@ from functions.core.models import (
     Mode,
     SyncState,
 )
-from functions.core.planner import Operation, OpKind, plan, spec_changes
+from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.status import Outcome, decide_statuses
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.flows.services import Services
@@ -49,6 +49,8 @@ class ClusterResult:
     applied: list[Operation] = field(default_factory=list)
     drifted: list[Operation] = field(default_factory=list)
     failed: dict[AssociationKey, str] = field(default_factory=dict)
+    planned: list[Operation] = field(default_factory=list)  # plan mode: reported, not made
+    blocked: dict[AssociationKey, str] = field(default_factory=dict)  # declared, not ours
     statuses_written: int = 0
     push_needed: bool = False
 
@@ -95,11 +97,19 @@ def _known(
         association_id=summary.association_id,
         association_arn=summary.association_arn,
         spec=status.observed,
+        external_id=status.external_id,
     )
 
 
+_WRITES = {Mode.PLAN: 0, Mode.AUDIT: 1, Mode.ENFORCE: 2}
+
+
 def effective_mode(declaration: Declaration | None, default: Mode) -> Mode:
-    return declaration.mode if declaration and declaration.mode else default
+    """A declaration may ask for less than the deployment allows, never more:
+    a table writer cannot turn an audit deployment into an enforcing one."""
+    if declaration is None or declaration.mode is None:
+        return default
+    return min(declaration.mode, default, key=_WRITES.__getitem__)
 
 
 class StatusKeptChanging(Exception):
@@ -156,7 +166,6 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
     suspects: set[str],
 ) -> ClusterResult:
     result = ClusterResult(cluster.name)
-    owner = svc.settings.owner
     statuses = svc.repo.association_statuses(cluster.name)
     desired = desired_state.for_cluster(cluster.name)
     hold = set(desired_state.held_keys(cluster.name))
@@ -170,19 +179,36 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
         for key, association in actual.items()
         if association.spec.tags.get(DECLARATION_TAG) in declarations.invalid
     }
+    planning = svc.settings.mode is Mode.PLAN
+    owned = _owned(statuses)
+    if not planning:
+        owned |= _claim_lost_creates(svc, statuses, desired, actual)
+    adoptable = _adoptable(desired, by_id, heal_drift, svc.settings.mode)
+    result.blocked = foreign(desired, actual, owned=owned, adoptable=adoptable)
     final: dict[AssociationKey, ActualAssociation | None] = dict(actual)
     tokens: dict[AssociationKey, str] = {}
-    for op in plan(desired, actual, owner=owner, hold=hold):
+    for op in plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold):
         declaration = by_id.get(op.declaration_id or "")
         status = statuses.get(op.key)
+        if planning:
+            logger.info("plan mode: change not made", operation=op.describe())
+            result.planned.append(op)
+            continue
         if _is_drift(op, status) and not _heals(heal_drift, declaration, svc.settings.mode):
             result.drifted.append(op)
             continue
         token = intent_token(op, status)
         try:
-            final[op.key] = _apply(svc, op, token)
+            if op.kind is OpKind.CREATE:
+                try:
+                    statuses[op.key] = _write_ahead(svc, op, token, status)
+                except StaleWrite as stale:
+                    raise _Replan(result, set()) from stale
+            final[op.key] = _apply(svc, op, token, adopt=op.key in adoptable)
             result.applied.append(op)
             tokens[op.key] = token
+            if final[op.key] is not None:
+                owned.add(final[op.key].association_id)  # type: ignore[union-attr]
         except (ClientError, ValueError) as error:
             reason = _reason(error)
             logger.warning("apply failed", operation=op.describe(), reason=reason)
@@ -198,11 +224,95 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
             final=final,
             hold=hold,
             tokens=tokens,
+            owned=frozenset(owned),
         )
     except StaleWrite as stale:
         written = {a.association_id for a in final.values() if a is not None}
         raise _Replan(result, written) from stale
     return result
+
+
+def _owned(statuses: Mapping[AssociationKey, AssociationStatus]) -> set[str]:
+    return {s.association_id for s in statuses.values() if s.owned and s.association_id}
+
+
+def _adoptable(
+    desired: Mapping[AssociationKey, DesiredAssociation],
+    by_id: Mapping[str, Declaration],
+    heal_drift: bool | None,
+    mode: Mode,
+) -> set[AssociationKey]:
+    """Adoption is explicit (the declaration asks) and only where podid may heal."""
+    return {
+        key
+        for key, wanted in desired.items()
+        if (declaration := by_id.get(wanted.declaration_id)) is not None
+        and declaration.adopt
+        and _heals(heal_drift, declaration, mode)
+    }
+
+
+def preview(
+    svc: Services, cluster: str, declarations: DeclarationSet, desired_state: DesiredState
+) -> tuple[list[Operation], dict[AssociationKey, str]]:
+    """What a sync would do now, and the declared keys held by others; reads only."""
+    statuses = svc.repo.association_statuses(cluster)
+    desired = desired_state.for_cluster(cluster)
+    hold = set(desired_state.held_keys(cluster))
+    actual = observe(svc, cluster, statuses, relevant=set(desired) | hold)
+    owned = _owned(statuses)
+    by_id = {d.id: d for d in declarations.valid}
+    adoptable = _adoptable(desired, by_id, None, svc.settings.mode)
+    operations = plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold)
+    return operations, foreign(desired, actual, owned=owned, adoptable=adoptable)
+
+
+def _write_ahead(
+    svc: Services, op: Operation, token: str, status: AssociationStatus | None
+) -> AssociationStatus:
+    """Record the create before making it: if the run dies after EKS created
+    the association, the next run can prove it is podid's by replaying the
+    same token (EKS answers a replay with the association it created)."""
+    pending = AssociationStatus(
+        key=op.key,
+        declaration_id=op.declaration_id,
+        observed=status.observed if status else None,
+        state=SyncState.PENDING,
+        reason=f"creating ({op.describe()})",
+        last_synced_at=svc.clock(),
+        effective_at=status.effective_at if status else None,
+        last_write=token,
+        version=status.version if status else 0,
+    )
+    return svc.repo.save_association_status(pending)
+
+
+def _claim_lost_creates(
+    svc: Services,
+    statuses: Mapping[AssociationKey, AssociationStatus],
+    desired: Mapping[AssociationKey, DesiredAssociation],
+    actual: Mapping[AssociationKey, ActualAssociation],
+) -> set[str]:
+    """Associations podid created but could not record (a crash after the
+    call): a pending create whose token, replayed, answers with that very id."""
+    claimed: set[str] = set()
+    for key, status in statuses.items():
+        found, wanted = actual.get(key), desired.get(key)
+        if (
+            status.state is not SyncState.PENDING
+            or status.association_id
+            or not status.last_write
+            or found is None
+            or wanted is None
+        ):
+            continue
+        try:
+            replayed = svc.eks.create_association(key, wanted.spec, status.last_write)
+        except (AssociationExists, ClientError):
+            continue  # not our token's association: someone else's
+        if replayed.association_id == found.association_id:
+            claimed.add(found.association_id)
+    return claimed
 
 
 def intent_token(op: Operation, status: AssociationStatus | None) -> str:
@@ -241,7 +351,9 @@ class WriteMismatch(ValueError):
     """EKS answered a write with something other than what was asked."""
 
 
-def _apply(svc: Services, op: Operation, token: str) -> ActualAssociation | None:
+def _apply(
+    svc: Services, op: Operation, token: str, *, adopt: bool = False
+) -> ActualAssociation | None:
     if op.kind is OpKind.DELETE:
         if op.association_id:
             svc.eks.delete_association(op.key.cluster, op.association_id)
@@ -249,14 +361,14 @@ def _apply(svc: Services, op: Operation, token: str) -> ActualAssociation | None
     if op.spec is None:
         raise ValueError(f"{op.describe()} has no desired spec")
     if op.kind is OpKind.CREATE:
-        return _create_or_adopt(svc, op.key, op.spec, token)
+        return _create_or_adopt(svc, op.key, op.spec, token, adopt=adopt)
     if op.association_id is None:
         raise ValueError(f"{op.describe()} has no association id")
     answer = None
     if op.updates_association:
         answer = svc.eks.update_association(op.key, op.association_id, op.spec, token)
         if answer is None:  # deleted meanwhile: create it again
-            return _create_or_adopt(svc, op.key, op.spec, token + "-recreate")
+            return _create_or_adopt(svc, op.key, op.spec, token + "-recreate", adopt=adopt)
         _check(op, answer.spec, tags=not (op.tags_to_set or op.tags_to_remove))
     if op.tags_to_set or op.tags_to_remove:
         arn = (answer.association_arn if answer else None) or _arn_of(svc, op)
@@ -293,18 +405,23 @@ def _arn_of(svc: Services, op: Operation) -> str:
 
 
 def _create_or_adopt(
-    svc: Services, key: AssociationKey, spec: AssociationSpec, token: str
+    svc: Services, key: AssociationKey, spec: AssociationSpec, token: str, *, adopt: bool
 ) -> ActualAssociation:
     try:
         created = svc.eks.create_association(key, spec, token)
     except AssociationExists:
-        # Someone (or a crashed earlier run) created it: adopt instead of failing.
+        # Someone created one on this key meanwhile: adopt it only when asked to.
         existing = svc.eks.find_association(key)
         if existing is None:
             raise
+        if not adopt:
+            raise ValueError(
+                f"association {existing.association_id} appeared on {key}, made outside podid; "
+                "it is left alone (set adopt: true on the declaration to take it over)"
+            ) from None
         if _same(existing.spec, spec):
             return existing
-        adopt = Operation(
+        adopt_op = Operation(
             OpKind.UPDATE,
             key,
             spec=spec,
@@ -312,7 +429,7 @@ def _create_or_adopt(
             association_id=existing.association_id,
             changes=spec_changes(existing.spec, spec),
         )
-        updated = _apply(svc, adopt, token + "-adopt")
+        updated = _apply(svc, adopt_op, token + "-adopt", adopt=True)
         if updated is None:
             raise ValueError(f"could not adopt the existing association for {key}") from None
         return updated
@@ -338,6 +455,7 @@ def _record(
     final: dict[AssociationKey, ActualAssociation | None],
     hold: set[AssociationKey],
     tokens: Mapping[AssociationKey, str],
+    owned: frozenset[str],
 ) -> None:
     """Raises StaleWrite when a status moved since it was read: the caller re-plans."""
     now = svc.clock()
@@ -353,6 +471,9 @@ def _record(
             drifted={op.key: op for op in result.drifted},
             failed=result.failed,
             tokens=tokens,
+            owned=owned,
+            planned={op.key: op for op in result.planned},
+            blocked=result.blocked,
         ),
         now=now,
     )

@@ -28,7 +28,11 @@ class Discovery:
     forgotten: list[str] = field(default_factory=list)
 
 
-def named_clusters(declarations: Iterable[Declaration]) -> set[str]:
+def named_clusters(svc: Services, declarations: Iterable[Declaration]) -> set[str]:
+    """Clusters a declaration's naming enrols: none unless the deployment allows
+    it (a table writer must not be able to pull any cluster under podid)."""
+    if not svc.settings.enroll_named_clusters:
+        return set()
     return {name for d in declarations for name in d.target.clusters}
 
 
@@ -104,7 +108,7 @@ def discover(
     """Reconcile the cluster records with EKS: describe unknown clusters and
     those whose fleet tag changed (all when deep)."""
     found = Discovery()
-    named = named_clusters(declarations)
+    named = named_clusters(svc, declarations)
     known = {c.name: c for c in svc.repo.list_clusters()}
     live = set(svc.eks.list_clusters())
     # Tags only choose whom to describe; what is recorded comes from DescribeCluster.

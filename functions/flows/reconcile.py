@@ -92,11 +92,13 @@ def reconcile_cluster(
         declarations = declarations.replacing(message.declarations, fresh)
     if cluster.enrolled:
         # Conflicts and capacity are per cluster, so expanding onto this cluster alone is exact.
-        desired = expand(declarations.valid, [cluster], managed_by=svc.settings.owner)
+        desired = expand(
+            declarations.valid, [cluster], managed_by=svc.settings.owner, scope=svc.settings.scope
+        )
         heal_drift = None
     else:
         # left the fleet: release what podid created there and empty its map
-        desired = expand([], [], managed_by=svc.settings.owner)
+        desired = expand([], [], managed_by=svc.settings.owner, scope=svc.settings.scope)
         heal_drift = True
     result = sync_cluster(
         svc,
@@ -193,7 +195,7 @@ def _cluster_changed(svc: Services, detail: CloudTrailDetail) -> bool:
     declarations = svc.repo.load_declarations()
     existing = svc.repo.get_cluster(cluster_name)
     cluster = refresh_cluster(
-        svc, cluster_name, named_clusters(declarations.valid), existing, found
+        svc, cluster_name, named_clusters(svc, declarations.valid), existing, found
     )
     if cluster is None:
         return True

@@ -21,7 +21,7 @@ from functions.core.fleet import DesiredState, expand, targets_of
 from functions.core.models import Cluster, Declaration, DeclarationState, DeclarationStatus
 from functions.dal.repository import DeclarationSet, parse_declaration
 from functions.events import ClusterMessage
-from functions.flows.discovery import Discovery, refresh_cluster
+from functions.flows.discovery import Discovery, named_clusters, refresh_cluster
 from functions.flows.reconcile import request_reconcile
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -56,13 +56,18 @@ class SyncBatch:
             if (d.namespace, d.service_account)
             == (declaration.namespace, declaration.service_account)
         ]
-        return expand(same_key, self.clusters.values(), managed_by=self.svc.settings.owner)
+        return expand(
+            same_key,
+            self.clusters.values(),
+            managed_by=self.svc.settings.owner,
+            scope=self.svc.settings.scope,
+        )
 
     def _enroll_named(self) -> None:
         """A declaration naming a cluster not enrolled yet enrolls it, if it exists."""
         if self._clusters is None:
             return
-        named = {n for d in self.declarations.valid for n in d.target.clusters}
+        named = named_clusters(self.svc, self.declarations.valid)
         known = {c.name: c for c in self.svc.repo.list_clusters()}
         for name in sorted(named - set(self._clusters)):
             refreshed = refresh_cluster(self.svc, name, named, known.get(name), Discovery())

@@ -16,8 +16,7 @@ from typing import Any
 
 from functions.core.fleet import expand
 from functions.core.models import Declaration
-from functions.core.planner import plan
-from functions.flows.cluster_sync import observe
+from functions.flows.cluster_sync import preview
 from functions.flows.services import services
 from sandbox.stack import ACCOUNT, Sandbox
 
@@ -49,6 +48,8 @@ def sandbox_with_one_declaration() -> Iterator[Sandbox]:
                     "roleArn": ROLE,
                     "target": {"fleet": "prod"},
                     "tags": {"team": "payments"},
+                    # opt in to taking over an association recreated by hand (edit 4)
+                    "adopt": True,
                 }
             )
         )
@@ -79,13 +80,13 @@ def assert_healed_and_agreed(box: Sandbox, step: str) -> None:
     assert status.observed is not None, step
     assert status.observed.role_arn == actual["roleArn"], step
     assert status.observed.tags == actual["tags"], step
+    assert status.owned, step
     # podid plan: nothing left to change, looking at EKS afresh
     cluster = svc.repo.get_cluster("blue")
     assert cluster is not None
-    desired = expand(svc.repo.load_declarations().valid, [cluster], managed_by="podid")
-    wanted = desired.for_cluster("blue")
-    actual_now = observe(svc, "blue", {}, relevant=set(wanted))
-    assert plan(wanted, actual_now, owner="podid") == [], step
+    declarations = svc.repo.load_declarations()
+    desired = expand(declarations.valid, [cluster], managed_by="podid")
+    assert preview(svc, "blue", declarations, desired) == ([], {}), step
 
 
 def main() -> None:

@@ -173,11 +173,19 @@ def test_reconcile_import_findings_and_schema(account):
     assert code == 0, output
     assert "1 association(s) of blue were imported" in output
     assert account.item("DECL#blue.legacy.app", "DECL")["target"] == {"clusters": ["blue"]}
+    assert account.item("DECL#blue.legacy.app", "DECL")["adopt"] is True
+    account.settle()
+    # audit mode never adopts: the association is reported, untouched
+    assert account.item("CLUSTER#blue", "ASSOC#legacy#app")["state"] == "Blocked"
+    assert "pod-identity/declaration" not in account.associations("blue")[("legacy", "app")].get(
+        "tags", {}
+    )
+    account.configure(mode="enforce")
     code, output = run("reconcile")
     assert code == 0, output
     assert "queued a reconcile of blue, green" in output
     account.settle()
-    # the adopted association gets its ownership tags
+    # enforce mode adopts what the import opted in: it gets its ownership tags
     tags = account.associations("blue")[("legacy", "app")]["tags"]
     assert tags["pod-identity/declaration"] == "blue.legacy.app"
     code, output = run("findings", "--output", "json")
@@ -289,12 +297,13 @@ def test_list_shows_state_target_role_and_problems_in_80_columns(account, narrow
     code, output = run("list", "-o", "json")
     assert code == 0, output
     rows = {r["id"]: r for r in json.loads(output)}
-    # orders made the conflict; payments-api's association on blue records it
+    # orders made the conflict; both sides are in Conflict, each saying why
     assert rows["orders"]["state"] == "Conflict"
     assert rows["orders"]["target"] == {"clusters": ["blue"]}
     assert rows["orders"]["roleArn"].endswith(":role/orders-worker")
     assert any("'payments-api' asks" in w for w in rows["orders"]["warnings"])
-    assert "Conflict" in rows["payments-api"]["clusters"]["blue"]
+    assert rows["payments-api"]["state"] == "Conflict"
+    assert any("'orders' asks" in w for w in rows["payments-api"]["warnings"])
     assert rows["broken"]["state"] == "Invalid"
     assert any("namespace: 'Bad_NS'" in e for e in rows["broken"]["errors"])
     assert rows["ghostly"]["state"] == "Accepted"
@@ -431,7 +440,7 @@ def test_a_bad_environment_names_the_variables(account, monkeypatch):
     result = runner.invoke(cli.app, ["status"])
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
-    assert "MODE: Input should be 'audit' or 'enforce' (got 'loud')" in result.output
+    assert "MODE: Input should be 'plan', 'audit' or 'enforce' (got 'loud')" in result.output
 
 
 def test_cluster_enroll_and_every_command_the_product_names_exists(account):

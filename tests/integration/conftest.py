@@ -89,6 +89,7 @@ class World:
     apis: dict[str, ClusterAPI] = field(default_factory=dict)
     stream: StreamTailer | None = None
     reconcile_handler: Any = None  # a wrapper of the reconcile handler, to watch deliveries
+    saved_environment: dict[str, str | None] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
@@ -104,7 +105,18 @@ class World:
         from functions.flows import services
 
         for key, value in settings.items():
+            self.saved_environment.setdefault(key.upper(), os.environ.get(key.upper()))
             os.environ[key.upper()] = value
+        services.reset()
+
+    def restore_environment(self) -> None:
+        from functions.flows import services
+
+        for key, value in self.saved_environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         services.reset()
 
     # --- AWS side ---------------------------------------------------------------------
@@ -283,4 +295,4 @@ def world(moto_endpoint: str, kube: LocalKubernetes) -> Iterator[World]:
         aws_region=REGION,
     )
     yield found
-    found.configure(mode="audit")
+    found.restore_environment()

@@ -77,7 +77,8 @@ def test_a_crash_between_apply_and_status_write_converges_without_duplicates(wor
     crashes = {"left": 1}
 
     def crash_once(self, status):
-        if crashes["left"]:
+        # after EKS created the association, before podid recorded it
+        if crashes["left"] and status.association_id:
             crashes["left"] -= 1
             raise RuntimeError("Lambda timed out after the EKS call")
         return original(self, status)
@@ -87,6 +88,11 @@ def test_a_crash_between_apply_and_status_write_converges_without_duplicates(wor
     world.settle()
     assert crashes["left"] == 0
     assert_converged(world, ("blue",), 2)
+    # and the association is podid's: proved by replaying its create token
+    assert world.item("CLUSTER#blue", "ASSOC#apps#svc-0")["owned"] is True
+    world.undeclare("svc-0")
+    world.settle()
+    assert sorted(world.associations("blue")) == [("apps", "svc-1")]
 
 
 def test_a_lost_create_response_is_the_same_call_when_retried(world, monkeypatch):

@@ -107,19 +107,36 @@ def test_a_cluster_leaving_the_fleet_is_released(world):
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
-def test_an_existing_matching_association_is_adopted_not_duplicated(world):
+def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts_it(world):
+    world.configure(mode="enforce")
     world.create_cluster("blue", fleet="prod")
     world.create_role("payments-api")
+    world.create_role("other")
     world.reconcile_event(fixture_event("scheduled_event"))
-    world.run_reconcile_queue()
+    other = f"arn:aws:iam::{ACCOUNT}:role/other"
     handmade = world.client("eks").create_pod_identity_association(
-        clusterName="blue", namespace="payments", serviceAccount="api", roleArn=ROLE
+        clusterName="blue",
+        namespace="payments",
+        serviceAccount="api",
+        roleArn=other,
+        tags={"pod-identity/managed-by": "podid"},  # a tag anyone can set proves nothing
     )["association"]
     world.declare_in_payments("payments-api", "api")
     world.settle()
+    (kept,) = world.associations("blue").values()
+    assert (kept["associationId"], kept["roleArn"]) == (handmade["associationId"], other)
+    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    assert status["state"] == "Blocked"
+    assert "not created by podid" in status["reason"]
+    assert "Blocked" in world.item("DECL#payments-api", "STATUS")["clusters"]["blue"]
+    # the declaration opts in: adopted in place, not duplicated
+    world.declare_in_payments("payments-api", "api", adopt=True)
+    world.settle()
     (adopted,) = world.associations("blue").values()
-    assert adopted["associationId"] == handmade["associationId"]
-    assert adopted["tags"]["pod-identity/managed-by"] == "podid"
+    assert (adopted["associationId"], adopted["roleArn"]) == (handmade["associationId"], ROLE)
+    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    assert (status["state"], status["owned"]) == ("InSync", True)
+    assert "blue" not in world.item("DECL#payments-api", "STATUS").get("clusters", {})
 
 
 def test_own_eks_changes_and_failed_calls_are_ignored(world):

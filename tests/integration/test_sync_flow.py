@@ -169,7 +169,20 @@ def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(wo
     assert json.loads(configmap["data"]["identities.json"]) == {"identities": []}
 
 
+def test_naming_a_cluster_does_not_enrol_it_unless_the_deployment_allows(world):
+    world.create_cluster("lab", fleet=None)
+    world.create_role("payments-api")
+    declare_payments(world, target={"clusters": ["lab"]})
+    world.settle()
+    assert world.associations("lab") == {}
+    assert world.item("CLUSTER#lab", "CLUSTER") is None
+    (warning,) = world.item("DECL#payments-api", "STATUS")["warnings"]
+    assert "does not enrol clusters because a declaration names them" in warning
+    assert "podid cluster enroll lab" in warning
+
+
 def test_naming_an_existing_cluster_enrolls_it_and_an_unknown_one_is_reported(world):
+    world.configure(enroll_named_clusters="true")
     world.create_cluster("lab", fleet=None)
     world.create_role("payments-api")
     declare_payments(world, target={"clusters": ["lab", "ghost"]})

@@ -7,7 +7,7 @@ from functions.core.models import (
     AssociationSpec,
     DesiredAssociation,
 )
-from functions.core.planner import OpKind, apply_plan, plan
+from functions.core.planner import OpKind, apply_plan, foreign, plan
 from tests.builders import OWNER, actual, role_arn
 
 KEYS = [AssociationKey("blue", ns, sa) for ns in ("a", "b") for sa in ("x", "y", "z")]
@@ -26,19 +26,20 @@ specs = st.builds(
 desired_states = st.dictionaries(st.sampled_from(KEYS), specs).map(
     lambda d: {k: DesiredAssociation(key=k, spec=s, declaration_id="d") for k, s in d.items()}
 )
+# (spec, owned by podid): ownership is by recorded id, never by tag
 actual_states = st.dictionaries(
     st.sampled_from(KEYS),
     st.tuples(specs, st.booleans()),
 ).map(
     lambda d: {
-        k: ActualAssociation(
-            key=k,
-            association_id=f"id-{i}",
-            spec=s if managed else s.model_copy(update={"tags": {}}),
-        )
-        for i, (k, (s, managed)) in enumerate(d.items())
+        k: ActualAssociation(key=k, association_id=f"{'mine' if owned else 'theirs'}-{i}", spec=s)
+        for i, (k, (s, owned)) in enumerate(d.items())
     }
 )
+
+
+def owned_ids(have):
+    return {a.association_id for a in have.values() if a.association_id.startswith("mine")}
 
 
 def desired(key, role, **tags):
@@ -47,24 +48,33 @@ def desired(key, role, **tags):
 
 
 @given(desired_states, actual_states, st.sets(st.sampled_from(KEYS), max_size=2))
-def test_applying_the_plan_converges_and_a_second_plan_is_empty(want, have, hold):
-    operations = plan(want, have, owner=OWNER, hold=hold)
+def test_applying_the_plan_converges_and_never_touches_what_is_not_ours(want, have, hold):
+    owned = owned_ids(have)
+    operations = plan(want, have, owned=owned, hold=hold)
+    for op in operations:
+        if op.kind is not OpKind.CREATE:
+            assert op.association_id in owned  # update and delete: podid's own only
     after = apply_plan(have, operations)
+    mine = owned | {
+        a.association_id for a in after.values() if a.association_id.startswith("planned")
+    }
     for key, wanted in want.items():
         if key in hold:
             assert after.get(key) == have.get(key)
+        elif have.get(key) is not None and have[key].association_id not in owned:
+            assert after[key] == have[key]  # someone else's: left exactly as it was
         else:
             assert after[key].spec == wanted.spec
     for key, association in after.items():
         if key not in want:
-            # only unowned or held associations survive undeclared
-            assert key in hold or not association.managed_by(OWNER)
-    assert plan(want, after, owner=OWNER, hold=hold) == []
+            # only others' or held associations survive undeclared
+            assert key in hold or association.association_id not in owned
+    assert plan(want, after, owned=mine, hold=hold) == []
 
 
 @given(desired_states, actual_states)
 def test_never_delete_then_create_where_update_suffices(want, have):
-    operations = plan(want, have, owner=OWNER)
+    operations = plan(want, have, owned=owned_ids(have))
     touched = [op.key for op in operations]
     assert len(touched) == len(set(touched))
     kinds = [op.kind for op in operations]
@@ -74,7 +84,7 @@ def test_never_delete_then_create_where_update_suffices(want, have):
 @given(desired_states)
 def test_an_empty_diff_yields_no_operations(want):
     have = {k: ActualAssociation(key=k, association_id="id", spec=d.spec) for k, d in want.items()}
-    assert plan(want, have, owner=OWNER) == []
+    assert plan(want, have, owned={"id"}) == []
 
 
 def test_role_change_is_an_in_place_update_with_the_changed_fields():
@@ -82,7 +92,7 @@ def test_role_change_is_an_in_place_update_with_the_changed_fields():
     (op,) = plan(
         {key: desired(key, ROLES[1])},
         {key: actual(key, ROLES[0], association_id="a-1")},
-        owner=OWNER,
+        owned={"a-1"},
     )
     assert op.kind is OpKind.UPDATE
     assert op.association_id == "a-1"
@@ -92,25 +102,39 @@ def test_role_change_is_an_in_place_update_with_the_changed_fields():
 
 def test_tag_only_change_needs_no_association_update():
     key = KEYS[0]
-    (op,) = plan({key: desired(key, ROLES[0], team="a")}, {key: actual(key, ROLES[0])}, owner=OWNER)
+    have = {key: actual(key, ROLES[0], association_id="a-1")}
+    (op,) = plan({key: desired(key, ROLES[0], team="a")}, have, owned={"a-1"})
     assert op.changes == ("tags",)
     assert not op.updates_association
     assert op.tags_to_set == {"team": "a"}
     assert op.tags_to_remove == []
 
 
-def test_unowned_association_on_a_declared_key_is_adopted_not_recreated():
+def test_an_association_podid_did_not_create_is_left_alone_even_with_the_owner_tag():
     key = KEYS[0]
-    (op,) = plan(
-        {key: desired(key, ROLES[0])}, {key: actual(key, ROLES[0], managed=False)}, owner=OWNER
-    )
+    want = {key: desired(key, ROLES[1])}
+    # someone tagged their association pod-identity/managed-by=<owner>: a tag proves nothing
+    have = {key: actual(key, ROLES[0], association_id="theirs")}
+    assert plan(want, have, owned=set()) == []
+    assert foreign(want, have, owned=set()) == {key: "theirs"}
+    assert plan({}, have, owned=set()) == []  # nor deleted when undeclared
+
+
+def test_an_association_is_adopted_only_when_its_declaration_asks():
+    key = KEYS[0]
+    have = {key: actual(key, ROLES[0], managed=False, association_id="theirs")}
+    (op,) = plan({key: desired(key, ROLES[0])}, have, owned=set(), adoptable={key})
     assert op.kind is OpKind.UPDATE
     assert op.tags_to_set == {"pod-identity/managed-by": OWNER}
+    assert foreign({key: desired(key, ROLES[0])}, have, owned=set(), adoptable={key}) == {}
 
 
-def test_unowned_undeclared_association_is_left_alone_and_owned_one_deleted():
+def test_only_an_owned_undeclared_association_is_deleted():
     mine, theirs = KEYS[0], KEYS[1]
-    have = {mine: actual(mine, ROLES[0]), theirs: actual(theirs, ROLES[0], managed=False)}
-    (op,) = plan({}, have, owner=OWNER)
+    have = {
+        mine: actual(mine, ROLES[0], association_id="a-mine"),
+        theirs: actual(theirs, ROLES[0], association_id="a-theirs"),
+    }
+    (op,) = plan({}, have, owned={"a-mine"})
     assert (op.kind, op.key) == (OpKind.DELETE, mine)
     assert op.describe() == "delete blue/a/x"
