@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from functions.core.association_map import build_association_map
-from functions.core.models import PushedMap
+from functions.core.models import Mode, PushedMap
 from functions.dal.repository import StaleWrite
 from functions.events import ClusterMessage
 from functions.flows.cluster_sync import live_associations
@@ -31,7 +31,11 @@ class PushResult:
 
 
 def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
-    """None when the cluster is gone: deleted clusters have no map to keep."""
+    """None when the cluster is gone (deleted clusters have no map to keep) or
+    in plan mode (no write to any cluster)."""
+    if svc.settings.mode is Mode.PLAN:
+        logger.info("plan mode: map not pushed", cluster=message.cluster)
+        return None
     cluster = svc.repo.get_cluster(message.cluster)
     if cluster is None:
         logger.info("push dropped: the cluster was deleted", cluster=message.cluster)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from functions.core.arns import parse_association_arn
 from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
-from functions.core.models import Cluster, ReconcileReceipt
+from functions.core.models import Cluster, Mode, ReconcileReceipt
 from functions.dal.repository import DeclarationSet
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
@@ -109,7 +109,8 @@ def reconcile_cluster(
         deep=message.deep,
         suspects=message.suspects,
     )
-    if result.push_needed and svc.settings.push_queue_url:
+    planning = svc.settings.mode is Mode.PLAN  # no write to any cluster, maps included
+    if result.push_needed and svc.settings.push_queue_url and not planning:
         svc.messenger.enqueue_per_cluster(
             svc.settings.push_queue_url, [{"cluster": cluster.name, "reason": message.reason}]
         )

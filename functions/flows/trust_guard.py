@@ -52,12 +52,14 @@ class GuardOutcome:
     skipped: str | None = None
 
 
+_WRITES = {Mode.PLAN: 0, Mode.AUDIT: 1, Mode.ENFORCE: 2}
+
+
 def role_mode(declarations: list[Declaration], default: Mode) -> Mode:
-    """Per-declaration overrides win; when they disagree, the safer audit wins."""
-    explicit = {d.mode for d in declarations if d.mode is not None}
-    if not explicit:
-        return default
-    return Mode.ENFORCE if explicit == {Mode.ENFORCE} else Mode.AUDIT
+    """The deployment's mode, or less where a declaration asks for less: a table
+    writer can never make an audit deployment write IAM."""
+    asked = [d.mode for d in declarations if d.mode is not None]
+    return min([default, *asked], key=_WRITES.__getitem__)
 
 
 def usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
