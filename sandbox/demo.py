@@ -118,6 +118,47 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             "declared payments/api -> payments-api for fleet prod: associations on blue and green"
         )
 
+    def refused() -> str:
+        # a table writer asks for an admin role outside the deployment's role scope,
+        # one its owner lets only the account itself assume
+        account_only = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        admin = iam.create_role(
+            RoleName="breakglass-admin", AssumeRolePolicyDocument=json.dumps(account_only)
+        )["Role"]["Arn"]
+        services().repo.put_declaration(
+            Declaration.model_validate(
+                {
+                    "id": "escalation",
+                    "namespace": "attacker",
+                    "serviceAccount": "default",
+                    "roleArn": admin,
+                    "target": {"fleet": "prod"},
+                }
+            )
+        )
+        sandbox.pump()
+        status = services().repo.get_declaration_status("escalation")
+        why = " ".join(status.warnings) if status else ""
+        check("outside this deployment's role scope" in why, f"escalation status: {why!r}")
+        for cluster in ("blue", "green"):
+            check(("attacker", "default") not in associations(sandbox, cluster), "bound!")
+        trust = iam.get_role(RoleName="breakglass-admin")["Role"]["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        check(trust == account_only, "the admin role's trust policy was changed")
+        return (
+            "declaration binding breakglass-admin (outside the role scope /pod-identity/) "
+            "-> refused, status says why, nothing bound"
+        )
+
     def maps() -> str:
         for cluster in ("blue", "green"):
             check(
@@ -211,6 +252,7 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
     for title, action in (
         ("Start clusters and a role", setup),
         ("Declare a fleet-wide association", declare),
+        ("A declaration asks for a role outside the scope", refused),
         ("Maps pushed to the webhook", maps),
         ("Tamper with the trust policy (enforce mode)", tamper),
         ("Delete an association by hand", drift),

@@ -62,6 +62,8 @@ POD_TRUST = {
         }
     ],
 }
+# the deployment's role scope: podid binds only roles under this IAM path
+ROLE_PATH = "/pod-identity/"
 # access keys (moto accepts any): the functions' and everyone else's
 FUNCTIONS_KEY = "sandbox"
 OPERATOR_KEY = "operator"
@@ -191,6 +193,7 @@ class Sandbox:
             RECONCILE_QUEUE_URL=self.urls["reconcile"],
             DEAD_LETTER_QUEUE_URL=self.urls["dlq"],
             MAX_RECEIVE_COUNT=str(MAX_RECEIVE_COUNT),
+            ROLE_PATH=ROLE_PATH,
             FINDINGS_TOPIC_ARN=resources.topic_arn,
             KUBE_ENDPOINT_TEMPLATE=self._kube().endpoint_template,
             SELF_ROLE_ARNS=",".join(ROLES.values()),
@@ -322,10 +325,12 @@ class Sandbox:
             self.apis[name] = api
             return api
 
-    def add_role(self, name: str) -> str:
-        """A Pod Identity role whose trust policy the guard may repair (tagged)."""
+    def add_role(self, name: str, *, path: str = ROLE_PATH) -> str:
+        """A Pod Identity role whose trust policy the guard may repair (tagged),
+        in the role scope unless another path is given."""
         role: dict[str, Any] = self.client("iam").create_role(
             RoleName=name,
+            Path=path,
             AssumeRolePolicyDocument=json.dumps(POD_TRUST),
             Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}],
         )["Role"]

@@ -20,8 +20,8 @@ from functions.flows.cluster_sync import preview
 from functions.flows.services import services
 from sandbox.stack import ACCOUNT, Sandbox
 
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
-OTHER = f"arn:aws:iam::{ACCOUNT}:role/orders-worker"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/pod-identity/payments-api"
+OTHER = f"arn:aws:iam::{ACCOUNT}:role/pod-identity/orders-worker"
 DENY_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 )

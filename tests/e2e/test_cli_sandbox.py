@@ -16,7 +16,7 @@ DECLARATION = """\
 id: payments-api
 namespace: payments
 serviceAccount: api
-roleArn: arn:aws:iam::123456789012:role/payments-api
+roleArn: arn:aws:iam::123456789012:role/pod-identity/payments-api
 target: {fleet: prod}
 """
 

@@ -19,6 +19,7 @@ def test_the_demo_runs_every_step_and_checks_it():
     for outcome in (
         "associations on blue and green",
         "maps pushed to both clusters",
+        "outside the role scope /pod-identity/) -> refused",
         "repaired (ec2 principal kept)",
         "healed as a-",
         "zero edits",
