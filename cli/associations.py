@@ -53,6 +53,10 @@ def status(
                     "effectiveAt": item.effective_at.isoformat() if item.effective_at else None,
                     "declaration": item.declaration_id,
                     "associationId": item.association_id,
+                    "ownedByPodid": item.owned,
+                    # what a cross-account target role's trust must require (sts:ExternalId)
+                    "targetRoleArn": item.observed.target_role_arn if item.observed else None,
+                    "externalId": item.external_id,
                 }
             )
     if output_format is Format.JSON:

@@ -571,3 +571,19 @@ def test_reconcile_wait_waits_for_the_queued_clusters(account):
     finally:
         stop.set()
         consumer.join()
+
+
+def test_status_shows_the_external_id_a_target_role_must_require(account):
+    account.create_role("central")
+    target = f"arn:aws:iam::{ACCOUNT}:role/central"
+    code, output = run(*DECLARE_PAYMENTS_API, "--target-role-arn", target)
+    assert code == 0, output
+    account.settle()
+    code, output = run("status", "-o", "json", "--cluster", "blue")
+    assert code == 0, output
+    (row,) = json.loads(output)
+    described = account.associations("blue")[("payments", "api")]
+    assert row["targetRoleArn"] == target
+    assert row["externalId"] == described["externalId"]
+    assert row["externalId"]
+    assert row["ownedByPodid"] is True
