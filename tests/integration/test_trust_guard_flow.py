@@ -127,9 +127,18 @@ def test_enforce_only_edits_roles_that_opted_in(world):
     )
 
 
-def test_per_declaration_mode_overrides_the_default(world):
+def test_a_declaration_mode_lowers_the_deployments_never_raises_it(world):
     world.given_payments_api("blue", tags=OPT_IN)
+    # an audit deployment: a table writer asking for enforce gets no IAM write
     world.declare_in_payments("payments-api", "api", mode="enforce")
+    world.settle()
+    assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "reported"
+    # an enforce deployment: a declaration may still ask for audit only
+    world.configure(mode="enforce")
+    world.declare_in_payments("payments-api", "api", mode="audit")
+    world.settle()
+    assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "reported"
+    world.declare_in_payments("payments-api", "api")
     world.settle()
     assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "repaired"
 
