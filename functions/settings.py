@@ -31,8 +31,11 @@ class Settings(BaseSettings):
     self_role_arns: Annotated[tuple[str, ...], NoDecode] = ()
     repair_limit: int = Field(default=3, ge=1)
     repair_window_seconds: int = Field(default=3600, ge=60)
-    # Enforce mode edits only roles carrying this tag with value "true"; "" = any role.
+    # Enforce mode repairs breakage of roles tagged <tag>=true and also writes
+    # hardening for <tag>=harden; "" = breakage of any role, hardening never.
     repairable_role_tag: str = "pod-identity/managed-trust"
+    # IAM path of the roles podid may touch (ROLE_PATH); others are never asked for.
+    role_path: str = "/"
     findings_retention_days: int = Field(default=90, ge=1)
     scope_session_tags: bool = True
     max_trust_policy_chars: int = Field(default=DEFAULT_MAX_TRUST_POLICY_CHARS, ge=512)

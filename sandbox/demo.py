@@ -216,9 +216,15 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             identities(sandbox, "teal") == [{"namespace": "payments", "serviceAccount": "api"}],
             "teal map",
         )
+        # podid's repair admits declared clusters only: the next trust sweep adds teal
+        sandbox.schedule()
+        sandbox.pump()
+        policy = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        check("cluster/teal" in json.dumps(policy), "teal not admitted by the trust policy")
         return (
             "cluster teal created with tag pod-identity/fleet=prod -> enrolled, "
-            "association + map, zero edits"
+            "association + map, zero edits; the trust sweep admits teal in podid's grant"
         )
 
     def credentials() -> str:

@@ -353,6 +353,8 @@ class Finding(_Model):
     message: str
     repairable: bool = False
     statement: int | None = None
+    # the exact trust policy (JSON) a proposal would write
+    proposed_policy: str | None = None
 
 
 class FindingAction(StrEnum):

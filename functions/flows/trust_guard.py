@@ -1,9 +1,13 @@
 """IAM changed -> check the trust policy of every role a declaration relies on.
 
-audit: findings are recorded and published. enforce: the smallest repair is
-applied too, only to roles that opted in (tag), at most `repair_limit` times
-per role per window, and never in reaction to the guard's own edits (its
-role's CloudTrail events are ignored), so it cannot loop.
+audit: findings are recorded and published, hardening as a proposal carrying
+the exact policy. enforce: breakage of declared usages is repaired too, only
+for roles whose owner consented (`<tag>=true`; `<tag>=harden` also writes the
+hardening), at most `repair_limit` times per role per window, and never in
+reaction to the guard's own edits (its role's CloudTrail events are ignored),
+so it cannot loop. Roles outside the role scope (rolePath) are never asked
+for; an IAM error on one role is a finding for that role, never a failed
+batch, and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.aws.iam import RoleInfo
 from functions.core.arns import parse_role_arn
@@ -26,7 +30,20 @@ from functions.core.models import (
     Mode,
     Severity,
 )
-from functions.core.trust import TrustContext, Usage, analyse, repair, role_missing_findings
+from functions.core.trust import (
+    HARDEN_VALUE,
+    REPAIR_VALUE,
+    Code,
+    Consent,
+    TrustContext,
+    Usage,
+    consent_of,
+    iam_failure_findings,
+    outside_scope_findings,
+    repair,
+    review,
+    role_missing_findings,
+)
 from functions.events import CloudTrailDetail
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -91,23 +108,75 @@ def sweep(svc: Services) -> list[GuardOutcome]:
     for the whole pass, not once per role."""
     declared = svc.repo.load_declarations().valid
     clusters = _enrolled_clusters(svc)
-    outcomes = []
-    for role_arn in sorted({d.role_arn for d in declared}):
-        arn = parse_role_arn(role_arn)
-        role = svc.iam.get_role(arn.name)
-        declarations = _matching(declared, role.arn if role else None, arn.name, arn.account)
-        outcomes.append(_check(svc, role, declarations, clusters))
-    return outcomes
+    arns = {parse_role_arn(d.role_arn) for d in declared}
+    return [
+        _guard(svc, name, _named(declared, name, account), clusters)
+        for account, name in sorted({(arn.account, arn.name) for arn in arns})
+    ]
 
 
 def check_role(
     svc: Services, role_name: str, account: str, *, event: CloudTrailDetail | None = None
 ) -> GuardOutcome | None:
-    role = svc.iam.get_role(role_name)
-    declarations = _declarations_for(svc, role.arn if role else None, role_name, account)
+    # by name from the table first: IAM is asked only about a declared role in scope
+    declarations = _named(svc.repo.load_declarations().valid, role_name, account)
     if not declarations:
         return None  # not a pod identity role we manage
-    return _check(svc, role, declarations, _enrolled_clusters(svc), event)
+    return _guard(svc, role_name, declarations, _enrolled_clusters(svc), event)
+
+
+def _in_role_scope(role_arn: str, role_path: str) -> bool:
+    return parse_role_arn(role_arn).path.startswith(role_path)
+
+
+def _guard(
+    svc: Services,
+    role_name: str,
+    declarations: list[Declaration],
+    clusters: list[Cluster],
+    event: CloudTrailDetail | None = None,
+) -> GuardOutcome:
+    """Scope first, then one role's IAM calls, whose errors stay this role's."""
+    scope = svc.settings.role_path
+    mode = role_mode(declarations, svc.settings.mode)
+    inside = [d for d in declarations if _in_role_scope(d.role_arn, scope)]
+    if not inside:
+        return _outside(svc, declarations[0].role_arn, declarations, mode, event)
+    try:
+        role = svc.iam.get_role(role_name)
+    except (ClientError, BotoCoreError) as error:
+        findings = iam_failure_findings(inside[0].role_arn, *_describe(error, "GetRole"))
+        logger.warning("reading a declared role failed", role=role_name, error=str(error))
+        return _finish(svc, _record(svc, inside[0].role_arn, findings, mode, event))
+    if role is not None and not _in_role_scope(role.arn, scope):
+        return _outside(svc, role.arn, inside, mode, event)  # declared under another path
+    exact = [d for d in inside if role is not None and d.role_arn == role.arn]
+    return _check(svc, role, exact or inside, clusters, event)
+
+
+def _outside(
+    svc: Services,
+    role_arn: str,
+    declarations: list[Declaration],
+    mode: Mode,
+    event: CloudTrailDetail | None,
+) -> GuardOutcome:
+    findings = outside_scope_findings(
+        role_arn, svc.settings.role_path, [d.id for d in declarations]
+    )
+    return _finish(svc, _record(svc, role_arn, findings, mode, event))
+
+
+def _describe(error: Exception, operation: str) -> tuple[str, str, str]:
+    """(operation, error code, message) of an AWS error, for a finding."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return (
+            error.operation_name or operation,
+            str(details.get("Code", "ClientError")),
+            str(details.get("Message", "")),
+        )
+    return operation, type(error).__name__, str(error)
 
 
 def _check(
@@ -123,6 +192,7 @@ def _check(
         usages(declarations, clusters),
         scope_session_tags=svc.settings.scope_session_tags,
         max_policy_chars=svc.settings.max_trust_policy_chars,
+        opt_in_tag=svc.settings.repairable_role_tag,
     )
     mode = role_mode(declarations, svc.settings.mode)
     if role is None:
@@ -132,9 +202,9 @@ def _check(
         )
         record = _record(svc, role_arn, missing, mode, event)
         return _finish(svc, record)
-    findings = analyse(role.trust_policy, context)
+    findings = review(role.trust_policy, context)
     action, detail = FindingAction.REPORTED, None
-    if mode is Mode.ENFORCE and any(f.repairable for f in findings):
+    if mode is Mode.ENFORCE:
         action, detail, findings = _enforce(svc, role, context, findings)
     return _finish(svc, _record(svc, role_arn, findings, mode, event, action=action, detail=detail))
 
@@ -143,23 +213,10 @@ def _enrolled_clusters(svc: Services) -> list[Cluster]:
     return [c for c in svc.repo.list_clusters() if c.enrolled]
 
 
-def _declarations_for(
-    svc: Services, role_arn: str | None, role_name: str, account: str
-) -> list[Declaration]:
-    if role_arn:
-        found = svc.repo.declarations_for_role(role_arn).valid
-        if found:
-            return found
-    return _matching(svc.repo.load_declarations().valid, None, role_name, account)
-
-
-def _matching(
-    declarations: list[Declaration], role_arn: str | None, role_name: str, account: str
-) -> list[Declaration]:
-    """The declarations of a role: by its exact ARN, else by name within the
-    account (DeleteRole carries no path; a name is unique within an account)."""
-    exact = [d for d in declarations if role_arn is not None and d.role_arn == role_arn]
-    return exact or [
+def _named(declarations: list[Declaration], role_name: str, account: str) -> list[Declaration]:
+    """The declarations of a role by name within the account (CloudTrail names a
+    role without its path; a name is unique within an account)."""
+    return [
         d
         for d in declarations
         if parse_role_arn(d.role_arn).name == role_name and d.role_account in (account, "")
@@ -169,18 +226,33 @@ def _matching(
 def _enforce(
     svc: Services, role: RoleInfo, context: TrustContext, findings: list[Finding]
 ) -> tuple[FindingAction, str | None, list[Finding]]:
+    """Write what the role's owner consented to: breakage repairs with
+    `<tag>=true`, hardening too with `<tag>=harden`; every refusal is recorded."""
     tag = svc.settings.repairable_role_tag
-    if tag and role.tags.get(tag, "").lower() != "true":
+    consent = consent_of(role.tags, tag)
+    breakage = any(f.repairable for f in findings)
+    proposal = any(f.code == Code.HARDENING_PROPOSED for f in findings)
+    if consent is Consent.NONE:
+        if not breakage:
+            return FindingAction.REPORTED, None, findings
         return (
             FindingAction.REPAIR_SKIPPED,
-            f"role is not tagged {tag}=true, so the guard may not edit it (audit only)",
+            f"role is not tagged {tag}={REPAIR_VALUE} (repair breakage) nor "
+            f"{tag}={HARDEN_VALUE} (also harden), so the guard may not edit it (audit only)",
             findings,
         )
+    harden = consent is Consent.HARDEN
+    if not breakage and not (harden and proposal):
+        return FindingAction.REPORTED, None, findings
     try:
-        result = repair(role.trust_policy, context)
+        result = repair(role.trust_policy, context, harden=harden)
     except MalformedPolicy as exc:
         return FindingAction.REPAIR_FAILED, str(exc), findings
+    findings = [*findings, *(f for f in result.refusals if f not in findings)]
     if not result.changed:
+        if result.refusals:
+            reasons = "; ".join(f.message for f in result.refusals)
+            return FindingAction.REPAIR_SKIPPED, reasons, findings
         return FindingAction.REPORTED, None, findings
     if not svc.repo.take_repair_budget(
         role.arn,
@@ -197,11 +269,11 @@ def _enforce(
         )
     try:
         svc.iam.update_trust_policy(role.name, result.policy)
-    except ClientError as error:
+    except (ClientError, BotoCoreError) as error:
         return FindingAction.REPAIR_FAILED, f"UpdateAssumeRolePolicy failed: {error}", findings
     metrics.add_metric(name="TrustPoliciesRepaired", unit="Count", value=1)
     logger.info("trust policy repaired", role=role.arn, changes=list(result.changes))
-    return FindingAction.REPAIRED, "; ".join(result.changes), list(findings)
+    return FindingAction.REPAIRED, "; ".join(result.changes), findings
 
 
 def _record(

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import ACCOUNT, GUARD_ROLE, World, fixture_event
+from tests.integration.conftest import ACCOUNT, GUARD_ROLE, REGION, World, fixture_event
 
 ROLE_NAME = "payments-api"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
@@ -210,7 +210,7 @@ def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_q
     # Then the role is analysed, recorded and published
     assert swept == {"status": "swept", "roles": 1, "changed": [ROLE]}
     latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
-    assert [f["code"] for f in latest["findings"]] == ["PI012", "PI031"]
+    assert [f["code"] for f in latest["findings"]] == ["PI012", "PI031", "PI032"]
     assert "eventId" not in latest
     assert len(published(world, findings_queue)) == 1
     # And the next firings find nothing new: nothing recorded or published again
@@ -224,8 +224,10 @@ def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world):
     world.given_payments_api("blue", tags=OPT_IN, trust=NO_TAG_SESSION)
     assert schedule(world, 1)["changed"] == [ROLE]
     assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
-    statement = world.trust_policy(ROLE_NAME)["Statement"][0]
-    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    owners, added = world.trust_policy(ROLE_NAME)["Statement"]
+    assert owners == NO_TAG_SESSION["Statement"][0]  # as its owner wrote it
+    assert added["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert added["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"] == "api"
 
 
 def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(world, notifications):
@@ -271,3 +273,185 @@ def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
     assert parked["source"] == "trust_guard"
     assert "userIdentity" in parked["reason"]
     assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST") is None
+
+
+# --- never widen, breakage vs hardening, refusals recorded, role scope ----------------
+
+HARDEN = {"pod-identity/managed-trust": "harden"}
+POD_MINIMAL = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
+ONLY_ORDERS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {
+                "StringEquals": {
+                    "aws:SourceAccount": ACCOUNT,
+                    "aws:RequestTag/kubernetes-namespace": "orders",
+                }
+            },
+        }
+    ],
+}
+SCOPED_ROLE = "orders-worker"
+SCOPED_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/pod-identity/{SCOPED_ROLE}"
+
+
+def latest(world: World, role_arn: str = ROLE) -> dict:
+    found = world.item(f"ROLE#{role_arn}", "FINDING#LATEST")
+    assert found is not None
+    return found
+
+
+def test_a_namespace_the_role_owner_excluded_is_reported_never_widened(world):
+    # Given enforce mode, an opted-in role whose owner admits only namespace orders
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN, trust=ONLY_ORDERS)
+    # When the schedule checks it (the table declares payments/api for it)
+    schedule(world, 1)
+    # Then nothing is written and the finding says who must act
+    assert world.trust_policy(ROLE_NAME) == ONLY_ORDERS
+    record = latest(world)
+    assert record["action"] == "reported"
+    (excluded,) = [f for f in record["findings"] if f["code"] == "PI040"]
+    assert "blue/payments/api" in excluded["message"]
+    assert "role owner must widen it" in excluded["message"]
+
+
+def test_enforce_repairs_breakage_only_and_proposes_hardening_with_the_exact_policy(world):
+    # Given a working but unhardened role, opted in to breakage repairs only
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN, trust=POD_MINIMAL)
+    schedule(world, 1)
+    # Then it is left as its owner wrote it, with the exact hardened policy proposed
+    assert world.trust_policy(ROLE_NAME) == POD_MINIMAL
+    record = latest(world)
+    assert record["action"] == "reported"
+    (proposal,) = [f for f in record["findings"] if f["code"] == "PI032"]
+    proposed = json.loads(proposal["proposedPolicy"])
+    assert proposed["Statement"][0]["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": ACCOUNT,
+        "aws:RequestTag/eks-cluster-arn": f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/blue",
+        "aws:RequestTag/kubernetes-namespace": "payments",
+        "aws:RequestTag/kubernetes-service-account": "api",
+    }
+    # When the owner opts in to hardening with the distinct tag value
+    world.client("iam").tag_role(
+        RoleName=ROLE_NAME, Tags=[{"Key": k, "Value": v} for k, v in HARDEN.items()]
+    )
+    schedule(world, 2)
+    # Then exactly the proposed policy is written
+    assert latest(world)["action"] == "repaired"
+    assert world.trust_policy(ROLE_NAME) == proposed
+
+
+def test_a_repair_over_the_size_quota_is_refused_and_the_refusal_recorded(world, monkeypatch):
+    # Given an opted-in role with no pod trust, two declared usages and the smallest quota
+    monkeypatch.setenv("MAX_TRUST_POLICY_CHARS", "512")  # restored after the test
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN, trust=EC2_ONLY)
+    world.declare_in_payments("payments-worker", "worker")
+    world.settle()
+    schedule(world, 1)
+    # Then nothing is written, and the record says why
+    assert world.trust_policy(ROLE_NAME) == EC2_ONLY
+    record = latest(world)
+    assert record["action"] == "repair-skipped"
+    (too_large,) = [f for f in record["findings"] if f["code"] == "PI060"]
+    assert too_large["severity"] == "error"
+    assert "quota of 512" in too_large["message"]
+    assert "quota" in record["detail"]
+
+
+def watch_iam(world: World, refuse: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """Every IAM call the functions make, as (operation, role name); a role named
+    in `refuse` gets that error code, as IAM answers outside the function's policy."""
+    from botocore.awsrequest import AWSResponse
+
+    from functions.flows.services import services
+
+    calls: list[tuple[str, str]] = []
+
+    def before_call(model, params, **_):
+        role = (params.get("body") or {}).get("RoleName", "")  # the serialized query
+        calls.append((model.name, role))
+        code = (refuse or {}).get(role)
+        if code is None:
+            return None
+        error = {"Code": code, "Message": f"not authorized to perform: iam:{model.name}"}
+        return AWSResponse("", 403, {}, None), {"Error": error, "ResponseMetadata": {}}
+
+    services().iam._iam.meta.events.register("before-call.iam", before_call)
+    return calls
+
+
+def given_scoped_role(world: World) -> None:
+    """orders/worker -> the role orders-worker under /pod-identity/, opted in."""
+    world.client("iam").create_role(
+        RoleName=SCOPED_ROLE,
+        Path="/pod-identity/",
+        AssumeRolePolicyDocument=json.dumps(EC2_ONLY),
+        Tags=[{"Key": k, "Value": v} for k, v in OPT_IN.items()],
+    )
+    world.declare(
+        "orders-worker",
+        namespace="orders",
+        serviceAccount="worker",
+        roleArn=SCOPED_ROLE_ARN,
+        target={"fleet": "prod"},
+    )
+    world.settle()
+
+
+def test_roles_outside_the_role_path_are_skipped_before_any_iam_call(world, monkeypatch):
+    # Given enforce mode restricted to /pod-identity/, a broken role inside it and
+    # a broken, opted-in role outside it (at /), both declared
+    world.given_payments_api("blue", tags=OPT_IN, trust=EC2_ONLY)
+    given_scoped_role(world)
+    monkeypatch.setenv("ROLE_PATH", "/pod-identity/")  # restored after the test
+    world.configure(mode="enforce")
+    calls = watch_iam(world)
+    # When the schedule sweeps, and an IAM event names the role outside
+    assert schedule(world, 1)["roles"] == 2
+    event = world.guard_event(tamper(world, EC2_ONLY))
+    # Then the role outside was never asked for, and its record says why
+    assert [c for c in calls if c[1] == ROLE_NAME] == []
+    assert event["findings"] == ["PI003"]
+    outside = latest(world)
+    assert "/pod-identity/" in outside["findings"][0]["message"]
+    assert world.trust_policy(ROLE_NAME) == EC2_ONLY
+    # And the role inside was repaired
+    assert latest(world, SCOPED_ROLE_ARN)["action"] == "repaired"
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "Throttling", "NoSuchEntity"])
+def test_an_iam_error_on_one_role_is_a_finding_for_it_and_the_sweep_goes_on(world, code):
+    # Given two declared roles, IAM refusing every call about one of them
+    world.configure(mode="enforce")
+    world.given_payments_api("blue", tags=OPT_IN, trust=EC2_ONLY)
+    given_scoped_role(world)
+    watch_iam(world, refuse={ROLE_NAME: code})
+    # When the schedule sweeps, and an IAM event names the refused role
+    assert schedule(world, 1)["roles"] == 2
+    response = world.guard_event(tamper(world, EC2_ONLY))
+    # Then the refused role has a finding naming the call and the error, nothing failed
+    assert response["status"] in ("checked", "unchanged")
+    (failed,) = latest(world)["findings"]
+    assert failed["code"] == ("PI002" if code == "NoSuchEntity" else "PI004")
+    if code != "NoSuchEntity":
+        assert code in failed["message"]
+        assert "GetRole" in failed["message"]
+    assert world.dead_letters() == []
+    # And the other role was checked and repaired all the same
+    assert latest(world, SCOPED_ROLE_ARN)["action"] == "repaired"

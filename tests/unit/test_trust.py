@@ -18,6 +18,7 @@ from functions.core.trust import (
     role_missing_findings,
 )
 from tests.builders import ACCOUNT, OTHER_ACCOUNT, cluster_arn, role_arn
+from tests.unit.test_trust_properties import Pod, admits
 
 ROLE = role_arn("app")
 USAGE = Usage("blue", cluster_arn("blue"), "payments", "api", declaration_id="app")
@@ -57,6 +58,23 @@ def codes(findings):
     return sorted(f.code for f in findings)
 
 
+EC2_ONLY = policy(
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+)
+
+
+def admitted_by(document):
+    """(cluster, namespace, service account) of every tagged pod the policy admits,
+    as the independent evaluator of tests/unit/test_trust_properties.py sees it."""
+    return {
+        (name, ns, sa)
+        for name in ("blue", "green")
+        for ns in ("payments", "orders")
+        for sa in ("api", "worker")
+        if admits(document, Pod(cluster_arn(name), ns, sa))
+    }
+
+
 def test_a_hardened_policy_has_no_findings_and_repair_changes_nothing():
     assert analyse(HARDENED, CONTEXT) == []
     result = repair(HARDENED, CONTEXT)
@@ -65,24 +83,52 @@ def test_a_hardened_policy_has_no_findings_and_repair_changes_nothing():
     assert result.changes == ()
 
 
-def test_the_documented_minimal_policy_is_valid_but_gets_hardened():
+def test_hardening_is_a_proposal_with_the_exact_policy_unless_the_owner_opted_in():
+    # Given the documented minimal policy: it works, it is only not hardened
     minimal = policy(pods_statement())
     findings = analyse(minimal, CONTEXT)
     assert codes(findings) == [Code.SOURCE_ACCOUNT_MISSING, Code.TAG_SCOPING_MISSING]
-    assert not any(f.severity is Severity.ERROR for f in findings)
+    assert not any(f.repairable for f in findings)
+    # When repair runs for breakage only, nothing is written
     result = repair(minimal, CONTEXT)
-    assert result.changed
-    assert result.policy == HARDENED
-    assert result.remaining == ()
+    assert not result.changed
+    assert result.policy == minimal
+    # Then the hardening is a finding carrying the exact policy it would write
+    (proposal,) = [f for f in result.remaining if f.code == "PI032"]
+    assert proposal.severity is Severity.INFO
+    assert "pod-identity/managed-trust=harden" in proposal.message
+    hardened = repair(minimal, CONTEXT, harden=True)
+    assert hardened.changed
+    assert json.loads(proposal.proposed_policy) == hardened.policy
+    assert hardened.policy["Statement"][0]["Condition"] == {
+        "StringEquals": {
+            "aws:SourceAccount": ACCOUNT,
+            "aws:RequestTag/eks-cluster-arn": cluster_arn("blue"),
+            "aws:RequestTag/kubernetes-namespace": "payments",
+            "aws:RequestTag/kubernetes-service-account": "api",
+        }
+    }
+    assert not [f for f in hardened.remaining if f.code == "PI032"]
 
 
-def test_missing_tag_session_is_an_error_and_is_added():
+def test_missing_tag_session_is_an_error_and_the_declared_usage_alone_is_added():
     broken = policy(pods_statement(actions=["sts:AssumeRole"]))
     (error,) = [f for f in analyse(broken, CONTEXT) if f.severity is Severity.ERROR]
     assert error.code == Code.TAG_SESSION_MISSING
+    assert "blue/payments/api" in error.message
     assert error.repairable
     fixed = repair(broken, CONTEXT).policy
-    assert fixed["Statement"][0]["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    # the owner's statement is left as written; the usage gets its own statement
+    assert fixed["Statement"][0] == broken["Statement"][0]
+    assert fixed["Statement"][1]["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert fixed["Statement"][1]["Condition"] == {
+        "StringEquals": {
+            "aws:SourceAccount": ACCOUNT,
+            "aws:RequestTag/eks-cluster-arn": cluster_arn("blue"),
+            "aws:RequestTag/kubernetes-namespace": "payments",
+            "aws:RequestTag/kubernetes-service-account": "api",
+        }
+    }
 
 
 def test_tag_session_is_not_required_when_every_association_disables_tags():
@@ -93,6 +139,18 @@ def test_tag_session_is_not_required_when_every_association_disables_tags():
         )
     )
     assert analyse(no_tags, TrustContext(ROLE, (usage,))) == []
+
+
+def test_a_usage_without_session_tags_is_never_granted_by_podid():
+    # IAM cannot tell one untagged pod session from another: a grant would admit them all
+    usage = Usage("blue", cluster_arn("blue"), "payments", "api", disable_session_tags=True)
+    context = TrustContext(ROLE, (usage,))
+    result = repair(EC2_ONLY, context)
+    assert not result.changed
+    (refused,) = [f for f in result.remaining if f.code == Code.ASSUME_ROLE_MISSING]
+    assert not refused.repairable
+    assert "disables session tags" in refused.message
+    assert "role owner" in refused.message
 
 
 def test_wildcard_actions_count_as_covering():
@@ -113,30 +171,89 @@ def test_missing_pod_principal_gets_its_own_statement_and_others_stay_first():
     result = repair(broken, CONTEXT)
     assert result.policy["Statement"][0] == ec2
     added = result.policy["Statement"][1]
-    assert added["Sid"] == "EksPodIdentity"
+    assert added["Sid"].startswith("PodidGrant")
     assert added["Principal"] == {"Service": POD_PRINCIPAL}
     assert added["Action"] == ["sts:AssumeRole", "sts:TagSession"]
     assert added["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
     assert not result.still_broken
 
 
-def test_shared_statement_is_split_so_other_principals_are_untouched():
+def test_grants_are_per_usage_never_a_namespace_by_service_account_cross_product():
+    # Given payments/api on blue and orders/worker on green, and no pod trust yet
+    usages = (
+        Usage("blue", cluster_arn("blue"), "payments", "api"),
+        Usage("green", cluster_arn("green"), "orders", "worker"),
+    )
+    fixed = repair(EC2_ONLY, TrustContext(ROLE, usages)).policy
+    # Then exactly those two are admitted: not payments/worker, not api from green
+    assert admitted_by(fixed) == {
+        ("blue", "payments", "api"),
+        ("green", "orders", "worker"),
+    }
+
+
+def test_a_new_cluster_of_a_declared_usage_joins_its_grant():
+    first = repair(EC2_ONLY, TrustContext(ROLE, (USAGE,))).policy
+    both = (USAGE, Usage("green", cluster_arn("green"), "payments", "api"))
+    fixed = repair(first, TrustContext(ROLE, both)).policy
+    assert len(fixed["Statement"]) == 2
+    grant = fixed["Statement"][1]["Condition"]["StringEquals"]
+    assert grant["aws:RequestTag/eks-cluster-arn"] == [cluster_arn("blue"), cluster_arn("green")]
+    assert admitted_by(fixed) == {("blue", "payments", "api"), ("green", "payments", "api")}
+
+
+def test_hardening_scopes_a_shared_policy_per_usage():
+    usages = (
+        Usage("blue", cluster_arn("blue"), "payments", "api"),
+        Usage("green", cluster_arn("green"), "orders", "worker"),
+    )
+    hardened = repair(policy(pods_statement()), TrustContext(ROLE, usages), harden=True).policy
+    assert admitted_by(hardened) == {
+        ("blue", "payments", "api"),
+        ("green", "orders", "worker"),
+    }
+
+
+@pytest.mark.parametrize(
+    "wildcard",
+    [
+        {"Principal": "*"},
+        {"Principal": {"AWS": "*"}},
+        {"NotPrincipal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}},
+    ],
+)
+def test_not_principal_and_star_never_count_as_trusting_pods(wildcard):
+    # Given a statement open to everyone for sts:AssumeRole, and nothing naming pods
+    document = policy({"Effect": "Allow", **wildcard, "Action": "sts:AssumeRole"})
+    found = codes(analyse(document, CONTEXT))
+    assert Code.WILDCARD_PRINCIPAL in found
+    assert Code.PRINCIPAL_MISSING in found
+    # Then the essential fix names the pod principal with both actions
+    fixed = repair(document, CONTEXT).policy
+    assert fixed["Statement"][0] == document["Statement"][0]
+    added = fixed["Statement"][1]
+    assert added["Principal"] == {"Service": POD_PRINCIPAL}
+    assert added["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+
+
+def test_shared_statement_is_split_only_when_hardening_so_other_principals_are_untouched():
     shared = {
         "Sid": "Shared",
         "Effect": "Allow",
         "Principal": {"Service": ["ec2.amazonaws.com", POD_PRINCIPAL]},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
     }
-    result = repair(policy(shared), CONTEXT)
+    assert not repair(policy(shared), CONTEXT).changed
+    result = repair(policy(shared), CONTEXT, harden=True)
     first, second = result.policy["Statement"]
     assert first == {**shared, "Principal": {"Service": "ec2.amazonaws.com"}}
-    assert second["Sid"] == "SharedPodIdentity"
     assert second["Principal"] == {"Service": POD_PRINCIPAL}
     assert "aws:SourceAccount" in second["Condition"]["StringEquals"]
     assert any("moved pods.eks.amazonaws.com" in c for c in result.changes)
 
 
-def test_condition_that_excludes_a_declared_namespace_is_widened_exactly():
+def test_a_condition_the_owner_wrote_that_excludes_a_declared_namespace_is_never_widened():
+    # Given a role whose owner admits only namespace orders, and a declaration for payments
     narrow = policy(
         pods_statement(
             condition={
@@ -148,16 +265,18 @@ def test_condition_that_excludes_a_declared_namespace_is_widened_exactly():
         )
     )
     (finding,) = [f for f in analyse(narrow, CONTEXT) if f.severity is Severity.ERROR]
+    # Then it is reported, saying who must act, and never repaired
     assert finding.code == Code.CONDITION_EXCLUDES
     assert "blue/payments/api" in finding.message
-    assert finding.repairable
-    fixed = repair(narrow, CONTEXT).policy
-    assert fixed["Statement"][0]["Condition"]["StringEquals"][
-        "aws:RequestTag/kubernetes-namespace"
-    ] == ["orders", "payments"]
+    assert "role owner must widen it" in finding.message
+    assert not finding.repairable
+    for harden in (False, True):
+        result = repair(narrow, CONTEXT, harden=harden)
+        assert result.policy["Statement"][0] == narrow["Statement"][0]
+        assert not admitted_by(result.policy) & {("blue", "payments", "api")}
 
 
-def test_negated_condition_drops_only_the_excluding_value():
+def test_a_deny_list_pattern_is_never_removed_or_edited():
     narrow = policy(
         pods_statement(
             condition={
@@ -167,22 +286,42 @@ def test_negated_condition_drops_only_the_excluding_value():
         )
     )
     assert Code.CONDITION_EXCLUDES in codes(analyse(narrow, CONTEXT))
-    fixed = repair(narrow, CONTEXT).policy
-    assert fixed["Statement"][0]["Condition"]["StringNotLike"] == {
-        "aws:RequestTag/kubernetes-namespace": "kube-*"
-    }
+    deny_list = {"aws:RequestTag/kubernetes-namespace": ["pay*", "kube-*"]}
+    assert repair(narrow, CONTEXT).policy["Statement"][0]["Condition"]["StringNotLike"] == (
+        deny_list
+    )
+    hardened = repair(narrow, CONTEXT, harden=True).policy
+    assert hardened["Statement"][0]["Condition"]["StringNotLike"] == deny_list
 
 
-def test_source_account_of_another_account_is_an_error():
+def test_a_source_account_of_another_account_is_reported_never_changed():
     foreign = policy(
         pods_statement(condition={"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}})
     )
-    assert Code.CONDITION_EXCLUDES in codes(analyse(foreign, CONTEXT))
-    fixed = repair(foreign, CONTEXT).policy
-    assert fixed["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"] == [
-        OTHER_ACCOUNT,
-        ACCOUNT,
-    ]
+    found = {f.code: f for f in analyse(foreign, CONTEXT)}
+    assert not found[Code.CONDITION_EXCLUDES].repairable
+    assert "PI043" in found
+    assert OTHER_ACCOUNT in found["PI043"].message
+    for harden in (False, True):
+        fixed = repair(foreign, CONTEXT, harden=harden).policy
+        assert fixed["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"] == (
+            OTHER_ACCOUNT
+        )
+
+
+def test_a_source_arn_naming_an_undeclared_cluster_is_reported_never_changed():
+    document = policy(
+        pods_statement(
+            condition={
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnEquals": {"aws:SourceArn": [cluster_arn("blue"), cluster_arn("legacy")]},
+            }
+        )
+    )
+    (undeclared,) = [f for f in analyse(document, CONTEXT) if f.code == "PI043"]
+    assert cluster_arn("legacy") in undeclared.message
+    assert cluster_arn("blue") not in undeclared.message.split("names ")[1].split(",")[0]
+    assert repair(document, CONTEXT, harden=True).policy["Statement"][0] == document["Statement"][0]
 
 
 def test_tag_conditions_on_a_role_whose_association_disables_tags_can_never_match():
@@ -267,18 +406,34 @@ def test_json_and_url_encoded_strings_are_accepted_as_iam_returns_them():
     assert analyse(quote(text), CONTEXT) == []
 
 
-def test_scoping_is_dropped_when_it_would_overflow_the_quota():
+def test_scoping_is_dropped_when_it_would_overflow_the_quota_and_that_is_recorded():
     usages = tuple(
         Usage("blue", cluster_arn("blue"), f"namespace-{i:03d}", "api") for i in range(120)
     )
-    context = TrustContext(ROLE, usages)
-    result = repair(policy(pods_statement()), context)
+    result = repair(policy(pods_statement()), TrustContext(ROLE, usages), harden=True)
     condition = result.policy["Statement"][0]["Condition"]["StringEquals"]
     assert condition == {"aws:SourceAccount": ACCOUNT}
-    tiny = TrustContext(ROLE, (USAGE,), max_policy_chars=60)
-    too_large = repair(policy(pods_statement()), tiny)
-    assert not too_large.changed
-    assert Code.POLICY_TOO_LARGE in codes(too_large.remaining)
+    (refusal,) = [f for f in result.remaining if f.code == Code.POLICY_TOO_LARGE]
+    assert refusal.severity is Severity.WARNING
+    assert "quota of 2048" in refusal.message
+
+
+def test_when_hardening_does_not_fit_the_essential_fix_is_written_alone():
+    # Given a role missing sts:TagSession, and a quota that fits only the essential fix
+    broken = policy(pods_statement(actions=["sts:AssumeRole"]))
+    essential = repair(broken, CONTEXT).policy
+    quota = len(json.dumps(essential, separators=(",", ":")))
+    result = repair(broken, TrustContext(ROLE, (USAGE,), max_policy_chars=quota), harden=True)
+    # Then the essential fix is written and the hardening refusal recorded
+    assert result.policy == essential
+    (refusal,) = [f for f in result.remaining if f.code == Code.POLICY_TOO_LARGE]
+    assert refusal.severity is Severity.WARNING
+    assert f"quota of {quota}" in refusal.message
+    # And when even the essential fix does not fit, nothing is written and that is said
+    tiny = repair(broken, TrustContext(ROLE, (USAGE,), max_policy_chars=quota - 1), harden=True)
+    assert not tiny.changed
+    errors = [f for f in tiny.remaining if f.code == Code.POLICY_TOO_LARGE]
+    assert Severity.ERROR in {f.severity for f in errors}
 
 
 def test_role_missing_names_the_declarations_relying_on_it():
@@ -393,7 +548,9 @@ def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
 
     assert principal_set(original) <= principal_set(first.policy)
     # whatever repair claims repairable is gone afterwards, unless it could not fit the quota
-    if Code.POLICY_TOO_LARGE in codes(first.remaining):
+    if any(
+        f.code == Code.POLICY_TOO_LARGE and f.severity is Severity.ERROR for f in first.remaining
+    ):
         assert first.policy == original
     else:
         assert not [f for f in first.remaining if f.repairable and f.severity is Severity.ERROR]

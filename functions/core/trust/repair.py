@@ -1,41 +1,44 @@
-"""Repair a trust policy with the smallest change that makes every declared
-usage work and hardens the pod identity statements.
+"""Repair a trust policy: the essential fix always, hardening only when asked.
 
-Rules: unrelated statements keep their content and order; no principal is
-ever removed (a statement shared with other principals is split, the pod
-principal moving to its own statement right after it); Deny statements,
-wildcard and foreign principals are reported, never edited; the result is a
-fixed point: repair(repair(p)) == repair(p).
+The essential fix makes each declared usage that cannot work admissible, and
+nothing else: a usage the owner's statements leave out (analysis.Standing
+EXCLUDED), a Deny, or a condition that cannot be evaluated stops it. Each
+declared (namespace, service account) gets one statement of podid's own (see
+grants) naming the pod principal with sts:AssumeRole and sts:TagSession,
+scoped to the declared cluster ARNs and the account. Nothing the owner wrote
+is edited.
+
+Hardening narrows the owner's pod statements: aws:SourceAccount, then one copy
+per declared (namespace, service account) the statement admits. Tried whole,
+then without scoping, then not at all, whichever first fits the quota; every
+tier refused is a PI060 finding. Without consent it is a PI032 finding
+carrying the exact policy.
+
+Always: unrelated statements keep content and order; no principal, statement,
+pattern or deny-list is removed or edited (conditions only gain keys; a shared
+statement hands the pod principal to its own copy); repair(repair(p)) ==
+repair(p).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.core.errors import MalformedPolicy
 from functions.core.models import Finding, Severity
 from functions.core.trust.analysis import (
     Code,
     TrustContext,
     analyse,
-    condition_repairable,
     has_source_protection,
     has_tag_scoping,
-    verdicts,
+    review_usage,
 )
-from functions.core.trust.conditions import (
-    TAG_NAMESPACE,
-    TAG_SERVICE_ACCOUNT,
-    Tri,
-    Usage,
-    evaluate,
-    lookup,
-    parse_operator,
-    request_context,
-    value_matches,
-)
+from functions.core.trust.conditions import SOURCE_ACCOUNT, Usage
 from functions.core.trust.document import (
     POD_PRINCIPAL,
     StatementView,
@@ -44,12 +47,18 @@ from functions.core.trust.document import (
     parse_policy,
     views,
 )
-
-NEW_STATEMENT_SID = "EksPodIdentity"
-_CANONICAL_KEYS = {
-    TAG_NAMESPACE: "aws:RequestTag/kubernetes-namespace",
-    TAG_SERVICE_ACCOUNT: "aws:RequestTag/kubernetes-service-account",
-}
+from functions.core.trust.grants import (
+    CANONICAL,
+    EQUALS,
+    add_cluster,
+    find_grant,
+    grant_sid,
+    grant_statement,
+    is_podid,
+    scope_groups,
+    scoped_copy,
+    scoped_sid,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +66,8 @@ class RepairResult:
     policy: dict[str, Any]
     changed: bool
     changes: tuple[str, ...]
-    remaining: tuple[Finding, ...]
+    remaining: tuple[Finding, ...]  # the written policy's findings, refusals, proposal
+    refusals: tuple[Finding, ...] = ()  # PI060: what did not fit, and what was written instead
 
     @property
     def still_broken(self) -> bool:
@@ -68,86 +78,110 @@ class RepairResult:
 class _Work:
     policy: dict[str, Any]
     context: TrustContext
-    scope_tags: bool
     changes: list[str] = field(default_factory=list)
 
     @property
     def statements(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.policy["Statement"]  # a list once _run starts
+        found: list[dict[str, Any]] = self.policy["Statement"]  # a list once work starts
         return found
-
-    def index_of(self, statement: dict[str, Any]) -> int:
-        return next(i for i, s in enumerate(self.statements) if s is statement)
 
     def views(self) -> list[StatementView]:
         return views(self.policy)
 
+    def fork(self) -> _Work:
+        return _Work(copy.deepcopy(self.policy), self.context, list(self.changes))
 
-def repair(document: str | Mapping[str, Any], context: TrustContext) -> RepairResult:
+    @property
+    def size(self) -> int:
+        return compact_size(self.policy)
+
+
+def repair(
+    document: str | Mapping[str, Any], context: TrustContext, *, harden: bool = False
+) -> RepairResult:
     """Raises MalformedPolicy when the document cannot be read at all."""
     original = parse_policy(document)
-    work = _run(original, context, scope_tags=context.wants_tag_scoping)
-    if compact_size(work.policy) > context.max_policy_chars and work.scope_tags:
-        work = _run(original, context, scope_tags=False)
-    if compact_size(work.policy) > context.max_policy_chars:
-        too_large = Finding(
-            code=Code.POLICY_TOO_LARGE,
-            severity=Severity.ERROR,
-            message=f"the repaired policy would have {compact_size(work.policy)} characters, over "
-            f"the trust policy quota of {context.max_policy_chars}; repair it by hand or raise "
-            "the IAM quota",
-        )
-        return RepairResult(original, False, (), (*analyse(original, context), too_large))
-    changed = work.policy != original
+    essential = _essential(original, context)
+    chosen, refusals = _fitting(original, essential, _hardened(essential) if harden else [])
+    written = chosen.policy if chosen else original
+    remaining = [*analyse(written, context), *refusals]
+    if not harden and chosen is not None:
+        remaining += _proposal(chosen)
     return RepairResult(
-        work.policy, changed, tuple(work.changes), tuple(analyse(work.policy, context))
+        written,
+        written != original,
+        tuple(chosen.changes) if chosen else (),
+        tuple(_unique(remaining)),
+        tuple(refusals),
     )
 
 
-def _run(original: dict[str, Any], context: TrustContext, *, scope_tags: bool) -> _Work:
-    work = _Work(copy.deepcopy(original), context, scope_tags)
-    if not context.usages:
-        return work  # nothing is declared for this role: nothing to enforce
+def review(document: str | Mapping[str, Any], context: TrustContext) -> list[Finding]:
+    """The findings of the policy as it is, and the hardening podid would propose."""
+    findings = analyse(document, context)
+    try:
+        original = parse_policy(document)
+    except MalformedPolicy:
+        return findings
+    return _unique([*findings, *_proposal(_essential(original, context))])
+
+
+def _essential(original: dict[str, Any], context: TrustContext) -> _Work:
+    work = _Work(copy.deepcopy(original), context)
     if isinstance(work.policy["Statement"], dict):
         work.policy["Statement"] = [work.policy["Statement"]]
-    broken = _broken_usages(work)
-    _split_shared_statements(work, split_all=bool(broken))
-    for usage in broken:
-        _grant(work, usage)
-    for view in work.views():
-        if view.allows and view.is_pods_only:
-            _harden(work, view)
+    owners = views(original)  # judged on what the owner wrote, not on podid's additions
+    for usage in context.usages:
+        if review_usage(owners, usage).grantable:
+            _grant(work, usage)
     return work
 
 
-def _broken_usages(work: _Work) -> list[Usage]:
-    current = work.views()
-    return [
-        usage
-        for usage in work.context.usages
-        if any(v.allowed is Tri.FALSE for v in verdicts(current, usage))
-    ]
+def _grant(work: _Work, usage: Usage) -> None:
+    existing = find_grant(work.statements, usage)
+    if existing is None:
+        statement = grant_statement(_unique_sid(work, grant_sid(usage)), usage)
+        work.statements.append(statement)
+        work.changes.append(
+            f"added statement {statement['Sid']} trusting {POD_PRINCIPAL} for "
+            f"{usage.namespace}/{usage.service_account} from {usage.cluster_arn} only"
+        )
+    elif add_cluster(existing, usage.cluster_arn):
+        work.changes.append(
+            f"admitted {usage.cluster_arn} in statement {existing['Sid']} "
+            f"({usage.namespace}/{usage.service_account})"
+        )
 
 
-def _needs_hardening(work: _Work, view: StatementView) -> bool:
-    scoping = work.scope_tags and not has_tag_scoping(view)
-    return not has_source_protection(view) or scoping
+def _hardened(essential: _Work) -> list[_Work]:
+    """Hardening tiers, best first: whole, then aws:SourceAccount alone."""
+    tiers: list[_Work] = []
+    for scope in (essential.context.wants_tag_scoping, False):
+        work = essential.fork()
+        _harden(work, scope=scope)
+        if work.policy != essential.policy and all(t.policy != work.policy for t in tiers):
+            tiers.append(work)
+    return tiers
 
 
-def _split_shared_statements(work: _Work, *, split_all: bool) -> None:
-    """Give the pod principal its own statement wherever that statement must change."""
-    shared = [
-        v
-        for v in work.views()
-        if v.allows and v.names_pod_principal and not v.is_pods_only and "Action" in v.raw
-    ]
-    for view in reversed(shared):  # back to front keeps earlier indices valid
-        if split_all or _needs_hardening(work, view):
+def _harden(work: _Work, *, scope: bool) -> None:
+    usages = work.context.usages
+    for view in reversed(work.views()):  # back to front keeps earlier indices valid
+        shared = view.allows and view.names_pod_principal and not view.is_pods_only
+        if shared and "Action" in view.raw and _hardenable(view, usages, scope=scope):
             _split(work, view)
+    for view in work.views():
+        if view.allows and view.is_pods_only and not is_podid(view):
+            _add_source_account(work, view)
+    if scope:
+        for view in reversed(work.views()):
+            if view.allows and view.is_pods_only and not is_podid(view):
+                _scope(work, view)
 
 
-def _candidates(work: _Work) -> list[StatementView]:
-    return [v for v in work.views() if v.allows and v.is_pods_only and "Action" in v.raw]
+def _hardenable(view: StatementView, usages: tuple[Usage, ...], *, scope: bool) -> bool:
+    scopable = scope and not has_tag_scoping(view) and scope_groups(view, usages) is not None
+    return not has_source_protection(view) or scopable
 
 
 def _split(work: _Work, view: StatementView) -> None:
@@ -168,6 +202,35 @@ def _split(work: _Work, view: StatementView) -> None:
     )
 
 
+def _add_source_account(work: _Work, view: StatementView) -> None:
+    if has_source_protection(view):
+        return
+    accounts = work.context.accounts
+    condition = view.raw.setdefault("Condition", {})
+    condition.setdefault(EQUALS, {})[CANONICAL[SOURCE_ACCOUNT]] = (
+        accounts[0] if len(accounts) == 1 else accounts
+    )
+    work.changes.append(f"added aws:SourceAccount condition to Statement[{view.index}]")
+
+
+def _scope(work: _Work, view: StatementView) -> None:
+    if has_tag_scoping(view):
+        return
+    groups = scope_groups(view, work.context.usages)
+    if groups is None:
+        return
+    copies = [
+        scoped_copy(view.raw, _unique_sid(work, scoped_sid(pair)), pair, clusters)
+        for pair, clusters in groups.items()
+    ]
+    work.statements[view.index : view.index + 1] = copies
+    pairs = ", ".join(f"{ns}/{sa}" for ns, sa in groups)
+    work.changes.append(
+        f"scoped Statement[{view.index}] to its declared usages, one statement per namespace "
+        f"and service account ({pairs}), each with its cluster ARNs"
+    )
+
+
 def _unique_sid(work: _Work, wanted: str) -> str:
     taken = {s.get("Sid") for s in work.statements}
     candidate, n = wanted, 2
@@ -176,111 +239,80 @@ def _unique_sid(work: _Work, wanted: str) -> str:
     return candidate
 
 
-def _new_statement(work: _Work) -> dict[str, Any]:
-    statement: dict[str, Any] = {
-        "Sid": _unique_sid(work, NEW_STATEMENT_SID),
-        "Effect": "Allow",
-        "Principal": {"Service": POD_PRINCIPAL},
-        "Action": [],
-    }
-    work.statements.append(statement)
-    work.changes.append(f"added statement {statement['Sid']} trusting {POD_PRINCIPAL}")
-    return statement
-
-
-def _grant(work: _Work, usage: Usage) -> None:
-    """Make `usage` allowed with the smallest edit of a pod statement.
-
-    A statement that already grants the action but whose conditions cannot be
-    widened (session tags on a tag-less association, Null, unsupported
-    operators) is a deliberate restriction: it is never bypassed, the usage
-    stays reported. A missing action goes to the first statement whose
-    conditions admit the usage, or to a new statement.
-    """
-    context = request_context(usage)
-    for verdict in verdicts(work.views(), usage):
-        if verdict.allowed is not Tri.FALSE:
-            continue
-        candidates = _candidates(work)
-        covering = [c for c in candidates if c.covers(verdict.action)]
-        target = _first_widenable(covering or candidates, usage, context)
-        if target is None:
-            if covering:
-                continue
-            target = StatementView(len(work.statements), _new_statement(work))
-        if not target.covers(verdict.action):
-            target.raw["Action"] = [*as_list(target.raw["Action"]), verdict.action]
-            work.changes.append(f"allowed {verdict.action} in Statement[{target.index}]")
-        _widen_conditions(work, target, usage)
-
-
-def _first_widenable(
-    views: list[StatementView], usage: Usage, context: Mapping[str, Any]
-) -> StatementView | None:
-    for view in views:
-        failing = evaluate(view.condition(), context).failing
-        if all(condition_repairable(op, key, usage) for op, key in failing):
-            return view
-    return None
-
-
-def _widen_conditions(work: _Work, view: StatementView, usage: Usage) -> None:
-    context = request_context(usage)
-    result = evaluate(view.condition(), context)
-    if not all(condition_repairable(op, key, usage) for op, key in result.failing):
-        return
-    for operator, key in result.failing:
-        _widen(view.raw, operator, key, context)
-        work.changes.append(
-            f"widened Statement[{view.index}] condition {operator} {key} to admit {usage}"
+def _fitting(
+    original: dict[str, Any], essential: _Work, tiers: list[_Work]
+) -> tuple[_Work | None, list[Finding]]:
+    """The first candidate that fits the quota (an unchanged policy always does),
+    and a finding for every tier that did not."""
+    quota = essential.context.max_policy_chars
+    candidates = [*tiers, essential]
+    chosen = next(
+        (c for c in candidates if c.policy == original or c.size <= quota),
+        None,
+    )
+    refused = candidates[: candidates.index(chosen)] if chosen else candidates
+    refusals = []
+    hardening = [t for t in refused if t is not essential]
+    if hardening:
+        sizes = " / ".join(str(t.size) for t in hardening)
+        instead = (
+            "wrote aws:SourceAccount without per-usage scoping"
+            if chosen is not None and chosen is not essential
+            else "wrote the essential fix only"
+            if chosen is not None and chosen.policy != original
+            else "wrote no hardening"
         )
+        refusals.append(
+            Finding(
+                code=Code.POLICY_TOO_LARGE,
+                severity=Severity.WARNING,
+                message=f"hardening would make the trust policy {sizes} characters long, over "
+                f"the trust policy quota of {quota}: {instead}; harden it by hand or raise the "
+                "IAM quota (and MAX_TRUST_POLICY_CHARS)",
+            )
+        )
+    if essential in refused:
+        refusals.append(
+            Finding(
+                code=Code.POLICY_TOO_LARGE,
+                severity=Severity.ERROR,
+                message=f"the essential fix (the pod principal and actions for each declared "
+                f"usage) would make the trust policy {essential.size} characters long, over the "
+                f"trust policy quota of {quota}: nothing was written; repair it by hand or raise "
+                "the IAM quota (and MAX_TRUST_POLICY_CHARS)",
+            )
+        )
+    return chosen, refusals
 
 
-def _widen(
-    statement: dict[str, Any], raw_operator: str, key: str, context: Mapping[str, Any]
-) -> None:
-    operator = parse_operator(raw_operator)
-    wanted = lookup(context, key)
-    if not isinstance(wanted, list):  # condition_repairable rules this out
-        raise TypeError(f"cannot widen {key}: no value in the request")
-    block = statement["Condition"][raw_operator]
-    current = [str(v) for v in as_list(block[key])]
-    if operator.negated:
-        kept = [p for p in current if not any(value_matches(operator, p, v) for v in wanted)]
-        if kept:
-            block[key] = kept if len(kept) > 1 else kept[0]
-            return
-        del block[key]
-        if not block:
-            del statement["Condition"][raw_operator]
-        if not statement["Condition"]:
-            del statement["Condition"]
-        return
-    additions = [v for v in wanted if not any(value_matches(operator, p, v) for p in current)]
-    if operator.qualifier == "ForAnyValue":
-        additions = additions[:1]
-    block[key] = current + additions
+def _proposal(essential: _Work) -> list[Finding]:
+    """Hardening as a finding carrying the exact policy it would write."""
+    tiers = _hardened(essential)
+    if not tiers:
+        return []
+    chosen, refusals = _fitting(essential.policy, essential, tiers)
+    if chosen is None or chosen is essential:
+        return refusals
+    context = essential.context
+    done = chosen.changes[len(essential.changes) :]
+    return [
+        *refusals,
+        Finding(
+            code=Code.HARDENING_PROPOSED,
+            severity=Severity.INFO,
+            message=f"hardening proposed ({'; '.join(done)}); written only for "
+            f"{context.harden_opt_in}, proposedPolicy is the exact trust policy it would "
+            "write (apply it by hand, or opt in)",
+            proposed_policy=json.dumps(chosen.policy, separators=(",", ":")),
+        ),
+    ]
 
 
-def _harden(work: _Work, view: StatementView) -> None:
-    condition = view.raw.setdefault("Condition", {})
-    equals = condition.get("StringEquals", {})
-    if not has_source_protection(view):
-        accounts = work.context.accounts
-        equals["aws:SourceAccount"] = accounts[0] if len(accounts) == 1 else accounts
-        work.changes.append(f"added aws:SourceAccount condition to Statement[{view.index}]")
-    if work.scope_tags:
-        keys = view.condition_keys()
-        for context_key, values in (
-            (TAG_NAMESPACE, sorted({u.namespace for u in work.context.usages})),
-            (TAG_SERVICE_ACCOUNT, sorted({u.service_account for u in work.context.usages})),
-        ):
-            if context_key not in keys:
-                equals[_CANONICAL_KEYS[context_key]] = values[0] if len(values) == 1 else values
-                work.changes.append(
-                    f"scoped Statement[{view.index}] to declared {_CANONICAL_KEYS[context_key]}"
-                )
-    if equals:
-        condition["StringEquals"] = equals
-    if not condition:
-        del view.raw["Condition"]
+def _unique(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for finding in findings:
+        if (finding.code, finding.message) not in seen:
+            seen.add((finding.code, finding.message))
+            result.append(finding)
+    return result
