@@ -34,8 +34,6 @@ class Settings(BaseSettings):
     # Enforce mode repairs breakage of roles tagged <tag>=true and also writes
     # hardening for <tag>=harden; "" = breakage of any role, hardening never.
     repairable_role_tag: str = "pod-identity/managed-trust"
-    # IAM path of the roles podid may touch (ROLE_PATH); others are never asked for.
-    role_path: str = "/"
     findings_retention_days: int = Field(default=90, ge=1)
     scope_session_tags: bool = True
     max_trust_policy_chars: int = Field(default=DEFAULT_MAX_TRUST_POLICY_CHARS, ge=512)
@@ -45,7 +43,8 @@ class Settings(BaseSettings):
     kube_endpoint_template: str | None = None
     kube_token_seconds: int = Field(default=60, ge=1, le=900)
     aws_region: str = "us-east-1"
-    # the role scope: podid binds only roles under this IAM path (mirrored in IAM)
+    # the role scope: podid binds, reads and repairs only roles under this IAM
+    # path (mirrored in IAM); others are never asked for
     role_path: str = "/"
     # accounts a declaration's targetRoleArn may be in, besides the cluster's own
     target_role_accounts: Annotated[tuple[str, ...], NoDecode] = ()
