@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from constructs import Construct
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.core.models import Mode
 
@@ -24,8 +24,10 @@ class DeployConfig(BaseModel):
         default=None, alias="alarmEmail", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     )
     owner: str = "podid"
-    # Roles the control plane may pass to EKS and read: an IAM path prefix.
+    # Roles the control plane may pass to EKS, read and repair: an IAM path prefix.
+    # "/" (every role in the account) needs allowAnyRolePath: true as well.
     role_path: str = Field(default="/", alias="rolePath")
+    allow_any_role_path: bool = Field(default=False, alias="allowAnyRolePath")
     repairable_role_tag: str = Field(
         default="pod-identity/managed-trust", alias="repairableRoleTag"
     )
@@ -40,6 +42,28 @@ class DeployConfig(BaseModel):
         if not (value.startswith("/") and value.endswith("/")):
             raise ValueError("rolePath must start and end with '/' (e.g. /pod-identity/)")
         return value
+
+    @field_validator("allow_any_role_path", mode="before")
+    @classmethod
+    def _in_so_many_words(cls, value: object) -> object:
+        # only true itself opts in: "yes", 1 or "on" are not a decision written down
+        if value in (True, "true"):
+            return True
+        if value in (False, "false"):
+            return False
+        raise ValueError("allowAnyRolePath must be true or false")
+
+    @model_validator(mode="after")
+    def _role_scope_is_chosen(self) -> DeployConfig:
+        if self.role_path == "/" and not self.allow_any_role_path:
+            raise ValueError(
+                "rolePath is '/': podid could then pass every role in the account to EKS, read "
+                "it and (in enforce mode) rewrite its trust. Choose the IAM path of the roles "
+                "podid may bind (e.g. -c rolePath=/pod-identity/, roles created with "
+                "--path /pod-identity/), or opt into every role in so many words with "
+                "-c allowAnyRolePath=true"
+            )
+        return self
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeployConfig:

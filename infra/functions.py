@@ -76,6 +76,7 @@ class ControlPlaneFunctions(Construct):
             "EVENT_BUS_NAME": "default",
             "FINDINGS_TOPIC_ARN": shared.findings.topic_arn,
             "SELF_ROLE_ARNS": ",".join(self.role_arns.values()),
+            "ROLE_PATH": config.role_path,
             "REPAIR_LIMIT": str(config.repair_limit),
             "REPAIRABLE_ROLE_TAG": config.repairable_role_tag,
             "WEBHOOK_NAMESPACE": config.webhook_namespace,

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Match
 from moto.events.models import EventPattern
 
-from tests.infra.conftest import template_of
+from tests.infra.conftest import CHOICES, template_of
 from tests.integration.conftest import fixture_event
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "resources.json"
@@ -180,7 +180,7 @@ def test_enforce_mode_may_edit_only_roles_tagged_for_it(enforce):
     assert update["Condition"] == {
         "StringEquals": {"iam:ResourceTag/pod-identity/managed-trust": "true"}
     }
-    assert "role/*" in json.dumps(update["Resource"])
+    assert "role/pod-identity/*" in json.dumps(update["Resource"])
 
 
 def test_topics_are_encrypted_and_alarms_watch_every_dead_letter_queue(template):
@@ -232,7 +232,7 @@ def test_cdk_nag_really_runs_on_the_app(tmp_path):
 
     from app import build_app
 
-    app = build_app({"homeRegion": "eu-west-1"})
+    app = build_app(dict(CHOICES))
     stack = app.node.find_child("PodIdentityControlPlane")
     sqs.Queue(stack, "Careless", encryption=sqs.QueueEncryption.UNENCRYPTED)
     with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
