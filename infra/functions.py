@@ -144,6 +144,14 @@ class ControlPlaneFunctions(Construct):
                 resources=[cluster_arns],
             )
         )
+        # the push asks EKS where each cluster is at push time, never the table
+        self.webhook_push.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeClustersToPush",
+                actions=["eks:DescribeCluster"],
+                resources=[cluster_arns],
+            )
+        )
         function = self.reconcile  # the one writer of associations
         function.add_to_role_policy(
             iam.PolicyStatement(
