@@ -270,24 +270,30 @@ def test_resource_list_snapshot(template):
     )
 
 
-def test_the_shipped_rbac_grants_exactly_configmap_writes_in_one_namespace():
+def test_the_shipped_manifest_creates_the_map_and_lets_the_push_get_and_update_only_it():
     import yaml
     from kubernetes import client as k8s
 
-    documents = list(
-        yaml.safe_load_all(
+    documents = {
+        d["kind"]: d
+        for d in yaml.safe_load_all(
             (Path(__file__).parents[2] / "deploy" / "webhook-push-rbac.yaml").read_text()
         )
-    )
-    api = k8s.ApiClient()
-    role = api._ApiClient__deserialize(documents[0], "V1Role")
-    binding = api._ApiClient__deserialize(documents[1], "V1RoleBinding")
-    assert role.metadata.namespace == binding.metadata.namespace == "kube-system"
-    assert {(tuple(r.resources), tuple(r.verbs)) for r in role.rules} == {
-        (("configmaps",), ("get", "update")),
-        (("configmaps",), ("create",)),
     }
-    assert role.rules[0].resource_names == ["pod-identity-associations"]
+    assert set(documents) == {"ConfigMap", "Role", "RoleBinding"}
+    api = k8s.ApiClient()
+    configmap = api._ApiClient__deserialize(documents["ConfigMap"], "V1ConfigMap")
+    role = api._ApiClient__deserialize(documents["Role"], "V1Role")
+    binding = api._ApiClient__deserialize(documents["RoleBinding"], "V1RoleBinding")
+    namespace, name = "kube-system", "pod-identity-associations"
+    # the manifest creates the map (with no data: re-applying it never clears a pushed map)
+    assert (configmap.metadata.namespace, configmap.metadata.name) == (namespace, name)
+    assert configmap.data is None
+    assert role.metadata.namespace == binding.metadata.namespace == namespace
+    # one rule: get and update of that one name; no create (RBAC cannot limit it by name)
+    assert [(r.api_groups, r.resources, r.resource_names, sorted(r.verbs)) for r in role.rules] == [
+        ([""], ["configmaps"], [name], ["get", "update"])
+    ]
     assert binding.role_ref.name == role.metadata.name
     assert binding.subjects[0].name == "podid:webhook-push"
 

@@ -162,3 +162,23 @@ def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world):
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
     assert api.configmap("kube-system", "aws-auth") is None
     assert world.dead_letters() == []
+
+
+def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_created(world):
+    # Given a cluster whose map ConfigMap was deleted (or the manifest never applied)
+    world.given_payments_api("blue")
+    api = world.apis["blue"]
+    with api._lock:
+        del api.state.objects[("configmaps", *CONFIGMAP)]
+    # When a change is pushed
+    world.declare_in_payments("worker", "worker")
+    world.settle()
+    # Then the push parks with what to do, and created nothing
+    parked = world.dead_letters()
+    assert parked
+    for message in parked:
+        assert message["source"] == "webhook_push"
+        assert "kube-system/pod-identity-associations does not exist on blue" in message["reason"]
+        assert "kubectl apply -f deploy/webhook-push-rbac.yaml" in message["reason"]
+    assert not [r for r in api.requests if r[0] == "POST"]
+    assert api.configmap(*CONFIGMAP) is None
