@@ -30,7 +30,8 @@ class ControlPlaneStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        self.table = ControlPlaneTable(self, "State").table
+        state = ControlPlaneTable(self, "State")
+        self.table = state.table
         self.queues = ControlPlaneQueues(self, "Queues")
         self.key = kms.Key(
             self,
@@ -50,6 +51,13 @@ class ControlPlaneStack(Stack):
         )
         shared = Shared(self.table, self.queues, self.findings, self.key, config)
         self.functions = ControlPlaneFunctions(self, "Functions", shared)
+        state.name_writers(
+            declaration_writers=config.declaration_writers,
+            cluster_enrollers=config.cluster_enrollers,
+            functions=self.functions.role_arns,
+            # sync records each declaration's status, reconcile its per-cluster problems
+            declaration_functions=("sync", "reconcile"),
+        )
         self.wiring = EventWiring(self, "Events", self.functions, shared, config)
         self.observability = Observability(
             self,

@@ -17,8 +17,15 @@ from aws_cdk.assertions import Template
 from app import build_app
 
 ACCOUNT = "111122223333"
+DECLARATION_WRITER = f"arn:aws:iam::{ACCOUNT}:role/platform-admin"
+CLUSTER_ENROLLER = f"arn:aws:iam::{ACCOUNT}:role/platform-ops"
 # the deployment choices every synth here makes explicitly (as cdk.json does)
-CHOICES = {"homeRegion": "eu-west-1", "rolePath": "/pod-identity/"}
+CHOICES = {
+    "homeRegion": "eu-west-1",
+    "rolePath": "/pod-identity/",
+    "declarationWriters": [DECLARATION_WRITER],
+    "clusterEnrollers": [CLUSTER_ENROLLER],
+}
 
 
 def synth(tmp: Path, **context: Any) -> dict[str, Any]:
