@@ -7,7 +7,10 @@ any violation that is not acknowledged with a written reason.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
@@ -34,5 +37,12 @@ def build_app(context: dict[str, object] | None = None) -> cdk.App:
     return app
 
 
+def cdk_json_context() -> dict[str, Any]:
+    """cdk.json's context, for `python app.py` without the CDK CLI; under the CLI
+    its own context (cdk.json plus -c) still wins over these."""
+    found: dict[str, Any] = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
+    return found
+
+
 if __name__ == "__main__":
-    build_app().synth()
+    build_app(cdk_json_context()).synth()

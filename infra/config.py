@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal
 
 from constructs import Construct
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.core.models import Mode
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# a role or user of one named account; wildcards only in the name (an account root,
+# or a wildcard account, would name every principal of some account)
+_PRINCIPAL = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$")
 
 
 class DeployConfig(BaseModel):
@@ -24,8 +29,15 @@ class DeployConfig(BaseModel):
         default=None, alias="alarmEmail", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     )
     owner: str = "podid"
-    # Roles the control plane may pass to EKS and read: an IAM path prefix.
+    # Roles the control plane may pass to EKS, read and repair: an IAM path prefix.
+    # "/" (every role in the account) needs allowAnyRolePath: true as well.
     role_path: str = Field(default="/", alias="rolePath")
+    allow_any_role_path: bool = Field(default=False, alias="allowAnyRolePath")
+    # Who may write declarations (DECL# items): the table's resource policy names them.
+    # None named: nobody outside the control plane writes a declaration.
+    declaration_writers: tuple[str, ...] = Field(default=(), alias="declarationWriters")
+    # Who may record clusters by hand (`podid cluster enroll` / `discover`: CLUSTER# items).
+    cluster_enrollers: tuple[str, ...] = Field(default=(), alias="clusterEnrollers")
     repairable_role_tag: str = Field(
         default="pod-identity/managed-trust", alias="repairableRoleTag"
     )
@@ -40,6 +52,48 @@ class DeployConfig(BaseModel):
         if not (value.startswith("/") and value.endswith("/")):
             raise ValueError("rolePath must start and end with '/' (e.g. /pod-identity/)")
         return value
+
+    @field_validator("declaration_writers", "cluster_enrollers", mode="before")
+    @classmethod
+    def _principal_list(cls, value: object) -> object:
+        # `-c declarationWriters=...` arrives as a string: a JSON list or comma-separated
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p]
+        return value
+
+    @field_validator("declaration_writers", "cluster_enrollers")
+    @classmethod
+    def _principals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not _PRINCIPAL.match(arn):
+                raise ValueError(
+                    f"{arn!r} is not an IAM role or user ARN of one account (wildcards are "
+                    "allowed in the name only, e.g. arn:aws:iam::111122223333:role/platform-*)"
+                )
+        return value
+
+    @field_validator("allow_any_role_path", mode="before")
+    @classmethod
+    def _in_so_many_words(cls, value: object) -> object:
+        # only true itself opts in: "yes", 1 or "on" are not a decision written down
+        if value in (True, "true"):
+            return True
+        if value in (False, "false"):
+            return False
+        raise ValueError("allowAnyRolePath must be true or false")
+
+    @model_validator(mode="after")
+    def _role_scope_is_chosen(self) -> DeployConfig:
+        if self.role_path == "/" and not self.allow_any_role_path:
+            raise ValueError(
+                "rolePath is '/': podid could then pass every role in the account to EKS, read "
+                "it and (in enforce mode) rewrite its trust. Choose the IAM path of the roles "
+                "podid may bind (e.g. -c rolePath=/pod-identity/, roles created with "
+                "--path /pod-identity/), or opt into every role in so many words with "
+                "-c allowAnyRolePath=true"
+            )
+        return self
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeployConfig:

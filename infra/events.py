@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
@@ -16,18 +17,22 @@ from infra.config import DeployConfig
 from infra.functions import ControlPlaneFunctions, Shared
 
 
-def _pattern(pattern: dict[str, Any]) -> events.EventPattern:
+def _pattern(pattern: dict[str, Any], account: str) -> events.EventPattern:
+    # this account's events only, whatever a bus policy ever lets in
     return events.EventPattern(
-        source=pattern["source"], detail_type=pattern["detail-type"], detail=pattern["detail"]
+        account=[account],
+        source=pattern["source"],
+        detail_type=pattern["detail-type"],
+        detail=pattern["detail"],
     )
 
 
-def iam_event_pattern() -> events.EventPattern:
-    return _pattern(IAM_CHANGES)
+def iam_event_pattern(account: str) -> events.EventPattern:
+    return _pattern(IAM_CHANGES, account)
 
 
-def eks_event_pattern() -> events.EventPattern:
-    return _pattern(EKS_CHANGES)
+def eks_event_pattern(account: str) -> events.EventPattern:
+    return _pattern(EKS_CHANGES, account)
 
 
 class EventWiring(Construct):
@@ -41,6 +46,7 @@ class EventWiring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         queues = shared.queues
+        account = Stack.of(self).account
         # Only declaration items start a sync: status and findings items also
         # flow through the stream and would only wake the function for nothing.
         functions.sync.add_event_source(
@@ -76,18 +82,25 @@ class EventWiring(Construct):
                 max_event_age=Duration.hours(2),
             )
 
+        # an event whose handling still fails after Lambda's own retries is kept, not dropped
+        for function in (functions.trust_guard, functions.reconcile):
+            function.configure_async_invoke(
+                on_failure=destinations.SqsDestination(queues.event_failures),
+                retry_attempts=2,
+                max_event_age=Duration.hours(6),
+            )
         self.iam_rule = events.Rule(
             self,
             "IamChanges",
             description="CloudTrail IAM role changes -> trust_guard",
-            event_pattern=iam_event_pattern(),
+            event_pattern=iam_event_pattern(account),
             targets=[invoke(functions.trust_guard)],
         )
         self.eks_rule = events.Rule(
             self,
             "EksChanges",
             description="CloudTrail EKS association and cluster changes -> reconcile",
-            event_pattern=eks_event_pattern(),
+            event_pattern=eks_event_pattern(account),
             targets=[invoke(functions.reconcile)],
         )
         self.schedule = events.Rule(

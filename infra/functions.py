@@ -13,13 +13,30 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from functions.core.models import Mode
+from functions.core import records
+from functions.core.models import Mode, PushedMap
 from infra.bundling import function_code
 from infra.config import DeployConfig
 from infra.nag import acknowledge
 from infra.queues import MAX_RECEIVE_COUNT, ControlPlaneQueues
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+ITEM_READS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+ITEM_WRITES = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
+DECLARATIONS = records.DECLARATION_PREFIX + "*"
+CLUSTERS = records.CLUSTER_PREFIX + "*"
+ROLES = records.ROLE_PREFIX + "*"
+# the attributes of the one item the push writes (CLUSTER#<name> / MAP)
+PUSHED_MAP_ATTRIBUTES = [
+    records.PK,
+    records.SK,
+    *(field.alias or name for name, field in PushedMap.model_fields.items()),
+]
 RETENTION = {
     7: logs.RetentionDays.ONE_WEEK,
     30: logs.RetentionDays.ONE_MONTH,
@@ -76,6 +93,7 @@ class ControlPlaneFunctions(Construct):
             "EVENT_BUS_NAME": "default",
             "FINDINGS_TOPIC_ARN": shared.findings.topic_arn,
             "SELF_ROLE_ARNS": ",".join(self.role_arns.values()),
+            "ROLE_PATH": config.role_path,
             "REPAIR_LIMIT": str(config.repair_limit),
             "REPAIRABLE_ROLE_TAG": config.repairable_role_tag,
             "WEBHOOK_NAMESPACE": config.webhook_namespace,
@@ -123,10 +141,10 @@ class ControlPlaneFunctions(Construct):
     # --- least privilege -------------------------------------------------------------
     def _grant(self) -> None:
         shared, config = self._shared, self._shared.config
-        table, queues = shared.table, shared.queues
+        queues = shared.queues
         for function in self.all:
-            table.grant_read_write_data(function)
             queues.parked.grant_send_messages(function)
+        self._grant_items()
         # one writer per cluster: only reconcile changes associations and asks for pushes
         queues.push.grant_send_messages(self.reconcile)
         for function in (self.sync, self.reconcile):
@@ -139,6 +157,14 @@ class ControlPlaneFunctions(Construct):
         self.sync.add_to_role_policy(
             iam.PolicyStatement(
                 sid="DescribeNamedClusters",
+                actions=["eks:DescribeCluster"],
+                resources=[cluster_arns],
+            )
+        )
+        # the push asks EKS where each cluster is at push time, never the table
+        self.webhook_push.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeClustersToPush",
                 actions=["eks:DescribeCluster"],
                 resources=[cluster_arns],
             )
@@ -214,9 +240,72 @@ class ControlPlaneFunctions(Construct):
         shared.findings.grant_publish(self.trust_guard)
         self._acknowledge()
 
-    def _table_logical_id(self) -> str:
-        table = self._shared.table.node.default_child
-        return str(Stack.of(self).resolve(table.logical_id))  # type: ignore[union-attr]
+    def _items(
+        self,
+        function: lambda_.Function,
+        sid: str,
+        actions: list[str],
+        leading_keys: list[str],
+        attributes: list[str] | None = None,
+    ) -> None:
+        """Table items whose partition key matches `leading_keys`. ForAllValues
+        holds for a request naming no key at all, so no statement here may allow
+        an action without keys (Scan, PartiQL)."""
+        conditions: dict[str, dict[str, list[str]]] = {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_keys}
+        }
+        if attributes is not None:
+            conditions["ForAllValues:StringEquals"] = {"dynamodb:Attributes": attributes}
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                actions=actions,
+                resources=[self._shared.table.table_arn],
+                conditions=conditions,
+            )
+        )
+
+    def _indexes(self, function: lambda_.Function, *names: str) -> None:
+        # byKind is keys-only (items are then read by key, under _items); byRole holds
+        # declarations, which only the trust guard queries it for
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="QueryIndexes",
+                actions=["dynamodb:Query"],
+                resources=[f"{self._shared.table.table_arn}/index/{name}" for name in names],
+            )
+        )
+
+    def _grant_items(self) -> None:
+        """Each function reads and writes only the item keys it uses (see
+        functions/core/records.py for the layout)."""
+        for function in (self.sync, self.reconcile):
+            # declarations (their STATUS items are written here) and cluster records
+            self._items(
+                function, "ReadDeclarationsAndClusters", ITEM_READS, [DECLARATIONS, CLUSTERS]
+            )
+            self._items(function, "WriteStatusAndClusters", ITEM_WRITES, [DECLARATIONS, CLUSTERS])
+            self._indexes(function, records.KIND_INDEX)
+        guard = self.trust_guard
+        self._items(
+            guard, "ReadDeclarationsClustersFindings", ITEM_READS, [DECLARATIONS, CLUSTERS, ROLES]
+        )
+        self._items(guard, "WriteFindingsAndRepairBudgets", ITEM_WRITES, [ROLES])
+        self._items(
+            guard,
+            "Idempotency",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [records.TRUST_GUARD_IDEMPOTENCY_PK],
+        )
+        self._indexes(guard, records.KIND_INDEX, records.ROLE_INDEX)
+        push = self.webhook_push
+        self._items(
+            push, "ReadClusterAndStatuses", ["dynamodb:GetItem", "dynamodb:Query"], [CLUSTERS]
+        )
+        # IAM cannot name a sort key: the attributes allowed are those of the MAP item only
+        self._items(
+            push, "RecordPushedMap", ["dynamodb:PutItem"], [CLUSTERS], PUSHED_MAP_ATTRIBUTES
+        )
 
     def _acknowledge(self) -> None:
         # cdk-nag names resources with pseudo parameters written as <AWS::Name>
@@ -237,9 +326,6 @@ class ControlPlaneFunctions(Construct):
             ),
             "Action::kms:GenerateDataKey*": "Publishing to the KMS-encrypted findings topic.",
             "Action::kms:ReEncrypt*": "Part of the KMS grant CDK makes for an encrypted topic.",
-            f"Resource::<{self._table_logical_id()}.Arn>/index/*": (
-                "The state table's two indexes (byRole, byKind)."
-            ),
         }
         for finding, reason in reasons.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", reason)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -37,8 +38,26 @@ class Observability(Construct):
         alarm_email: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self._prefix = f"{stack.stack_name}-"
         self.topic = sns.Topic(
             self, "Alarms", display_name="podid alarms", master_key=key, enforce_ssl=True
+        )
+        # CloudWatch may use the key for this stack's alarms only (confused deputy)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisStack",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:"
+                        f"{stack.account}:alarm:{self._prefix}*"
+                    },
+                },
+            )
         )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
@@ -108,6 +127,7 @@ class Observability(Construct):
         alarm = cloudwatch.Alarm(
             self,
             name,
+            alarm_name=f"{self._prefix}{name}",  # the key's SourceArn condition names these
             metric=metric,
             threshold=1,
             evaluation_periods=1,

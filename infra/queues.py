@@ -31,7 +31,8 @@ class ControlPlaneQueues(Construct):
         self.parked = _queue(self, "Parked")
         # The stream's on-failure destination (batch metadata after retries).
         self.stream_failures = _queue(self, "StreamFailures")
-        # EventBridge targets that could not be invoked.
+        # EventBridge targets that could not be invoked, and events whose handling still
+        # failed after Lambda's asynchronous retries.
         self.event_failures = _queue(self, "EventFailures")
         self.push_dlq = _queue(self, "PushDlq", fifo=True)
         self.reconcile_dlq = _queue(self, "ReconcileDlq", fifo=True)

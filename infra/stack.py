@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, IgnoreMode, Stack
+from aws_cdk import CfnOutput, Duration, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.bundling import ROOT
 from infra.config import DeployConfig
 from infra.events import EventWiring, iam_event_pattern
 from infra.functions import ControlPlaneFunctions, Shared
+from infra.nag import acknowledge
 from infra.observability import Observability
 from infra.queues import ControlPlaneQueues
 from infra.table import ControlPlaneTable
@@ -30,7 +31,8 @@ class ControlPlaneStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
-        self.table = ControlPlaneTable(self, "State").table
+        state = ControlPlaneTable(self, "State")
+        self.table = state.table
         self.queues = ControlPlaneQueues(self, "Queues")
         self.key = kms.Key(
             self,
@@ -38,9 +40,8 @@ class ControlPlaneStack(Stack):
             enable_key_rotation=True,
             description="podid findings and alarms topics",
         )
-        # CloudWatch alarms and EventBridge publish to the encrypted topics.
-        for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
-            self.key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        # CloudWatch alarms publish to the encrypted alarms topic (Observability grants
+        # that, for this stack's alarms only); nothing EventBridge-delivers to a topic.
         self.findings = sns.Topic(
             self,
             "Findings",
@@ -50,6 +51,13 @@ class ControlPlaneStack(Stack):
         )
         shared = Shared(self.table, self.queues, self.findings, self.key, config)
         self.functions = ControlPlaneFunctions(self, "Functions", shared)
+        state.name_writers(
+            declaration_writers=config.declaration_writers,
+            cluster_enrollers=config.cluster_enrollers,
+            functions=self.functions.role_arns,
+            # sync records each declaration's status, reconcile its per-cluster problems
+            declaration_functions=("sync", "reconcile"),
+        )
         self.wiring = EventWiring(self, "Events", self.functions, shared, config)
         self.observability = Observability(
             self,
@@ -98,10 +106,28 @@ class IamEventForwarderStack(Stack):
             "HomeBus",
             f"arn:{self.partition}:events:{home_region}:{self.account}:event-bus/default",
         )
-        events.Rule(
+        # what could not be delivered to the home bus after retrying, kept 14 days
+        undelivered = sqs.Queue(
+            self,
+            "Undelivered",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            undelivered,
+            "AwsSolutions-SQS3",
+            "This queue is itself the forwarder's dead-letter destination.",
+        )
+        rule = events.Rule(
             self,
             "ForwardIamChanges",
             description=f"IAM role changes -> default bus in {home_region}",
-            event_pattern=iam_event_pattern(),
-            targets=[targets.EventBus(home_bus)],
+            event_pattern=iam_event_pattern(self.account),
+            targets=[targets.EventBus(home_bus, dead_letter_queue=undelivered)],
+        )
+        # the L2 event-bus target has no retry options; EventBridge supports them
+        rule.node.default_child.add_property_override(  # type: ignore[union-attr]
+            "Targets.0.RetryPolicy",
+            {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 7200},
         )

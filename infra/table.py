@@ -1,12 +1,25 @@
-"""The single DynamoDB table: declarations, clusters, status, findings."""
+"""The single DynamoDB table: declarations, clusters, status, findings, and
+the resource policy naming who may write which items."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from collections.abc import Iterable
+
+from aws_cdk import Annotations, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from functions.core import records
+
+ITEM_WRITES = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
+# PartiQL writes: nothing here uses them, so nobody may
+PARTIQL_WRITES = ["dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"]
 
 
 class ControlPlaneTable(Construct):
@@ -42,3 +55,89 @@ class ControlPlaneTable(Construct):
                 ),
             ],
         )
+
+    def name_writers(
+        self,
+        *,
+        declaration_writers: Iterable[str],
+        cluster_enrollers: Iterable[str],
+        functions: dict[str, str],
+        declaration_functions: Iterable[str],
+    ) -> None:
+        """The resource policy: only the named writers (and the functions that
+        record a declaration's status) write DECL# items; only the functions (and
+        the named enrollers, for CLUSTER#) write anything else. The Denies hold
+        against any identity policy in the account, AdministratorAccess included.
+
+        `functions`: handler -> role ARN, built from role names (no reference to
+        the roles themselves, which already depend on the table)."""
+        writers, enrollers = list(declaration_writers), list(cluster_enrollers)
+        control_plane = list(functions.values())
+        anyone = iam.AnyPrincipal()
+        decl, cluster = records.DECLARATION_PREFIX + "*", records.CLUSTER_PREFIX + "*"
+        statements = []
+        if writers:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="NamedWritersWriteDeclarations",
+                    principals=[anyone],
+                    actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                    resources=["*"],
+                    conditions={
+                        "ArnLike": {"aws:PrincipalArn": writers},
+                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [decl]},
+                    },
+                )
+            )
+        else:
+            Annotations.of(self).add_warning_v2(
+                "podid:no-declaration-writers",
+                "declarationWriters names nobody: no one outside the control plane can write "
+                "declarations until it names the roles that may (cdk.json or -c)",
+            )
+        writing_declarations = writers + [functions[f] for f in declaration_functions]
+        statements += [
+            iam.PolicyStatement(
+                sid="OnlyNamedWritersWriteDeclarations",
+                effect=iam.Effect.DENY,
+                principals=[anyone],
+                actions=ITEM_WRITES,
+                resources=["*"],
+                conditions={
+                    "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [decl]},
+                    "ArnNotLike": {"aws:PrincipalArn": writing_declarations},
+                },
+            ),
+            iam.PolicyStatement(
+                sid="OnlyControlPlaneAndEnrollersWriteClusters",
+                effect=iam.Effect.DENY,
+                principals=[anyone],
+                actions=ITEM_WRITES,
+                resources=["*"],
+                conditions={
+                    "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [cluster]},
+                    "ArnNotLike": {"aws:PrincipalArn": control_plane + enrollers},
+                },
+            ),
+            # ownership records, findings, repair budgets, idempotency: the functions' alone
+            iam.PolicyStatement(
+                sid="OnlyControlPlaneWritesItsState",
+                effect=iam.Effect.DENY,
+                principals=[anyone],
+                actions=ITEM_WRITES,
+                resources=["*"],
+                conditions={
+                    "ForAnyValue:StringNotLike": {"dynamodb:LeadingKeys": [decl, cluster]},
+                    "ArnNotLike": {"aws:PrincipalArn": control_plane},
+                },
+            ),
+            iam.PolicyStatement(
+                sid="NoPartiQLWrites",
+                effect=iam.Effect.DENY,
+                principals=[anyone],
+                actions=PARTIQL_WRITES,
+                resources=["*"],
+            ),
+        ]
+        for statement in statements:
+            self.table.add_to_resource_policy(statement)

@@ -15,7 +15,9 @@ HTTP, with Kubernetes API conventions:
   GetCallerIdentity) is verified by recomputing its SigV4 signature with the
   known secret, its expiry and the x-k8s-aws-id header (this cluster's name);
   the principal needs an access entry (else 401), then RBAC grants per verb,
-  resource and namespace (else 403 with the apiserver's wording);
+  resource, namespace and resourceNames (else 403 with the apiserver's
+  wording); as in RBAC, a rule with resourceNames never allows create or
+  list, whose requests carry no object name for the authorizer;
 * fault injection for tests (e.g. a 409 or 503 on the next PUT).
 
 Used by the integration tests and by the sandbox alike.
@@ -83,6 +85,11 @@ class _Grant:
     verbs: frozenset[str]
     resource: str
     namespace: str | None  # None: every namespace / cluster-scoped
+    resource_names: frozenset[str] | None = None  # None: any object
+
+
+# Requests the RBAC authorizer sees without an object name (so resourceNames never match).
+_NAMELESS_VERBS = frozenset({"create", "list", "watch", "deletecollection"})
 
 
 @dataclass
@@ -125,9 +132,18 @@ class ClusterAPI:
         return user
 
     def grant(
-        self, username: str, verbs: Iterable[str], resource: str, namespace: str | None = None
+        self,
+        username: str,
+        verbs: Iterable[str],
+        resource: str,
+        namespace: str | None = None,
+        *,
+        resource_names: Iterable[str] | None = None,
     ) -> None:
-        self.grants.setdefault(username, []).append(_Grant(frozenset(verbs), resource, namespace))
+        names = frozenset(resource_names) if resource_names else None
+        self.grants.setdefault(username, []).append(
+            _Grant(frozenset(verbs), resource, namespace, names)
+        )
 
     def add_static_token(self, token: str, username: str) -> None:
         self.static_tokens[token] = username
@@ -149,12 +165,32 @@ class ClusterAPI:
             found = self.state.objects.get(("configmaps", namespace, name))
             return json.loads(json.dumps(found)) if found else None
 
-    def put_configmap_directly(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        """Someone else edits the ConfigMap (tests of 409 handling)."""
+    def put_configmap_directly(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str] | None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """Someone else (an admin, kubectl apply) creates or edits the ConfigMap."""
         with self._lock:
-            obj = self.state.objects[("configmaps", namespace, name)]
-            obj["data"] = dict(data)
-            obj["metadata"]["resourceVersion"] = self._next_version()
+            key = ("configmaps", namespace, name)
+            obj = self.state.objects.get(key)
+            if obj is None:
+                obj = {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": self._new_metadata(name, namespace),
+                }
+                self.state.objects[key] = obj
+            else:
+                obj["metadata"]["resourceVersion"] = self._next_version()
+            if data is None:
+                obj.pop("data", None)
+            else:
+                obj["data"] = dict(data)
+            if labels:
+                obj["metadata"]["labels"] = dict(labels)
 
     # internals -----------------------------------------------------------------------
     def _next_version(self) -> str:
@@ -215,21 +251,23 @@ class ClusterAPI:
     def authorize(
         self, user: str, verb: str, resource: str, namespace: str | None, name: str | None
     ) -> None:
+        named = None if verb in _NAMELESS_VERBS else name
         for grant in self.grants.get(user, []):
             if (
                 verb in grant.verbs
                 and grant.resource == resource
                 and grant.namespace in (None, namespace)
+                and (grant.resource_names is None or named in grant.resource_names)
             ):
                 return
-        what = f'{resource} "{name}"' if name else resource
+        what = f'{resource} "{named}"' if named else resource
         scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
         raise ApiError(
             403,
             "Forbidden",
             f'{what} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API '
             f'group ""{scope}',
-            name=name or "",
+            name=named or "",
             kind=resource,
         )
 

@@ -35,6 +35,7 @@ from sandbox import cloudtrail, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.push_access import grant_push_access
 from sandbox.transport import (
     LambdaContext,
     SqsPoller,
@@ -309,7 +310,8 @@ class Sandbox:
 
     def _cluster_api(self, name: str, arn: str) -> ClusterAPI:
         """The cluster's local Kubernetes API (created once): the push role has an
-        access entry and may write ConfigMaps in kube-system, as the stack's RBAC."""
+        access entry and deploy/webhook-push-rbac.yaml is applied (the map ConfigMap,
+        get/update of it only)."""
         with self._lock:
             api = self.apis.get(name)
             if api is not None:
@@ -320,8 +322,7 @@ class Sandbox:
                 identity=REGISTRY.for_cluster(arn),
                 sts_hosts=[self.endpoint.removeprefix("http://")],
             )
-            user = api.add_access_entry(ROLES["webhook_push"], "podid-push")
-            api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
+            grant_push_access(api, ROLES["webhook_push"])
             self.apis[name] = api
             return api
 

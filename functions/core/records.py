@@ -9,6 +9,10 @@ Single-table layout (pk, sk):
   CLUSTER#<name>     RECONCILED#<request>  ReconcileReceipt of a requested reconcile (expires)
   ROLE#<roleArn>     FINDING#<ts>#<event>  FindingRecord history (expires via TTL)
   ROLE#<roleArn>     FINDING#LATEST        latest FindingRecord
+  ROLE#<roleArn>     REPAIRS#<window>      repair budget count (expires)
+  IDEMPOTENCY#trust_guard  <event hash>    Powertools idempotency record (expires)
+Each function's IAM and the table's resource policy are keyed on these pk
+prefixes (infra/functions.py, infra/table.py): a new kind of item needs them too.
 A keys-only GSI on the sort key (byKind: sk, pk) lists every declaration
 (sk DECL) and every cluster (sk CLUSTER) by query instead of a table scan,
 with no attribute a hand-written record must remember to set; the items
@@ -53,6 +57,8 @@ ASSOC_PREFIX = "ASSOC#"
 FINDING_PREFIX = "FINDING#"
 RECEIPT_PREFIX = "RECONCILED#"
 LATEST_FINDING_SK = "FINDING#LATEST"
+DECLARATION_PREFIX, CLUSTER_PREFIX, ROLE_PREFIX = "DECL#", "CLUSTER#", "ROLE#"
+TRUST_GUARD_IDEMPOTENCY_PK = "IDEMPOTENCY#trust_guard"
 
 
 def declaration_pk(declaration_id: str) -> str:

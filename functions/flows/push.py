@@ -2,7 +2,10 @@
 
 Built from recorded status (what exists in EKS), deterministic, skipped when
 its hash equals the last pushed one, written with resourceVersion concurrency,
-and recorded with an optimistic version so two pushes never both count.
+and recorded with an optimistic version so two pushes never both count. Where
+it goes (API endpoint and CA) comes from EKS DescribeCluster at push time and
+which ConfigMap from the deployment's settings: nothing in the table can send
+the push's token or its writes elsewhere.
 """
 
 from __future__ import annotations
@@ -49,10 +52,16 @@ def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
         metrics.add_metric(name="MapPushesSkipped", unit="Count", value=1)
         return PushResult(cluster.name, None, built.sha256, pushed.generation)
     generation = (pushed.generation if pushed else 0) + 1
-    writer = svc.configmap_writer(cluster)
-    outcome, resource_version = writer.apply(
-        cluster.webhook.namespace,
-        cluster.webhook.name,
+    endpoint = svc.endpoint(cluster.name)
+    if endpoint is None:
+        logger.info("push dropped: EKS has no such cluster any more", cluster=cluster.name)
+        metrics.add_metric(name="MapPushesDropped", unit="Count", value=1)
+        return None
+    # The deployment's ConfigMap, not the record's: the table cannot choose what is written.
+    target = svc.settings.webhook_target
+    outcome, resource_version = svc.configmap_writer(endpoint).apply(
+        target.namespace,
+        target.name,
         built.configmap_data(generation),
         {HASH_ANNOTATION: built.sha256, GENERATION_ANNOTATION: str(generation)},
     )

@@ -13,7 +13,6 @@ from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
 from functions.aws.tagging import TaggingAdapter
-from functions.core.models import Cluster
 from functions.dal.repository import Repository
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, api_client
 from functions.settings import Settings, get_settings
@@ -35,19 +34,24 @@ class Services:
     # None: discovery cannot see tag changes without DescribeCluster (today's fallback)
     tagging: TaggingAdapter | None = None
 
-    def endpoint(self, cluster: Cluster) -> ClusterEndpoint:
+    def endpoint(self, name: str) -> ClusterEndpoint | None:
+        """Where the push may send a signed token: what EKS says now, never the
+        table (a table writer could point it at a listener). None: EKS has no
+        such cluster any more."""
+        info = self.eks.describe_cluster(name)
+        if info is None:
+            return None
         template = self.settings.kube_endpoint_template
-        url = template.format(cluster=cluster.name) if template else cluster.endpoint
+        url = template.format(cluster=name) if template else info.endpoint
         if not url:
             raise ValueError(
-                f"cluster {cluster.name} has no API endpoint recorded yet (DescribeCluster gave "
-                "none); it is picked up on the next reconcile"
+                f"cluster {name} has no API endpoint yet (EKS status {info.status}); "
+                "the push is retried"
             )
-        return ClusterEndpoint(cluster.name, url, cluster.certificate_authority)
+        return ClusterEndpoint(name, url, info.certificate_authority)
 
-    def configmap_writer(self, cluster: Cluster) -> ConfigMapWriter:
-        endpoint = self.endpoint(cluster)
-        token = self.tokens.token(cluster.name, self.settings.kube_token_seconds)
+    def configmap_writer(self, endpoint: ClusterEndpoint) -> ConfigMapWriter:
+        token = self.tokens.token(endpoint.name, self.settings.kube_token_seconds)
         return ConfigMapWriter(api_client(endpoint, token), endpoint)
 
 

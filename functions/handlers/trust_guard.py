@@ -27,7 +27,7 @@ persistence = DynamoDBPersistenceLayer(
     table_name=get_settings().table_name,
     key_attr=records.PK,
     sort_key_attr=records.SK,
-    static_pk_value="IDEMPOTENCY#trust_guard",
+    static_pk_value=records.TRUST_GUARD_IDEMPOTENCY_PK,
     expiry_attr=records.TTL_ATTRIBUTE,
     boto_config=RETRIES,
 )

@@ -18,7 +18,7 @@ from functions.events import ClusterMessage
 from functions.flows.push import push_map
 from functions.flows.services import services
 from functions.handlers.common import park, run_or_park
-from functions.kube.configmap import KubeAccessError
+from functions.kube.configmap import KubeSetupError
 from functions.observability import logger, metrics, tracer
 
 standard = BatchProcessor(event_type=EventType.SQS)
@@ -35,8 +35,8 @@ def _push(record: SQSRecord) -> None:
         return
     try:
         run_or_park(svc, record, lambda: push_map(svc, message), "webhook_push")
-    except KubeAccessError as error:
-        # retrying cannot fix access; the next change re-enqueues once fixed
+    except KubeSetupError as error:
+        # retrying cannot fix access or a missing ConfigMap; the next change re-enqueues
         park(svc, record.body, str(error), "webhook_push")
 
 

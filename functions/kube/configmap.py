@@ -1,7 +1,9 @@
 """Write a cluster's association map into the ConfigMap the pod identity
 webhook reads, with the official Kubernetes client and resourceVersion
-concurrency: read -> create (404) or replace with the read resourceVersion;
-a 409 means someone wrote in between, so read again and retry."""
+concurrency: read -> replace with the read resourceVersion; a 409 means
+someone wrote in between, so read again and retry. The ConfigMap is created
+by deploy/webhook-push-rbac.yaml, never by the push: its RBAC allows get and
+update of that one name only (create cannot be limited to a name)."""
 
 from __future__ import annotations
 
@@ -22,13 +24,20 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
 class PushOutcome(StrEnum):
-    CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
 
 
-class KubeAccessError(Exception):
-    """401/403: retrying cannot help until access is granted."""
+class KubeSetupError(Exception):
+    """Retrying cannot help until someone sets the cluster up for the push."""
+
+
+class KubeAccessError(KubeSetupError):
+    """401/403: no access entry, or no RBAC."""
+
+
+class ConfigMapMissing(KubeSetupError):
+    """404: the manifest that creates the map ConfigMap was not applied (or it was deleted)."""
 
 
 class KubeConflict(Exception):
@@ -77,7 +86,7 @@ def _access_error(
         )
     return KubeAccessError(
         f"cluster {endpoint.name} forbids the push (403) in namespace {namespace}: grant the "
-        "push identity get/create/update on configmaps there (deploy/webhook-push-rbac.yaml); "
+        "push identity get/update on its configmap there (deploy/webhook-push-rbac.yaml); "
         f"server said: {_message(error)}"
     )
 
@@ -104,6 +113,12 @@ class ConfigMapWriter:
             except ApiException as error:
                 if error.status in (401, 403):
                     raise _access_error(error, self._endpoint, namespace) from error
+                if error.status == 404:
+                    raise ConfigMapMissing(
+                        f"ConfigMap {namespace}/{name} does not exist on {self._endpoint.name}: "
+                        "the push only updates it; create it with `kubectl apply -f "
+                        "deploy/webhook-push-rbac.yaml` (the cluster's next reconcile pushes again)"
+                    ) from error
                 if error.status != 409:
                     raise
         raise KubeConflict(
@@ -114,24 +129,17 @@ class ConfigMapWriter:
     def _apply_once(
         self, namespace: str, name: str, data: dict[str, str], annotations: dict[str, str]
     ) -> tuple[PushOutcome, str]:
+        current: Any = self._core.read_namespaced_config_map(name, namespace)
+        if (current.data or {}) == data:
+            return PushOutcome.UNCHANGED, current.metadata.resource_version
+        # keep what others set (the manifest's labels, kubectl's last-applied annotation)
         metadata = k8s.V1ObjectMeta(
             name=name,
             namespace=namespace,
-            labels={MANAGED_BY_LABEL: "podid"},
-            annotations=annotations,
+            labels={**(current.metadata.labels or {}), MANAGED_BY_LABEL: "podid"},
+            annotations={**(current.metadata.annotations or {}), **annotations},
+            resource_version=current.metadata.resource_version,
         )
-        try:
-            current: Any = self._core.read_namespaced_config_map(name, namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            created: Any = self._core.create_namespaced_config_map(
-                namespace, k8s.V1ConfigMap(metadata=metadata, data=data)
-            )
-            return PushOutcome.CREATED, created.metadata.resource_version
-        if (current.data or {}) == data:
-            return PushOutcome.UNCHANGED, current.metadata.resource_version
-        metadata.resource_version = current.metadata.resource_version
         replaced: Any = self._core.replace_namespaced_config_map(
             name, namespace, k8s.V1ConfigMap(metadata=metadata, data=data)
         )

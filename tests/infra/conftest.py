@@ -17,11 +17,20 @@ from aws_cdk.assertions import Template
 from app import build_app
 
 ACCOUNT = "111122223333"
+DECLARATION_WRITER = f"arn:aws:iam::{ACCOUNT}:role/platform-admin"
+CLUSTER_ENROLLER = f"arn:aws:iam::{ACCOUNT}:role/platform-ops"
+# the deployment choices every synth here makes explicitly (as cdk.json does)
+CHOICES = {
+    "homeRegion": "eu-west-1",
+    "rolePath": "/pod-identity/",
+    "declarationWriters": [DECLARATION_WRITER],
+    "clusterEnrollers": [CLUSTER_ENROLLER],
+}
 
 
 def synth(tmp: Path, **context: Any) -> dict[str, Any]:
     os.environ["CDK_DEFAULT_ACCOUNT"] = ACCOUNT
-    app = build_app({"homeRegion": "eu-west-1", **context})
+    app = build_app({**CHOICES, **context})
     assembly = app.synth()  # fails here if cdk-nag finds an unacknowledged violation
     stacks = {s.stack_name: s for s in assembly.stacks}
     report = json.loads(Path(assembly.directory, "validation-report.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 from aws_cdk.assertions import Match
 from moto.events.models import EventPattern
 
-from tests.infra.conftest import template_of
+from tests.infra.conftest import ACCOUNT, CHOICES, template_of
 from tests.integration.conftest import fixture_event
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "resources.json"
@@ -31,8 +31,10 @@ def test_event_patterns_match_the_real_cloudtrail_samples(template):
     iam = rule_pattern(template, "CloudTrail IAM role changes")
     eks = rule_pattern(template, "CloudTrail EKS")
     iam_events = [
-        fixture_event("iam_update_assume_role_policy", ROLE_NAME="r", CALLER_ROLE="Admin"),
-        fixture_event("iam_delete_role", ROLE_NAME="r"),
+        fixture_event(
+            "iam_update_assume_role_policy", ROLE_NAME="r", CALLER_ROLE="Admin", ACCOUNT=ACCOUNT
+        ),
+        fixture_event("iam_delete_role", ROLE_NAME="r", ACCOUNT=ACCOUNT),
     ]
     eks_events = [
         fixture_event(
@@ -40,9 +42,12 @@ def test_event_patterns_match_the_real_cloudtrail_samples(template):
             CLUSTER="c",
             ASSOCIATION_ID="a-1",
             CALLER_ROLE="Admin",
+            ACCOUNT=ACCOUNT,
         ),
-        fixture_event("eks_create_cluster", CLUSTER="c", FLEET="prod", CALLER_ROLE="Admin"),
-        fixture_event("eks_untag_resource", CLUSTER="c"),
+        fixture_event(
+            "eks_create_cluster", CLUSTER="c", FLEET="prod", CALLER_ROLE="Admin", ACCOUNT=ACCOUNT
+        ),
+        fixture_event("eks_untag_resource", CLUSTER="c", ACCOUNT=ACCOUNT),
     ]
     for event in iam_events:
         assert iam.matches_event(event)
@@ -50,7 +55,7 @@ def test_event_patterns_match_the_real_cloudtrail_samples(template):
     for event in eks_events:
         assert eks.matches_event(event)
         assert not iam.matches_event(event)
-    read_only = fixture_event("iam_delete_role", ROLE_NAME="r")
+    read_only = fixture_event("iam_delete_role", ROLE_NAME="r", ACCOUNT=ACCOUNT)
     read_only["detail"]["eventName"] = "GetRole"
     assert not iam.matches_event(read_only)
 
@@ -180,7 +185,7 @@ def test_enforce_mode_may_edit_only_roles_tagged_for_it(enforce):
     assert update["Condition"] == {
         "StringEquals": {"iam:ResourceTag/pod-identity/managed-trust": "true"}
     }
-    assert "role/*" in json.dumps(update["Resource"])
+    assert "role/pod-identity/*" in json.dumps(update["Resource"])
 
 
 def test_topics_are_encrypted_and_alarms_watch_every_dead_letter_queue(template):
@@ -232,7 +237,7 @@ def test_cdk_nag_really_runs_on_the_app(tmp_path):
 
     from app import build_app
 
-    app = build_app({"homeRegion": "eu-west-1"})
+    app = build_app(dict(CHOICES))
     stack = app.node.find_child("PodIdentityControlPlane")
     sqs.Queue(stack, "Careless", encryption=sqs.QueueEncryption.UNENCRYPTED)
     with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
@@ -270,24 +275,30 @@ def test_resource_list_snapshot(template):
     )
 
 
-def test_the_shipped_rbac_grants_exactly_configmap_writes_in_one_namespace():
+def test_the_shipped_manifest_creates_the_map_and_lets_the_push_get_and_update_only_it():
     import yaml
     from kubernetes import client as k8s
 
-    documents = list(
-        yaml.safe_load_all(
+    documents = {
+        d["kind"]: d
+        for d in yaml.safe_load_all(
             (Path(__file__).parents[2] / "deploy" / "webhook-push-rbac.yaml").read_text()
         )
-    )
-    api = k8s.ApiClient()
-    role = api._ApiClient__deserialize(documents[0], "V1Role")
-    binding = api._ApiClient__deserialize(documents[1], "V1RoleBinding")
-    assert role.metadata.namespace == binding.metadata.namespace == "kube-system"
-    assert {(tuple(r.resources), tuple(r.verbs)) for r in role.rules} == {
-        (("configmaps",), ("get", "update")),
-        (("configmaps",), ("create",)),
     }
-    assert role.rules[0].resource_names == ["pod-identity-associations"]
+    assert set(documents) == {"ConfigMap", "Role", "RoleBinding"}
+    api = k8s.ApiClient()
+    configmap = api._ApiClient__deserialize(documents["ConfigMap"], "V1ConfigMap")
+    role = api._ApiClient__deserialize(documents["Role"], "V1Role")
+    binding = api._ApiClient__deserialize(documents["RoleBinding"], "V1RoleBinding")
+    namespace, name = "kube-system", "pod-identity-associations"
+    # the manifest creates the map (with no data: re-applying it never clears a pushed map)
+    assert (configmap.metadata.namespace, configmap.metadata.name) == (namespace, name)
+    assert configmap.data is None
+    assert role.metadata.namespace == binding.metadata.namespace == namespace
+    # one rule: get and update of that one name; no create (RBAC cannot limit it by name)
+    assert [(r.api_groups, r.resources, r.resource_names, sorted(r.verbs)) for r in role.rules] == [
+        ([""], ["configmaps"], [name], ["get", "update"])
+    ]
     assert binding.role_ref.name == role.metadata.name
     assert binding.subjects[0].name == "podid:webhook-push"
 
@@ -313,3 +324,59 @@ def test_the_node_agent_image_is_an_arm64_asset_built_at_publish_time(audit):
     context = Path(audit["dir"], image["source"]["directory"])
     staged = sorted(p.name for p in context.iterdir() if p.name != ".dockerignore")
     assert staged == ["README.md", "functions", "node_agent", "pyproject.toml"]
+
+
+def test_service_principals_use_the_key_only_for_this_stack(template):
+    (key,) = template.find_resources("AWS::KMS::Key").values()
+    services = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if "Service" in (s.get("Principal") or {})
+    ]
+    # CloudWatch alarms publish to the alarms topic; nothing EventBridge-delivers to an
+    # encrypted topic here, so events.amazonaws.com gets no grant at all
+    assert [s["Principal"]["Service"] for s in services] == ["cloudwatch.amazonaws.com"]
+    (cloudwatch,) = services
+    assert cloudwatch["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+    source = json.dumps(cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert f":cloudwatch:eu-west-1:{ACCOUNT}:alarm:PodIdentityControlPlane-*" in source
+    for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmName"].startswith("PodIdentityControlPlane-")
+
+
+def test_event_rules_match_only_this_accounts_events(audit):
+    for stack in audit["stacks"].values():
+        for rule in stack.template["Resources"].values():
+            if rule["Type"] == "AWS::Events::Rule" and "EventPattern" in rule["Properties"]:
+                assert rule["Properties"]["EventPattern"]["account"] == [ACCOUNT]
+    iam = rule_pattern(template_of(audit), "CloudTrail IAM role changes")
+    foreign = fixture_event("iam_delete_role", ROLE_NAME="r", ACCOUNT="999999999999")
+    assert not iam.matches_event(foreign)
+
+
+def test_the_us_east_1_forwarder_retries_and_keeps_what_it_could_not_deliver(audit):
+    forwarder = template_of(audit, "PodIdentityControlPlane-IamEvents")
+    (rule,) = forwarder.find_resources("AWS::Events::Rule").values()
+    (target,) = rule["Properties"]["Targets"]
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 8}
+    (queue,) = forwarder.find_resources("AWS::SQS::Queue")
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
+
+
+def test_eventbridge_invoked_functions_keep_events_that_failed_after_lambda_retries(template):
+    configs = template.find_resources("AWS::Lambda::EventInvokeConfig")
+    functions = template.find_resources("AWS::Lambda::Function")
+    invoked = sorted(
+        functions[c["Properties"]["FunctionName"]["Ref"]]["Properties"]["Handler"]
+        for c in configs.values()
+    )
+    assert invoked == [
+        "functions.handlers.reconcile.handler",
+        "functions.handlers.trust_guard.handler",
+    ]
+    queues = template.find_resources("AWS::SQS::Queue")
+    for config in configs.values():
+        destination = config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        assert destination["Fn::GetAtt"][0].startswith("QueuesEventFailures")
+        assert destination["Fn::GetAtt"][0] in queues
+        assert config["Properties"]["MaximumRetryAttempts"] == 2

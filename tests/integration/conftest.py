@@ -23,6 +23,7 @@ from sandbox import eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.push_access import grant_push_access
 from sandbox.stack import POD_TRUST, provision
 from sandbox.transport import LambdaContext, SqsPoller, StreamTailer
 
@@ -136,8 +137,7 @@ class World:
             identity=identity,
             sts_hosts=[host],
         )
-        user = api.add_access_entry(PUSH_ROLE, "podid-push")
-        api.grant(user, ["get", "create", "update"], "configmaps", "kube-system")
+        grant_push_access(api, PUSH_ROLE)  # as deploy/webhook-push-rbac.yaml, no more
         self.apis[name] = api
         return api
 

@@ -198,3 +198,33 @@ def test_token_review_verifies_service_account_tokens(cluster):
     assert good.user.extra["authentication.kubernetes.io/pod-name"] == ["api-1"]
     assert not review(cluster.identity.issue("payments", "api", audience="other")).authenticated
     assert not review("garbage").authenticated
+
+
+def test_rbac_resource_names_limit_a_rule_to_those_objects_and_never_allow_create(server):
+    # Given a user whose only rule is get/update on one named ConfigMap (as the push's Role)
+    api = server.add_cluster("green", aws_credentials={"AKIDPUSH": AwsCredential("s3cr3t", PUSHER)})
+    try:
+        user = api.add_access_entry(PUSHER, "pusher")
+        api.grant(
+            user, ["get", "update", "create"], "configmaps", "kube-system", resource_names=["map"]
+        )
+        api.put_configmap_directly("kube-system", "map", {})
+        api.put_configmap_directly("kube-system", "aws-auth", {"mapRoles": "[]"})
+        token = EksTokenBuilder(sts()).token("green")
+        v1 = k8s.CoreV1Api(api_client(ClusterEndpoint("green", api.url), token))
+        # Then that one object may be read and replaced
+        current = v1.read_namespaced_config_map("map", "kube-system")
+        body = configmap("map", {"a": "1"}, current.metadata.resource_version)
+        v1.replace_namespaced_config_map("map", "kube-system", body)
+        # And nothing else, and no create at all: the authorizer sees no name on a create
+        with pytest.raises(ApiException) as denied:
+            v1.read_namespaced_config_map("aws-auth", "kube-system")
+        assert denied.value.status == 403
+        with pytest.raises(ApiException) as denied:
+            v1.create_namespaced_config_map("kube-system", configmap("map", {}))
+        assert denied.value.status == 403
+        with pytest.raises(ApiException) as denied:
+            v1.list_namespaced_config_map("kube-system")
+        assert denied.value.status == 403
+    finally:
+        server.remove_cluster("green")

@@ -2,9 +2,11 @@
 resourceVersion conflicts retried, access problems parked with the reason."""
 
 import json
+import os
 
 from functions.core.association_map import FULL_MAP_KEY, parse_full_map
-from tests.integration.conftest import ACCOUNT, World, fixture_event
+from sandbox.kube_api import LocalKubernetes
+from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 CONFIGMAP = ("kube-system", "pod-identity-associations")
@@ -128,3 +130,55 @@ def test_garbage_is_parked_and_a_push_for_a_deleted_cluster_is_dropped_quietly(w
     assert "malformed push message" in parked["reason"]
     assert "Invalid JSON" in parked["reason"]
     assert world.pollers()[1].in_flight() == 0  # the deleted cluster's push is gone, not retried
+
+
+def eks_reports_endpoint(cluster: str, url: str) -> None:
+    """EKS (the emulation in this process) says where the cluster's API server is."""
+    from moto.eks.models import eks_backends
+
+    eks_backends[ACCOUNT][REGION].clusters[cluster].endpoint = url
+
+
+def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world):
+    # Given a cluster EKS places at its real API server, with no endpoint override
+    world.given_payments_api("blue")
+    api = world.apis["blue"]
+    eks_reports_endpoint("blue", api.url)
+    os.environ.pop("KUBE_ENDPOINT_TEMPLATE")
+    world.configure()
+    # And a table writer who points its record at a listener of theirs and at aws-auth
+    with LocalKubernetes() as attacker:
+        trap = attacker.add_cluster("blue")
+        item = world.item("CLUSTER#blue", "CLUSTER")
+        item["endpoint"] = trap.url
+        item["webhook"] = {"namespace": "kube-system", "name": "aws-auth"}
+        world.table.put_item(Item=item)
+        # When a change is pushed
+        world.declare_in_payments("worker", "worker")
+        world.settle()
+        # Then the token went only where EKS says the cluster is, to the deployment's ConfigMap
+        assert trap.requests == []
+    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
+    assert api.configmap("kube-system", "aws-auth") is None
+    assert world.dead_letters() == []
+
+
+def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_created(world):
+    # Given a cluster whose map ConfigMap was deleted (or the manifest never applied)
+    world.given_payments_api("blue")
+    api = world.apis["blue"]
+    with api._lock:
+        del api.state.objects[("configmaps", *CONFIGMAP)]
+    # When a change is pushed
+    world.declare_in_payments("worker", "worker")
+    world.settle()
+    # Then the push parks with what to do, and created nothing
+    parked = world.dead_letters()
+    assert parked
+    for message in parked:
+        assert message["source"] == "webhook_push"
+        assert "kube-system/pod-identity-associations does not exist on blue" in message["reason"]
+        assert "kubectl apply -f deploy/webhook-push-rbac.yaml" in message["reason"]
+    assert not [r for r in api.requests if r[0] == "POST"]
+    assert api.configmap(*CONFIGMAP) is None
