@@ -29,8 +29,6 @@ class Settings(BaseSettings):
     findings_topic_arn: str | None = None
     # Roles whose own CloudTrail events the guard ignores (it never reacts to itself).
     self_role_arns: Annotated[tuple[str, ...], NoDecode] = ()
-    # IAM path of the roles declarations may bind (the stack's rolePath; its IAM says the same)
-    role_path: str = "/"
     repair_limit: int = Field(default=3, ge=1)
     repair_window_seconds: int = Field(default=3600, ge=60)
     # Enforce mode repairs breakage of roles tagged <tag>=true and also writes
