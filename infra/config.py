@@ -28,7 +28,8 @@ class DeployConfig(BaseModel):
     alarm_email: str | None = Field(
         default=None, alias="alarmEmail", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     )
-    owner: str = "podid"
+    # value of the pod-identity/managed-by tag; default: the stack's name (unique per stack)
+    owner: str | None = Field(default=None, min_length=1, max_length=64)
     # Roles the control plane may pass to EKS, read and repair: an IAM path prefix.
     # "/" (every role in the account) needs allowAnyRolePath: true as well.
     role_path: str = Field(default="/", alias="rolePath")

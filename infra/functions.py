@@ -14,7 +14,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from functions.core import records
-from functions.core.models import Mode, PushedMap
+from functions.core.models import MANAGED_BY_TAG, Mode, PushedMap
+from functions.core.trust.consent import HARDEN_VALUE, REPAIR_VALUE
 from infra.bundling import function_code
 from infra.config import DeployConfig
 from infra.nag import acknowledge
@@ -62,6 +63,8 @@ class ControlPlaneFunctions(Construct):
         self._shared = shared
         code = function_code(RUNTIME)
         stack = Stack.of(self)
+        # unique per stack unless chosen: two stacks in one account never share it
+        self.owner = shared.config.owner or stack.stack_name[:64]
         self.names = {
             name: f"{stack.stack_name}-{name.replace('_', '-')}"[:64]
             for name in ("sync", "trust_guard", "reconcile", "webhook_push")
@@ -89,7 +92,7 @@ class ControlPlaneFunctions(Construct):
             "DEAD_LETTER_QUEUE_URL": shared.queues.parked.queue_url,
             "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "MODE": config.mode.value,
-            "OWNER": config.owner,
+            "OWNER": self.owner,
             "EVENT_BUS_NAME": "default",
             "FINDINGS_TOPIC_ARN": shared.findings.topic_arn,
             "SELF_ROLE_ARNS": ",".join(self.role_arns.values()),
@@ -183,15 +186,33 @@ class ControlPlaneFunctions(Construct):
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="ChangeAssociations",
+                sid="DescribeAssociations",
+                actions=["eks:DescribePodIdentityAssociation"],
+                resources=[association_arns],
+            )
+        )
+        # Defence in depth for ownership by recorded id: writes only to associations
+        # carrying this stack's owner tag, and tagging only to set or keep it.
+        owner_tag = f"aws:ResourceTag/{MANAGED_BY_TAG}"
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ChangeOwnAssociations",
                 actions=[
-                    "eks:DescribePodIdentityAssociation",
                     "eks:UpdatePodIdentityAssociation",
                     "eks:DeletePodIdentityAssociation",
                     "eks:TagResource",
                     "eks:UntagResource",
                 ],
                 resources=[association_arns],
+                conditions={"StringEquals": {owner_tag: self.owner}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="TagAssociationsAsOwn",
+                actions=["eks:TagResource"],
+                resources=[association_arns],
+                conditions={"StringEquals": {f"aws:RequestTag/{MANAGED_BY_TAG}": self.owner}},
             )
         )
         # CreatePodIdentityAssociation passes the role to EKS, for pods only.
@@ -226,7 +247,12 @@ class ControlPlaneFunctions(Construct):
                     actions=["iam:UpdateAssumeRolePolicy"],
                     resources=[role_arns],
                     conditions={
-                        "StringEquals": {f"iam:ResourceTag/{config.repairable_role_tag}": "true"}
+                        "StringEquals": {
+                            f"iam:ResourceTag/{config.repairable_role_tag}": [
+                                REPAIR_VALUE,
+                                HARDEN_VALUE,
+                            ]
+                        }
                     },
                 )
             )

@@ -364,21 +364,20 @@ def _apply(
         return _create_or_adopt(svc, op.key, op.spec, token, adopt=adopt)
     if op.association_id is None:
         raise ValueError(f"{op.describe()} has no association id")
-    answer = None
+    if op.tags_to_set or op.tags_to_remove:
+        # tags first: IAM lets podid update only associations carrying its owner tag
+        arn = _arn_of(svc, op)
+        svc.eks.set_tags(arn, op.tags_to_set, op.tags_to_remove)
     if op.updates_association:
         answer = svc.eks.update_association(op.key, op.association_id, op.spec, token)
         if answer is None:  # deleted meanwhile: create it again
             return _create_or_adopt(svc, op.key, op.spec, token + "-recreate", adopt=adopt)
-        _check(op, answer.spec, tags=not (op.tags_to_set or op.tags_to_remove))
-    if op.tags_to_set or op.tags_to_remove:
-        arn = (answer.association_arn if answer else None) or _arn_of(svc, op)
-        svc.eks.set_tags(arn, op.tags_to_set, op.tags_to_remove)
+        _check(op, answer.spec, tags=True)
+    else:
         answer = svc.eks.describe_association(op.key.cluster, op.association_id)
         if answer is None:
             raise ValueError(f"association {op.association_id} of {op.key} disappeared")
         _check(op, answer.spec, tags=True)
-    if answer is None:
-        raise ValueError(f"{op.describe()} changes nothing")
     return answer
 
 

@@ -183,9 +183,28 @@ def test_enforce_mode_may_edit_only_roles_tagged_for_it(enforce):
         s for s in statements(template) if "iam:UpdateAssumeRolePolicy" in as_list(s["Action"])
     ]
     assert update["Condition"] == {
-        "StringEquals": {"iam:ResourceTag/pod-identity/managed-trust": "true"}
+        "StringEquals": {"iam:ResourceTag/pod-identity/managed-trust": ["true", "harden"]}
     }
     assert "role/pod-identity/*" in json.dumps(update["Resource"])
+
+
+def test_association_writes_need_this_stacks_owner_tag_unique_per_stack(template):
+    owner = "PodIdentityControlPlane"  # the stack's name, unless the operator picks one
+    writes = {"eks:UpdatePodIdentityAssociation", "eks:DeletePodIdentityAssociation"}
+    found = [s for s in statements(template) if writes & set(as_list(s["Action"]))]
+    assert found
+    for statement in found:
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:ResourceTag/pod-identity/managed-by": owner}
+        }
+    tagging = [s for s in statements(template) if "eks:TagResource" in as_list(s["Action"])]
+    assert {json.dumps(s["Condition"], sort_keys=True) for s in tagging} == {
+        json.dumps({"StringEquals": {"aws:ResourceTag/pod-identity/managed-by": owner}}),
+        json.dumps({"StringEquals": {"aws:RequestTag/pod-identity/managed-by": owner}}),
+    }
+    functions = template.find_resources("AWS::Lambda::Function")
+    owners = {f["Properties"]["Environment"]["Variables"]["OWNER"] for f in functions.values()}
+    assert owners == {owner}
 
 
 def test_topics_are_encrypted_and_alarms_watch_every_dead_letter_queue(template):
