@@ -21,6 +21,9 @@ from functions.core.models import (
     AssociationStatus,
     Declaration,
     DeclarationState,
+    FindingAction,
+    FindingRecord,
+    Severity,
 )
 
 if TYPE_CHECKING:
@@ -278,9 +281,13 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
     statuses = svc.repo.declaration_statuses(
         [d.id for d in declarations.valid] + list(declarations.invalid)
     )
+    latest = {
+        role: svc.repo.latest_finding(role) for role in {d.role_arn for d in declarations.valid}
+    }
     rows = []
     for declaration in declarations.valid:
         status = statuses.get(declaration.id)
+        finding = latest.get(declaration.role_arn)
         invalid = status is None or status.state is DeclarationState.INVALID
         state = "Pending" if invalid or status is None else status.state.value
         rows.append(
@@ -294,6 +301,8 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
                 "errors": [],
                 "warnings": list(status.warnings) if status and state != "Pending" else [],
                 "clusters": dict(status.clusters) if status else {},
+                # what the role's trust policy still lacks or forbids: its owner's to fix
+                "trust": trust_errors(finding),
                 "observedAt": status.observed_at.isoformat() if status else None,
             }
         )
@@ -311,10 +320,18 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
                 "errors": problems,  # as the record is now, not as last processed
                 "warnings": [],
                 "clusters": dict(status.clusters) if status else {},
+                "trust": [],
                 "observedAt": status.observed_at.isoformat() if status else None,
             }
         )
     return sorted(rows, key=lambda r: r["id"])
+
+
+def trust_errors(record: FindingRecord | None) -> list[str]:
+    """The role's error findings still standing after its latest check."""
+    if record is None or record.action is FindingAction.REPAIRED:
+        return []
+    return [f"{f.code}: {f.message}" for f in record.findings if f.severity is Severity.ERROR]
 
 
 def import_(

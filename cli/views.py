@@ -121,6 +121,7 @@ def problems_table(rows: Iterable[Mapping[str, Any]]) -> Table | None:
         found = [("error", e) for e in row.get("errors", ())]
         found += [("warning", w) for w in row.get("warnings", ())]
         found += [(f"cluster {c}", p) for c, p in sorted(row.get("clusters", {}).items())]
+        found += [("role trust", t) for t in row.get("trust", ())]
         for where, problem in found:
             view.add_row(Text(row["id"]), Text(where), Text(problem))
     return view if view.row_count else None

@@ -587,3 +587,29 @@ def test_status_shows_the_external_id_a_target_role_must_require(account):
     assert row["externalId"] == described["externalId"]
     assert row["externalId"]
     assert row["ownedByPodid"] is True
+
+
+def test_list_says_when_the_roles_owner_must_widen_its_trust(account):
+    only_orders = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "pods.eks.amazonaws.com"},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {"StringEquals": {"aws:RequestTag/kubernetes-namespace": "orders"}},
+            }
+        ],
+    }
+    account.client("iam").update_assume_role_policy(
+        RoleName="payments-api", PolicyDocument=json.dumps(only_orders)
+    )
+    assert run(*DECLARE_PAYMENTS_API)[0] == 0
+    account.settle()
+    account.guard_event(fixture_event("scheduled_event"))
+    code, output = run("list", "-o", "json")
+    assert code == 0, output
+    (row,) = json.loads(output)
+    assert any(t.startswith("PI040") and "role owner must widen it" in t for t in row["trust"]), (
+        row["trust"]
+    )
