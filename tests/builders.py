@@ -16,6 +16,19 @@ ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
 REGION = "eu-west-1"
 OWNER = "podid"
+# a role tagged so enforce mode may repair its breakage
+OPT_IN = {"pod-identity/managed-trust": "true"}
+# a pod identity role's trust policy broken by hand: only EC2 may assume it
+EC2_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 
 
 def role_arn(name: str = "app", account: str = ACCOUNT) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import botocore.client
 import pytest
 
+from tests.builders import OPT_IN
 from tests.infra.iam_eval import Request, decide
 from tests.infra.test_least_privilege import (
     TABLE_ARN,
@@ -29,7 +30,6 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
 )
 
 HANDLERS = ("sync", "reconcile", "trust_guard", "webhook_push")
-OPT_IN = {"pod-identity/managed-trust": "true"}
 NO_TAG_SESSION = {
     "Version": "2012-10-17",
     "Statement": [

@@ -12,20 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions.aws import clients
+from tests.builders import EC2_ONLY, OPT_IN
 from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
-OPT_IN = {"pod-identity/managed-trust": "true"}
-EC2_ONLY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 WRITES = ("Create", "Update", "Delete", "Put", "Tag", "Untag", "Attach", "Detach")
 
 

@@ -5,21 +5,11 @@ import json
 
 import pytest
 
+from tests.builders import EC2_ONLY, OPT_IN
 from tests.integration.conftest import ACCOUNT, GUARD_ROLE, REGION, World, fixture_event
 
 ROLE_NAME = "payments-api"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
-OPT_IN = {"pod-identity/managed-trust": "true"}
-EC2_ONLY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 
 
 @pytest.fixture
