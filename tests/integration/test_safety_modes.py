@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from functions.aws import clients
+from sandbox.eks_emulation import FAULTS
 from tests.builders import EC2_ONLY, OPT_IN
 from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
@@ -79,12 +82,18 @@ def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_chang
     assert world.trust_policy("payments-api") == EC2_ONLY  # the role is untouched
 
 
-def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world):
+@pytest.mark.parametrize("faults", [False, True], ids=["calm", "under-faults"])
+def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world, faults):
     world.create_role("payments-api", trust=EC2_ONLY, tags=OPT_IN)
     world.enroll("blue")
     stray = handmade(world, "stray", "app", tags={"pod-identity/managed-by": "podid"})
     blocked = handmade(world, "payments", "worker")
     writes = watch_writes(world)
+    if faults:
+        # every SDK attempt of the first create and list fails: the reconcile
+        # message fails and comes back after the visibility timeout
+        FAULTS.inject("CreatePodIdentityAssociation", "ServerException", status=500, times=3)
+        FAULTS.inject("ListPodIdentityAssociations", "ThrottlingException", status=429, times=2)
     world.declare_in_payments("payments-api", "api", mode="enforce")  # cannot escalate
     world.declare_in_payments("worker", "worker", adopt=True)  # adoption: never in audit
     world.settle()
@@ -111,9 +120,15 @@ def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world):
     # its declaration removed: podid deletes what it created, and only that
     world.undeclare("payments-api")
     world.settle()
+    if faults:
+        assert FAULTS.fired == {
+            "CreatePodIdentityAssociation": 3,
+            "ListPodIdentityAssociations": 2,
+        }
     names = [name for name, _ in writes]
-    assert names == ["CreatePodIdentityAssociation", "DeletePodIdentityAssociation"]
-    assert writes[1][1].endswith(f"/{ours}")
+    retried = ["CreatePodIdentityAssociation"] if faults else []  # the failed message's try
+    assert names == [*retried, "CreatePodIdentityAssociation", "DeletePodIdentityAssociation"]
+    assert writes[-1][1].endswith(f"/{ours}")
     assert {stray, blocked} <= {a["associationId"] for a in world.associations("blue").values()}
     assert world.item("CLUSTER#blue", "ASSOC#payments#worker")["state"] == "Blocked"
     assert world.trust_policy("payments-api") == EC2_ONLY
