@@ -101,6 +101,15 @@ class Mode(StrEnum):
     ENFORCE = "enforce"  # also heals drift on what podid owns and repairs breakage
 
 
+_WRITES = {Mode.PLAN: 0, Mode.AUDIT: 1, Mode.ENFORCE: 2}
+
+
+def least_writing(deployment: Mode, *asked: Mode | None) -> Mode:
+    """The deployment's mode, or less where a declaration asks for less: a
+    table writer can never raise what podid may write."""
+    return min([deployment, *(m for m in asked if m is not None)], key=_WRITES.__getitem__)
+
+
 class Target(_Model):
     """Where a declaration applies: named clusters, a fleet, or both."""
 

@@ -35,6 +35,7 @@ from functions.core.models import (
     DesiredAssociation,
     Mode,
     SyncState,
+    least_writing,
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.status import Outcome, decide_statuses
@@ -101,15 +102,10 @@ def _known(
     )
 
 
-_WRITES = {Mode.PLAN: 0, Mode.AUDIT: 1, Mode.ENFORCE: 2}
-
-
 def effective_mode(declaration: Declaration | None, default: Mode) -> Mode:
     """A declaration may ask for less than the deployment allows, never more:
     a table writer cannot turn an audit deployment into an enforcing one."""
-    if declaration is None or declaration.mode is None:
-        return default
-    return min(declaration.mode, default, key=_WRITES.__getitem__)
+    return least_writing(default, declaration.mode if declaration else None)
 
 
 class StatusKeptChanging(Exception):

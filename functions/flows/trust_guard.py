@@ -29,6 +29,7 @@ from functions.core.models import (
     FindingRecord,
     Mode,
     Severity,
+    least_writing,
 )
 from functions.core.trust import (
     HARDEN_VALUE,
@@ -69,14 +70,10 @@ class GuardOutcome:
     skipped: str | None = None
 
 
-_WRITES = {Mode.PLAN: 0, Mode.AUDIT: 1, Mode.ENFORCE: 2}
-
-
 def role_mode(declarations: list[Declaration], default: Mode) -> Mode:
     """The deployment's mode, or less where a declaration asks for less: a table
     writer can never make an audit deployment write IAM."""
-    asked = [d.mode for d in declarations if d.mode is not None]
-    return min([default, *asked], key=_WRITES.__getitem__)
+    return least_writing(default, *(d.mode for d in declarations))
 
 
 def usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
