@@ -68,8 +68,11 @@ class SyncBatch:
         if self._clusters is None:
             return
         named = named_clusters(self.svc, self.declarations.valid)
+        missing = sorted(named - set(self._clusters))
+        if not missing:
+            return  # the usual case, run for every record: no table listing
         known = {c.name: c for c in self.svc.repo.list_clusters()}
-        for name in sorted(named - set(self._clusters)):
+        for name in missing:
             refreshed = refresh_cluster(self.svc, name, named, known.get(name), Discovery())
             if refreshed is not None and refreshed.enrolled:
                 self._clusters[name] = refreshed
