@@ -22,6 +22,20 @@ ITEM_WRITES = [
 PARTIQL_WRITES = ["dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"]
 
 
+def deny_item_writes(
+    sid: str, leading_keys: dict[str, dict[str, list[str]]], except_principals: list[str]
+) -> iam.PolicyStatement:
+    """Item writes on these keys are denied to everyone but the named principals."""
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.DENY,
+        principals=[iam.AnyPrincipal()],
+        actions=ITEM_WRITES,
+        resources=["*"],
+        conditions={**leading_keys, "ArnNotLike": {"aws:PrincipalArn": except_principals}},
+    )
+
+
 class ControlPlaneTable(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -97,39 +111,21 @@ class ControlPlaneTable(Construct):
             )
         writing_declarations = writers + [functions[f] for f in declaration_functions]
         statements += [
-            iam.PolicyStatement(
-                sid="OnlyNamedWritersWriteDeclarations",
-                effect=iam.Effect.DENY,
-                principals=[anyone],
-                actions=ITEM_WRITES,
-                resources=["*"],
-                conditions={
-                    "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [decl]},
-                    "ArnNotLike": {"aws:PrincipalArn": writing_declarations},
-                },
+            deny_item_writes(
+                "OnlyNamedWritersWriteDeclarations",
+                {"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [decl]}},
+                writing_declarations,
             ),
-            iam.PolicyStatement(
-                sid="OnlyControlPlaneAndEnrollersWriteClusters",
-                effect=iam.Effect.DENY,
-                principals=[anyone],
-                actions=ITEM_WRITES,
-                resources=["*"],
-                conditions={
-                    "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [cluster]},
-                    "ArnNotLike": {"aws:PrincipalArn": control_plane + enrollers},
-                },
+            deny_item_writes(
+                "OnlyControlPlaneAndEnrollersWriteClusters",
+                {"ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [cluster]}},
+                control_plane + enrollers,
             ),
             # ownership records, findings, repair budgets, idempotency: the functions' alone
-            iam.PolicyStatement(
-                sid="OnlyControlPlaneWritesItsState",
-                effect=iam.Effect.DENY,
-                principals=[anyone],
-                actions=ITEM_WRITES,
-                resources=["*"],
-                conditions={
-                    "ForAnyValue:StringNotLike": {"dynamodb:LeadingKeys": [decl, cluster]},
-                    "ArnNotLike": {"aws:PrincipalArn": control_plane},
-                },
+            deny_item_writes(
+                "OnlyControlPlaneWritesItsState",
+                {"ForAnyValue:StringNotLike": {"dynamodb:LeadingKeys": [decl, cluster]}},
+                control_plane,
             ),
             iam.PolicyStatement(
                 sid="NoPartiQLWrites",
