@@ -9,7 +9,7 @@ PIP_NOISE_FILTER := { grep -v -e '^WARNING: Location' -e 'is ignored: it is neit
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: demo test lint typecheck unit install synth clean
+.PHONY: demo test lint typecheck unit install synth clean tools
 
 # The whole control plane on an embedded local AWS, narrated; exits 0 only if every step checked out.
 demo: install
@@ -38,6 +38,11 @@ test: lint typecheck
 	set -o pipefail; $(PY) -m coverage report --include='functions/core/*' --fail-under=90 \
 	  --no-skip-covered | tail -1 | sed 's/^TOTAL/functions\/core coverage (>= 90% required):/'
 
+# The real Kubernetes parts (kube-apiserver, etcd, kubectl, the pod identity webhook),
+# pinned in tools/*/go.mod and built from the Go module proxy into .tools/bin.
+tools:
+	bash tools/build.sh
+
 # cdk synth without the CDK CLI: templates in cdk.out, cdk-nag enforced
 synth: install
 	CDK_OUTDIR=cdk.out $(PY) app.py
@@ -46,4 +51,4 @@ unit: install
 	$(PY) -m pytest tests/unit -q
 
 clean:
-	rm -rf $(VENV) cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage coverage.xml
+	rm -rf $(VENV) .tools cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage coverage.xml
