@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,11 +16,12 @@ from rich.text import Text
 from cli import output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core.models import AssociationStatus, ReconcileReceipt
+from functions.core.models import AssociationStatus, Cluster, ReconcileReceipt
 
 if TYPE_CHECKING:
     from functions.flows.services import Services
 
+MAX_CA_FILE_BYTES = 64 * 1024
 QueueOption = Annotated[
     str | None,
     typer.Option(
@@ -138,37 +140,75 @@ def _states(statuses: list[AssociationStatus]) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
-def enroll(
-    name: Annotated[str, typer.Argument(help="the EKS cluster's name")],
+def enroll(  # noqa: PLR0917 - one parameter per command-line option
+    name: Annotated[str, typer.Argument(help="the cluster's name (EKS, or self-managed)")],
+    self_managed: Annotated[
+        bool,
+        typer.Option(
+            "--self-managed",
+            help="a Kubernetes cluster that is not EKS: give --endpoint, --ca-file and "
+            "--node-role-arn",
+        ),
+    ] = False,
+    endpoint: Annotated[
+        str | None, typer.Option(help="self-managed: the API server URL (https://host[:port])")
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="self-managed: PEM CA bundle of the API server"),
+    ] = None,
+    node_role_arn: Annotated[
+        str | None,
+        typer.Option(
+            "--node-role-arn",
+            help="self-managed: the IAM role the node agents run as (what the associated "
+            "roles must trust)",
+        ),
+    ] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help="self-managed: the fleet it joins (no EKS tag to read)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="validate and show the record, write nothing")
+    ] = False,
     queue_url: QueueOption = None,
     table: TableOption = None,
 ) -> None:
-    """Enroll an EKS cluster by hand (it stays enrolled whatever its tags), then
-    queue its reconcile."""
-    from functions.dal.repository import StaleWrite
-    from functions.flows.discovery import Discovery, named_clusters, refresh_cluster
-
-    svc = connect(table, queue_url=queue_url)
-    if svc.eks.describe_cluster(name) is None:
-        output.fail(
-            f"cluster {name!r} does not exist in EKS (DescribeCluster in "
-            f"{svc.settings.aws_region} found none): check the name and the region",
-            2,
+    """Enroll an EKS cluster by hand (it stays enrolled whatever its tags), or a
+    self-managed cluster (--self-managed), then queue its reconcile."""
+    if self_managed:
+        saved = _enroll_self_managed(
+            name,
+            endpoint,
+            ca_file,
+            node_role_arn,
+            fleet,
+            dry_run=dry_run,
+            table=table,
+            queue_url=queue_url,
         )
-    existing = svc.repo.get_cluster(name)
-    if existing is not None and existing.enrolled and existing.enrolled_by == "cli":
-        output.say(f"cluster {name} is already enrolled (by cli)")
-        return
-    named = named_clusters(svc, svc.repo.load_declarations().valid)
-    try:
-        saved = refresh_cluster(svc, name, named, existing, Discovery(), by_cli=True)
-    except StaleWrite:
-        output.fail(
-            f"cluster {name!r} was being recorded by a reconcile too; run the command again"
-        )
+    else:
+        given = [
+            flag
+            for flag, value in (
+                ("--endpoint", endpoint),
+                ("--ca-file", ca_file),
+                ("--node-role-arn", node_role_arn),
+                ("--fleet", fleet),
+                ("--dry-run", dry_run or None),
+            )
+            if value is not None
+        ]
+        if given:
+            output.fail(
+                f"{', '.join(given)} only go with --self-managed: an EKS cluster's endpoint, CA "
+                "and fleet tag come from EKS itself",
+                2,
+            )
+        saved = _enroll_eks(name, table=table, queue_url=queue_url)
     if saved is None:
-        output.fail(f"cluster {name!r} was deleted while being enrolled", 2)
-    output.say(f"enrolled {saved.name} (by cli, fleet {saved.fleet or '-'})")
+        return
+    svc = connect(table, queue_url=queue_url)
     if not svc.settings.reconcile_queue_url:
         output.say(
             "its declarations apply on the next scheduled reconcile; pass --queue-url (stack "
@@ -179,6 +219,125 @@ def enroll(
     output.say(
         f"queued a reconcile of {saved.name}; `podid status --cluster {saved.name}` shows it"
     )
+
+
+def _enroll_eks(name: str, *, table: str | None, queue_url: str | None) -> Cluster | None:
+    from functions.dal.repository import StaleWrite
+    from functions.flows.discovery import Discovery, named_clusters, refresh_cluster
+
+    svc = connect(table, queue_url=queue_url)
+    if svc.eks.describe_cluster(name) is None:
+        output.fail(
+            f"cluster {name!r} does not exist in EKS (DescribeCluster in "
+            f"{svc.settings.aws_region} found none): check the name and the region, or "
+            "enrol a cluster that is not EKS with --self-managed",
+            2,
+        )
+    existing = svc.repo.get_cluster(name)
+    if existing is not None and existing.self_managed:
+        output.fail(
+            f"cluster {name!r} is recorded as self-managed, but EKS has a cluster of that name: "
+            "the push refuses it until the record is removed",
+            2,
+        )
+    if existing is not None and existing.enrolled and existing.enrolled_by == "cli":
+        output.say(f"cluster {name} is already enrolled (by cli)")
+        return None
+    named = named_clusters(svc, svc.repo.load_declarations().valid)
+    try:
+        saved = refresh_cluster(svc, name, named, existing, Discovery(), by_cli=True)
+    except StaleWrite:
+        output.fail(
+            f"cluster {name!r} was being recorded by a reconcile too; run the command again"
+        )
+    if saved is None:
+        output.fail(f"cluster {name!r} was deleted while being enrolled", 2)
+    output.say(f"enrolled {saved.name} (by cli, fleet {saved.fleet or '-'})")
+    return saved
+
+
+def _enroll_self_managed(
+    name: str,
+    endpoint: str | None,
+    ca_file: Path | None,
+    node_role_arn: str | None,
+    fleet: str | None,
+    *,
+    dry_run: bool,
+    table: str | None,
+    queue_url: str | None,
+) -> Cluster | None:
+    from pydantic import ValidationError
+
+    from functions.core.errors import describe_validation_error
+    from functions.core.self_managed import self_managed_cluster
+    from functions.dal.repository import StaleWrite
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--endpoint", endpoint),
+            ("--ca-file", ca_file),
+            ("--node-role-arn", node_role_arn),
+        )
+        if not value
+    ]
+    if missing or ca_file is None or endpoint is None or node_role_arn is None:
+        output.fail(f"--self-managed needs {', '.join(missing)}", 2)
+    try:
+        ca_pem = ca_file.read_bytes()[: MAX_CA_FILE_BYTES + 1]
+    except OSError as error:
+        output.fail(f"--ca-file {ca_file}: {error.strerror or error}", 2)
+    if len(ca_pem) > MAX_CA_FILE_BYTES:
+        output.fail(f"--ca-file {ca_file} is larger than {MAX_CA_FILE_BYTES} bytes", 2)
+    svc = connect(table, queue_url=queue_url)
+    identity = svc.tokens.caller_identity()
+    try:
+        cluster = self_managed_cluster(
+            name=name,
+            endpoint=endpoint,
+            ca_pem=ca_pem,
+            node_role_arn=node_role_arn,
+            account=identity.account,
+            partition=identity.partition,
+            region=svc.settings.aws_region,
+            fleet=fleet,
+        )
+    except ValidationError as error:
+        output.fail(
+            f"cluster {name} is invalid:\n  " + "\n  ".join(describe_validation_error(error)), 2
+        )
+    except ValueError as error:
+        output.fail(f"cluster {name} is invalid: {error}", 2)
+    found = svc.eks.describe_cluster(name)
+    if found is not None:
+        output.fail(
+            f"EKS has a cluster named {name!r} ({found.arn}): a self-managed cluster needs a "
+            "name EKS does not use in this account and region (the push would refuse it)",
+            2,
+        )
+    existing = svc.repo.get_cluster(name)
+    if existing is not None and not existing.self_managed:
+        output.fail(f"cluster {name!r} is already recorded as an EKS cluster", 2)
+    record = cluster.model_copy(update={"version": existing.version if existing else 0})
+    if dry_run:
+        output.print_json(record.to_wire())
+        output.say("dry run: nothing written")
+        return None
+    if existing is not None and existing.model_copy(update={"version": 0}) == record.model_copy(
+        update={"version": 0}
+    ):
+        output.say(f"cluster {name} is already enrolled (self-managed, {record.endpoint})")
+        return None
+    try:
+        saved = svc.repo.save_cluster(record)
+    except StaleWrite:
+        output.fail(f"cluster {name!r} changed while being enrolled; run the command again")
+    output.say(
+        f"enrolled {saved.name} (self-managed, {saved.endpoint}, node role "
+        f"{saved.node_role_arn}, fleet {saved.fleet or '-'})"
+    )
+    return saved
 
 
 def list_clusters(output_format: OutputOption = Format.TABLE, table: TableOption = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+from dataclasses import dataclass
 from typing import Any
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
@@ -18,12 +19,23 @@ def _add_cluster_header(request: Any, **_: Any) -> None:
     request.headers[CLUSTER_HEADER] = _cluster_name.get()
 
 
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    account: str
+    partition: str
+
+
 class EksTokenBuilder:
     def __init__(self, sts_client: Any) -> None:
         self._sts = sts_client
         self._sts.meta.events.register(
             "before-sign.sts.GetCallerIdentity", _add_cluster_header, unique_id="podid-eks-token"
         )
+
+    def caller_identity(self) -> CallerIdentity:
+        """Whose credentials sign the tokens (the account a self-managed cluster is recorded in)."""
+        found = self._sts.get_caller_identity()
+        return CallerIdentity(account=found["Account"], partition=found["Arn"].split(":")[1])
 
     def token(self, cluster_name: str, expires_in: int = 60) -> str:
         marker = _cluster_name.set(cluster_name)

@@ -19,6 +19,7 @@ from functions.core.arns import (
     parse_cluster_arn,
     parse_role_arn,
 )
+from functions.core.endpoints import check_certificate_authority, check_self_managed_endpoint
 
 # EKS and IAM limits that declarations must respect.
 MAX_SESSION_POLICY_CHARS = 2048
@@ -227,12 +228,21 @@ class WebhookTarget(_Model):
     name: ConfigMapName = "pod-identity-associations"
 
 
+class ClusterKind(StrEnum):
+    EKS = "eks"  # where it is comes from EKS DescribeCluster, at push time
+    # not EKS: the record a cluster enroller wrote (endpoint, CA, node role) is the truth
+    SELF_MANAGED = "self-managed"
+
+
 class Cluster(_Model):
     name: ClusterName
     arn: ClusterArnStr
+    kind: ClusterKind = ClusterKind.EKS
     fleet: FleetName | None = None
     endpoint: str | None = None
     certificate_authority: str | None = None
+    # self-managed: the role the node agent's sts backend runs as (what roles must trust)
+    node_role_arn: RoleArnStr | None = None
     webhook: WebhookTarget = Field(default_factory=WebhookTarget)
     enrolled: bool = True
     enrolled_by: str = "tag"  # tag | declaration | cli
@@ -242,7 +252,23 @@ class Cluster(_Model):
     def _arn_names_cluster(self) -> Cluster:
         if parse_cluster_arn(self.arn).name != self.name:
             raise ValueError(f"arn {self.arn!r} does not name cluster {self.name!r}")
+        if self.kind is ClusterKind.SELF_MANAGED:
+            check_self_managed_endpoint(self.endpoint)
+            check_certificate_authority(self.certificate_authority)
+            if self.node_role_arn is None:
+                raise ValueError(
+                    "nodeRoleArn is required for a self-managed cluster: the role its node "
+                    "agents run as, which the associated roles must trust"
+                )
+        elif self.node_role_arn is not None:
+            raise ValueError(
+                "nodeRoleArn is only for self-managed clusters (EKS pods use EKS Auth)"
+            )
         return self
+
+    @property
+    def self_managed(self) -> bool:
+        return self.kind is ClusterKind.SELF_MANAGED
 
     @property
     def account(self) -> str:

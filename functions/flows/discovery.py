@@ -109,8 +109,11 @@ def discover(
     those whose fleet tag changed (all when deep)."""
     found = Discovery()
     named = named_clusters(svc, declarations)
-    known = {c.name: c for c in svc.repo.list_clusters()}
-    live = set(svc.eks.list_clusters())
+    recorded = svc.repo.list_clusters()
+    # self-managed clusters are not in EKS: enrolled by hand, never refreshed or forgotten here
+    self_managed = [c for c in recorded if c.self_managed]
+    known = {c.name: c for c in recorded if not c.self_managed}
+    live = set(svc.eks.list_clusters()) - {c.name for c in self_managed}
     # Tags only choose whom to describe; what is recorded comes from DescribeCluster.
     tags = None if deep else cluster_tags(svc)
     stale = clusters_to_describe(live, known, named, tags, deep=deep)
@@ -122,4 +125,4 @@ def discover(
             clusters.append(refreshed)
     for name in sorted(set(known) - live):
         forget(svc, name, found)
-    return clusters, found
+    return sorted(clusters + self_managed, key=lambda c: c.name), found

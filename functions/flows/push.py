@@ -3,9 +3,11 @@
 Built from recorded status (what exists in EKS), deterministic, skipped when
 its hash equals the last pushed one, written with resourceVersion concurrency,
 and recorded with an optimistic version so two pushes never both count. Where
-it goes (API endpoint and CA) comes from EKS DescribeCluster at push time and
-which ConfigMap from the deployment's settings: nothing in the table can send
-the push's token or its writes elsewhere.
+an EKS cluster's map goes (API endpoint and CA) comes from EKS DescribeCluster
+at push time, and which ConfigMap from the deployment's settings: nothing in
+the table can send an EKS cluster's token or the push's writes elsewhere. A
+self-managed cluster is where its enrolment record says (only a cluster
+enroller writes it), unless EKS has a cluster of that name.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
         metrics.add_metric(name="MapPushesSkipped", unit="Count", value=1)
         return PushResult(cluster.name, None, built.sha256, pushed.generation)
     generation = (pushed.generation if pushed else 0) + 1
-    endpoint = svc.endpoint(cluster.name)
-    if endpoint is None:
+    endpoint = svc.endpoint(cluster)
+    if endpoint is None:  # an EKS cluster only: a self-managed one is not in EKS
         logger.info("push dropped: EKS has no such cluster any more", cluster=cluster.name)
         metrics.add_metric(name="MapPushesDropped", unit="Count", value=1)
         return None

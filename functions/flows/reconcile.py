@@ -21,6 +21,7 @@ from functions.dal.repository import DeclarationSet
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
 from functions.flows.discovery import Discovery, discover, forget, named_clusters, refresh_cluster
+from functions.flows.self_managed import sync_self_managed
 from functions.flows.services import Services
 from functions.observability import logger, metrics
 
@@ -100,15 +101,19 @@ def reconcile_cluster(
         # left the fleet: release what podid created there and empty its map
         desired = expand([], [], managed_by=svc.settings.owner, scope=svc.settings.scope)
         heal_drift = True
-    result = sync_cluster(
-        svc,
-        cluster,
-        declarations,
-        desired,
-        heal_drift=heal_drift,
-        deep=message.deep,
-        suspects=message.suspects,
-    )
+    if cluster.self_managed:
+        # EKS Pod Identity does not exist there: the map is the associations
+        result = sync_self_managed(svc, cluster, desired)
+    else:
+        result = sync_cluster(
+            svc,
+            cluster,
+            declarations,
+            desired,
+            heal_drift=heal_drift,
+            deep=message.deep,
+            suspects=message.suspects,
+        )
     planning = svc.settings.mode is Mode.PLAN  # no write to any cluster, maps included
     if result.push_needed and svc.settings.push_queue_url and not planning:
         svc.messenger.enqueue_per_cluster(
@@ -189,12 +194,18 @@ def _cluster_changed(svc: Services, detail: CloudTrailDetail) -> bool:
     if not cluster_name:
         return False
     found = Discovery()
+    recorded = svc.repo.get_cluster(cluster_name)
+    if recorded is not None and recorded.self_managed:
+        # an EKS event cannot speak for a cluster that is not in EKS (the push refuses
+        # a self-managed record whose name EKS also has)
+        logger.warning("EKS event names a self-managed cluster: ignored", cluster=cluster_name)
+        return False
     if detail.event_name == "DeleteCluster":
-        if svc.repo.get_cluster(cluster_name) is not None:
+        if recorded is not None:
             forget(svc, cluster_name, found)
         return True
     declarations = svc.repo.load_declarations()
-    existing = svc.repo.get_cluster(cluster_name)
+    existing = recorded
     cluster = refresh_cluster(
         svc, cluster_name, named_clusters(svc, declarations.valid), existing, found
     )

@@ -13,8 +13,14 @@ from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
 from functions.aws.tagging import TaggingAdapter
+from functions.core.models import Cluster
 from functions.dal.repository import Repository
-from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, api_client
+from functions.kube.configmap import (
+    ClusterEndpoint,
+    ConfigMapWriter,
+    UntrustedEndpoint,
+    api_client,
+)
 from functions.settings import Settings, get_settings
 
 
@@ -34,21 +40,36 @@ class Services:
     # None: discovery cannot see tag changes without DescribeCluster (today's fallback)
     tagging: TaggingAdapter | None = None
 
-    def endpoint(self, name: str) -> ClusterEndpoint | None:
-        """Where the push may send a signed token: what EKS says now, never the
-        table (a table writer could point it at a listener). None: EKS has no
-        such cluster any more."""
-        info = self.eks.describe_cluster(name)
+    def endpoint(self, cluster: Cluster) -> ClusterEndpoint | None:
+        """Where the push may send a signed token. An EKS cluster: what EKS says
+        now, never the table (a table writer could point it at a listener); None
+        when EKS has no such cluster any more. A self-managed cluster: the record
+        a cluster enroller wrote (nothing else knows where it is), refused when
+        EKS has a cluster of that name (a record cannot redirect an EKS
+        cluster's token by claiming to be self-managed)."""
+        info = self.eks.describe_cluster(cluster.name)
+        if cluster.self_managed:
+            if info is not None:
+                raise UntrustedEndpoint(
+                    f"cluster {cluster.name} is recorded as self-managed but EKS has a cluster "
+                    f"of that name ({info.arn}): the recorded endpoint is not used; remove the "
+                    "record or enrol the self-managed cluster under another name"
+                )
+            if not cluster.endpoint:
+                raise UntrustedEndpoint(f"self-managed cluster {cluster.name} has no endpoint")
+            return ClusterEndpoint(
+                cluster.name, cluster.endpoint, cluster.certificate_authority, self_managed=True
+            )
         if info is None:
             return None
         template = self.settings.kube_endpoint_template
-        url = template.format(cluster=name) if template else info.endpoint
+        url = template.format(cluster=cluster.name) if template else info.endpoint
         if not url:
             raise ValueError(
-                f"cluster {name} has no API endpoint yet (EKS status {info.status}); "
+                f"cluster {cluster.name} has no API endpoint yet (EKS status {info.status}); "
                 "the push is retried"
             )
-        return ClusterEndpoint(name, url, info.certificate_authority)
+        return ClusterEndpoint(cluster.name, url, info.certificate_authority)
 
     def configmap_writer(self, endpoint: ClusterEndpoint) -> ConfigMapWriter:
         token = self.tokens.token(endpoint.name, self.settings.kube_token_seconds)

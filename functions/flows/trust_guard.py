@@ -45,6 +45,7 @@ from functions.core.trust import (
     review,
     role_missing_findings,
 )
+from functions.core.trust.node_trust import NodeUsage
 from functions.events import CloudTrailDetail
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -77,11 +78,25 @@ def role_mode(declarations: list[Declaration], default: Mode) -> Mode:
 
 
 def usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
+    """Usages on EKS clusters: the role must trust pods.eks.amazonaws.com."""
     return tuple(
         Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id)
         for d in declarations
         for c in targets_of(d, clusters)
-        if c.account == d.role_account
+        if c.account == d.role_account and not c.self_managed
+    )
+
+
+def node_usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[NodeUsage, ...]:
+    """Usages on self-managed clusters: the role must trust the cluster's node role."""
+    return tuple(
+        NodeUsage(
+            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
+            c.node_role_arn,
+        )
+        for d in declarations
+        for c in targets_of(d, clusters)
+        if c.account == d.role_account and c.self_managed and c.node_role_arn
     )
 
 
@@ -187,6 +202,7 @@ def _check(
     context = TrustContext(
         role_arn,
         usages(declarations, clusters),
+        node_usages=node_usages(declarations, clusters),
         scope_session_tags=svc.settings.scope_session_tags,
         max_policy_chars=svc.settings.max_trust_policy_chars,
         opt_in_tag=svc.settings.repairable_role_tag,

@@ -36,6 +36,10 @@ class KubeAccessError(KubeSetupError):
     """401/403: no access entry, or no RBAC."""
 
 
+class UntrustedEndpoint(KubeSetupError):
+    """The record names an endpoint the push must not send a token to."""
+
+
 class ConfigMapMissing(KubeSetupError):
     """404: the manifest that creates the map ConfigMap was not applied (or it was deleted)."""
 
@@ -49,6 +53,7 @@ class ClusterEndpoint:
     name: str
     url: str
     certificate_authority: str | None = None  # base64 PEM, as DescribeCluster returns it
+    self_managed: bool = False  # the push role is mapped by the cluster's own authenticator
 
 
 def _ca_file(certificate_authority: str) -> str:
@@ -79,6 +84,13 @@ def api_client(endpoint: ClusterEndpoint, token: str, timeout: float = 10.0) -> 
 def _access_error(
     error: ApiException, endpoint: ClusterEndpoint, namespace: str
 ) -> KubeAccessError:
+    if error.status == 401 and endpoint.self_managed:
+        return KubeAccessError(
+            f"cluster {endpoint.name} rejected the credentials (401): map the push function's "
+            "IAM role to the group podid:webhook-push in the cluster's authenticator "
+            "(aws-iam-authenticator mapRoles, cluster ID = the enrolled name; see "
+            "deploy/self-managed/README.md)"
+        )
     if error.status == 401:
         return KubeAccessError(
             f"cluster {endpoint.name} rejected the credentials (401): the push function's IAM role "

@@ -46,6 +46,7 @@ from functions.core.trust.document import (
     views,
 )
 from functions.core.trust.grants import only_podid_conditions_fail, scope_groups
+from functions.core.trust.node_trust import NodeUsage, node_findings
 
 DEFAULT_MAX_TRUST_POLICY_CHARS = 2048
 
@@ -78,6 +79,8 @@ class TrustContext:
     scope_session_tags: bool = True
     max_policy_chars: int = DEFAULT_MAX_TRUST_POLICY_CHARS
     opt_in_tag: str = "pod-identity/managed-trust"  # named in messages
+    # usages on self-managed clusters: the role must trust their node role instead
+    node_usages: tuple[NodeUsage, ...] = ()
 
     @property
     def accounts(self) -> list[str]:
@@ -242,14 +245,33 @@ def analyse(document: str | Mapping[str, Any], context: TrustContext) -> list[Fi
     except MalformedPolicy as exc:
         return [Finding(code=Code.MALFORMED, severity=Severity.ERROR, message=str(exc))]
     statements = views(policy)
-    named = any(v.allows and v.names_pod_principal for v in statements)
-    reviews = [review_usage(statements, usage) for usage in context.usages]
-    findings = _principal_findings(statements, context, reviews, named=named)
-    for review in reviews:
-        findings += _usage_findings(review, named=named)
-    findings += _hardening_findings(statements, context)
-    findings += _source_findings(statements, context)
+    findings: list[Finding] = []
+    if context.usages or not context.node_usages:
+        named = any(v.allows and v.names_pod_principal for v in statements)
+        reviews = [review_usage(statements, usage) for usage in context.usages]
+        findings += _principal_findings(statements, context, reviews, named=named)
+        for review in reviews:
+            findings += _usage_findings(review, named=named)
+        findings += _hardening_findings(statements, context)
+        findings += _source_findings(statements, context)
+    else:
+        findings += _wildcards(statements)
+    findings += node_findings(statements, context.node_usages)
     return _unique(findings)
+
+
+def _wildcards(statements: list[StatementView]) -> list[Finding]:
+    return [
+        Finding(
+            code=Code.WILDCARD_PRINCIPAL,
+            severity=Severity.ERROR,
+            message=f"Statement[{view.index}] trusts every principal ('*' or NotPrincipal): "
+            "anyone able to call STS may assume the role; narrow it by hand",
+            statement=view.index,
+        )
+        for view in statements
+        if view.allows and view.covers_assume() and view.is_wildcard
+    ]
 
 
 def _principal_findings(
@@ -260,6 +282,7 @@ def _principal_findings(
     named: bool,
 ) -> list[Finding]:
     found = []
+    node_roles = {u.node_role_arn for u in context.node_usages}  # declared, not foreign
     if not named:
         found.append(
             Finding(
@@ -284,13 +307,15 @@ def _principal_findings(
                     statement=view.index,
                 )
             )
-        elif view.other_principals():
+        elif others := [
+            p for p in view.other_principals() if p.removeprefix("AWS:") not in node_roles
+        ]:
             found.append(
                 Finding(
                     code=Code.FOREIGN_PRINCIPAL,
                     severity=Severity.WARNING,
                     message=f"Statement[{view.index}] also trusts "
-                    f"{', '.join(view.other_principals())}: the role is broader than its pod "
+                    f"{', '.join(others)}: the role is broader than its pod "
                     "identity declarations; left as is because another consumer may rely on it",
                     statement=view.index,
                 )

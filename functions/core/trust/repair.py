@@ -59,6 +59,7 @@ from functions.core.trust.grants import (
     scoped_copy,
     scoped_sid,
 )
+from functions.core.trust.node_trust import add_node_grant, review_node_usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,11 @@ def _essential(original: dict[str, Any], context: TrustContext) -> _Work:
     for usage in context.usages:
         if review_usage(owners, usage).grantable:
             _grant(work, usage)
+    for node_usage in context.node_usages:
+        if review_node_usage(owners, node_usage).grantable:
+            change = add_node_grant(work.statements, node_usage)
+            if change:
+                work.changes.append(change)
     return work
 
 
