@@ -121,7 +121,9 @@ def test_repair_adds_one_scoped_statement_for_the_node_role_keeping_everything_e
     assert repair(result.policy, ctx).policy == result.policy
     other = NodeUsage(Usage("lab-2", LAB.replace("lab-1", "lab-2"), "payments", "api"), NODES)
     again = repair(result.policy, context(on_lab(), on_lab("orders", "worker"), other))
-    arns = again.policy["Statement"][1]["Condition"]["StringEquals"]["aws:RequestTag/eks-cluster-arn"]
+    arns = again.policy["Statement"][1]["Condition"]["StringEquals"][
+        "aws:RequestTag/eks-cluster-arn"
+    ]
     assert arns == [LAB, LAB.replace("lab-1", "lab-2")]
     assert len(again.policy["Statement"]) == 3
 
