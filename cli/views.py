@@ -186,10 +186,17 @@ def findings_table(records: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def clusters_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    view = table("clusters", "cluster", "fleet", "enrolled", "arn", wide="arn")
+    view = table("clusters", "cluster", "kind", "fleet", "enrolled", "arn", wide="arn")
     for row in rows:
         enrolled = f"yes ({row['enrolledBy']})" if row["enrolled"] else "no"
+        kind = row.get("kind", "eks")
+        if kind == "self-managed":
+            kind = f"self-managed ({row.get('endpoint')})"
         view.add_row(
-            Text(row["name"]), Text(row.get("fleet") or "-"), Text(enrolled), Text(row["arn"])
+            Text(row["name"]),
+            Text(kind),
+            Text(row.get("fleet") or "-"),
+            Text(enrolled),
+            Text(row["arn"]),
         )
     return view

@@ -613,3 +613,53 @@ def test_list_says_when_the_roles_owner_must_widen_its_trust(account):
     assert any(t.startswith("PI040") and "role owner must widen it" in t for t in row["trust"]), (
         row["trust"]
     )
+
+
+def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_nothing(
+    account, tmp_path
+):
+    from tests.realwebhook.webhook import make_tls
+
+    ca = make_tls(tmp_path).ca
+    node_role = f"arn:aws:iam::{ACCOUNT}:role/lab-nodes"
+    good = [
+        "cluster", "enroll", "lab-1", "--self-managed", "--endpoint", "https://10.0.0.10:6443",
+        "--ca-file", str(ca), "--node-role-arn", node_role, "--fleet", "prod",
+    ]  # fmt: skip
+    # bad input: each refused with the rule, exit 2, nothing written
+    for args, message in [
+        (["cluster", "enroll", "lab-1", "--self-managed"], "--self-managed needs --endpoint"),
+        ([*good[:5], "http://10.0.0.10:6443", *good[6:]], "must be https://<host>[:<port>]"),
+        ([*good[:7], str(tmp_path / "missing.pem"), *good[8:]], "No such file"),
+        ([*good[:7], str(tmp_path / "tls.key"), *good[8:]], "holds no PEM certificate"),
+        ([*good[:9], f"arn:aws:iam::{ACCOUNT}:user/x", *good[10:]], "is not an IAM role ARN"),
+        (["cluster", "enroll", "blue", *good[3:]], "EKS has a cluster named 'blue'"),
+        (["cluster", "enroll", "solo", "--endpoint", "https://x"], "only go with --self-managed"),
+    ]:
+        code, output = run(*args)
+        assert code == 2, (args, output)
+        assert message in " ".join(output.split()), (args, output)
+    assert account.item("CLUSTER#lab-1", "CLUSTER") is None
+    assert account.item("CLUSTER#blue", "CLUSTER")["kind"] == "eks"
+    # a dry run shows the record and writes nothing
+    code, output = run(*good, "--dry-run")
+    assert code == 0, output
+    assert '"kind": "self-managed"' in output
+    assert account.item("CLUSTER#lab-1", "CLUSTER") is None
+    # enrolled: recorded as the source of truth for where it is
+    code, output = run(*good)
+    assert code == 0, output
+    assert "enrolled lab-1 (self-managed, https://10.0.0.10:6443" in output
+    stored = account.item("CLUSTER#lab-1", "CLUSTER")
+    assert (stored["kind"], stored["endpoint"], stored["nodeRoleArn"], stored["fleet"]) == (
+        "self-managed",
+        "https://10.0.0.10:6443",
+        node_role,
+        "prod",
+    )
+    code, output = run(*good)
+    assert code == 0
+    assert "already enrolled" in output
+    code, output = run("cluster", "list")
+    assert code == 0, output
+    assert "self-managed (https://10.0.0.10:6443)" in output
