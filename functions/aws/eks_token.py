@@ -16,7 +16,9 @@ _cluster_name: contextvars.ContextVar[str] = contextvars.ContextVar("eks_token_c
 
 
 def _add_cluster_header(request: Any, **_: Any) -> None:
-    request.headers[CLUSTER_HEADER] = _cluster_name.get()
+    name = _cluster_name.get(None)
+    if name is not None:  # a token being built, not a plain GetCallerIdentity call
+        request.headers[CLUSTER_HEADER] = name
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from functions.core.models import (
     least_writing,
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
+from functions.core.self_managed import decide_self_managed
 from functions.core.status import Outcome, decide_statuses
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.flows.services import Services
@@ -254,6 +255,18 @@ def preview(
     """What a sync would do now, and the declared keys held by others; reads only."""
     statuses = svc.repo.association_statuses(cluster)
     desired = desired_state.for_cluster(cluster)
+    record = svc.repo.get_cluster(cluster)
+    if record is not None and record.self_managed:
+        # map entries only: nothing in EKS to observe, and nobody else's to hold a key
+        operations, _ = decide_self_managed(
+            cluster,
+            desired=desired,
+            desired_state=desired_state,
+            statuses=statuses,
+            mode=Mode.PLAN,
+            now=svc.clock(),
+        )
+        return operations, {}
     hold = set(desired_state.held_keys(cluster))
     actual = observe(svc, cluster, statuses, relevant=set(desired) | hold)
     owned = _owned(statuses)

@@ -60,8 +60,8 @@ def _sync_once(svc: Services, cluster: Cluster, desired_state: DesiredState) -> 
     logger.info(
         "self-managed cluster reconciled (map entries only, no EKS call)",
         cluster=cluster.name,
-        created=sum(op.kind is OpKind.CREATE for op in operations),
-        updated=sum(op.kind is OpKind.UPDATE for op in operations),
-        deleted=sum(op.kind is OpKind.DELETE for op in operations),
+        creates=sum(op.kind is OpKind.CREATE for op in operations),
+        updates=sum(op.kind is OpKind.UPDATE for op in operations),
+        deletes=sum(op.kind is OpKind.DELETE for op in operations),
     )
     return result

@@ -660,6 +660,14 @@ def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_no
     code, output = run(*good)
     assert code == 0
     assert "already enrolled" in output
-    code, output = run("cluster", "list")
+    code, output = run("cluster", "list", "--output", "json")
     assert code == 0, output
-    assert "self-managed (https://10.0.0.10:6443)" in output
+    listed = {row["name"]: row for row in json.loads(output)}
+    assert (listed["lab-1"]["kind"], listed["blue"]["kind"]) == ("self-managed", "eks")
+    # `podid plan` previews its map entries without asking EKS about a cluster it lacks
+    code, output = run(*DECLARE_PAYMENTS_API)
+    assert code == 0, output
+    code, output = run("plan", "--cluster", "lab-1")
+    assert code == 0, output
+    assert "create" in output
+    assert "payments/api" in output

@@ -106,10 +106,10 @@ def test_a_mounted_configmap_update_is_never_seen_by_the_webhook(
     assert injects(webhook, "payments", "api")
 
     # while a rename onto the exact path (what map-sync does) is seen at once
-    write_atomically(
-        str(volume / "identities.json"), identities(("payments", "api"), ("orders", "worker"))
-    )
-    wait_for(lambda: injects(webhook, "orders", "worker"), timeout=RELOAD_WAIT)
+    renamed = identities(("payments", "api"), ("orders", "worker"), ("orders", "batch"))
+    assert write_atomically(str(volume / "identities.json"), renamed)
+    wait_for(lambda: injects(webhook, "orders", "batch"), timeout=RELOAD_WAIT)
+    assert injects(webhook, "orders", "worker")
 
 
 def test_map_sync_renames_each_pushed_map_onto_the_watched_file_and_the_webhook_reloads(
