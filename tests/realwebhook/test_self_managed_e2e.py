@@ -17,11 +17,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import boto3
 import pytest
@@ -98,6 +101,60 @@ def processes() -> Iterator[Processes]:
     found = Processes()
     yield found
     found.stop()
+
+
+class RecordingProxy:
+    """Between the node agent and the local AWS: forwards every request, and
+    keeps each one's form parameters and signing key (moto drops session tags)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []  # (access key id, form parameters)
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                key = self.headers.get("Authorization", "").partition("Credential=")[2]
+                recorder.calls.append((key.split("/")[0], dict(parse_qsl(body.decode()))))
+                forwarded = urllib.request.Request(
+                    upstream + self.path,
+                    data=body,
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                    method="POST",
+                )
+                try:
+                    with urllib.request.urlopen(forwarded, timeout=10) as answer:
+                        status, payload, kind = answer.status, answer.read(), answer.headers
+                except urllib.error.HTTPError as error:
+                    status, payload, kind = error.code, error.read(), error.headers
+                self.send_response(status)
+                self.send_header("Content-Type", kind.get("Content-Type", "text/xml"))
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def assume_role_calls(self) -> list[tuple[str, dict[str, str]]]:
+        return [(key, form) for key, form in self.calls if form.get("Action") == "AssumeRole"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def session_tags(form: dict[str, str]) -> dict[str, str]:
+    tags = {}
+    index = 1
+    while f"Tags.member.{index}.Key" in form:
+        tags[form[f"Tags.member.{index}.Key"]] = form[f"Tags.member.{index}.Value"]
+        index += 1
+    return tags
 
 
 def create_pod(core: k8s.CoreV1Api, name: str, service_account: str) -> Any:
@@ -299,6 +356,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         agent_sa = kube.service_account_token("kube-system", "podid-node-agent", [ISSUER], 3600)
         (tmp_path / "agent-token").write_text(agent_sa)
         node = assumed(world, NODE_ROLE, "i-0123456789abcdef0")
+        sts = RecordingProxy(moto_endpoint)
         port, ops = free_port(), free_port()
         processes.start(
             [
@@ -313,7 +371,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
                 **env,
                 "PODID_AGENT_KUBE_TOKEN_FILE": str(tmp_path / "agent-token"),
                 "PODID_AGENT_KUBE_CA_FILE": str(kube.ca_file),
-                "AWS_ENDPOINT_URL": moto_endpoint,
+                "AWS_ENDPOINT_URL": sts.url,
                 "AWS_ACCESS_KEY_ID": node["AccessKeyId"],
                 "AWS_SECRET_ACCESS_KEY": node["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": node["SessionToken"],
@@ -331,6 +389,20 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
             aws_session_token=answer["Token"],
         ).get_caller_identity()
         assert caller["Arn"].startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/sm-payments-api/")
+        # sts:AssumeRole signed with the node role's credentials, with the six EKS session tags
+        (signer, form), *_ = sts.assume_role_calls()
+        sts.close()
+        assert signer == node["AccessKeyId"]
+        assert form["RoleArn"] == role
+        pod_uid = core.read_namespaced_pod("api-1", NAMESPACE).metadata.uid
+        assert session_tags(form) == {
+            "eks-cluster-arn": f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/{kube.cluster_name}",
+            "eks-cluster-name": kube.cluster_name,
+            "kubernetes-namespace": NAMESPACE,
+            "kubernetes-service-account": "api",
+            "kubernetes-pod-name": "api-1",
+            "kubernetes-pod-uid": pod_uid,
+        }
         # a pod of an undeclared service account gets nothing; a token of another audience neither
         other = kube.service_account_token(NAMESPACE, "other", [AUDIENCE], 3600, pod="other-1")
         assert fetch_credentials(port, other)[0] == 404
