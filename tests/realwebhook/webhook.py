@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -160,8 +161,11 @@ class RealWebhook:
             api_ca,
             api_token,
         )
+        # a network namespace needs root, or a user namespace mapping us to root in it
+        userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         command = [
             "unshare",
+            *userns,
             "--net",
             "--",
             sys.executable,
