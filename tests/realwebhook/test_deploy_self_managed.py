@@ -84,3 +84,39 @@ def test_make_certs_issues_a_serving_certificate_for_the_webhook_service(tmp_pat
     assert ": OK" in found.stdout  # openssl verify of the certificate against its CA
     assert "create secret tls podid-pod-identity-webhook-cert" in found.stdout
     assert '"path":"/webhooks/0/clientConfig/caBundle"' in found.stdout
+
+
+def documents(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((SELF_MANAGED / name).read_text()) if d]
+
+
+def test_map_sync_writes_exactly_the_file_the_webhook_watches_and_the_agent_flags_parse() -> None:
+    from functions.kube.webhook_sync import parse_args as sync_args
+    from node_agent.settings import parse_args as agent_args
+
+    deployment = next(d for d in documents("webhook.yaml") if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    (sidecar,) = spec["initContainers"]
+    (webhook,) = spec["containers"]
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar: the webhook starts after it
+    synced = sync_args(sidecar["command"][3:])
+    watched = next(
+        a.split("=", 1)[1]
+        for a in webhook["command"]
+        if a.startswith("--watch-container-credentials-config=")
+    )
+    # the webhook reloads only on an event named exactly like its path
+    assert synced.path == watched
+    assert synced.configmap == "pod-identity-associations"
+    mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+    assert Path(watched).parent == Path(mounts["map"])
+    assert {m["name"]: m["mountPath"] for m in webhook["volumeMounts"]}["map"] == mounts["map"]
+    assert sidecar["startupProbe"]["exec"]["command"][-1] == synced.ready_file
+    daemonset = next(d for d in documents("node-agent.yaml") if d["kind"] == "DaemonSet")
+    (agent,) = daemonset["spec"]["template"]["spec"]["containers"]
+    args = [a.replace("CHANGE-ME", "lab-1") for a in agent["args"]]
+    settings = agent_args(args)
+    assert (settings.backend, settings.cluster_name) == ("sts", "lab-1")
+    volume = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}["map"]
+    assert settings.association_map == f"{volume}/associations.json"
+    assert daemonset["spec"]["template"]["spec"]["serviceAccountName"] == "podid-node-agent"
