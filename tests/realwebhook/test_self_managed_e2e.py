@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World
-from tests.realkube.server import RealKube
+from tests.realkube.server import SERVICE_ACCOUNT_ISSUER, RealKube
 from tests.realwebhook.test_delivery import kubelet_mount, kubelet_update, wait_for
 from tests.realwebhook.webhook import REPO, RealWebhook
 
@@ -45,7 +45,7 @@ MAP = ("kube-system", "pod-identity-associations")
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 AUDIENCE = "pods.eks.amazonaws.com"
-ISSUER = "https://kubernetes.default.svc"
+ISSUER = SERVICE_ACCOUNT_ISSUER  # the API server's own audience
 
 
 def node_trust() -> dict[str, Any]:
