@@ -2,20 +2,11 @@
 its association, and assume the role the way EKS does, deciding the role's
 trust policy with the sandbox's own IAM evaluator (sandbox.iam_policy).
 
-What EKS asks STS for, from the Amazon EKS User Guide ("Create IAM role with
-trust policy required by EKS Pod Identity", "Enable or disable session tags"):
-the service principal pods.eks.amazonaws.com calls sts:AssumeRole and, unless
-the association disables session tags, sts:TagSession with six session tags.
-The request's condition keys are those IAM documents for a call made by a
-service principal on a customer's behalf (aws:SourceAccount, aws:SourceArn,
-aws:PrincipalServiceName, aws:PrincipalIsAWSService) plus aws:RequestTag/<k>
-and aws:TagKeys for the tags. aws:SourceArn is the cluster ARN here: AWS does
-not document it for this principal, and this is the reading the sandbox uses.
+The request STS authorizes is built by sandbox.eks_emulation.pod_request.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from moto.eks.models import eks_backends
@@ -27,48 +18,9 @@ from sandbox.cluster_identity import POD_IDENTITY_AUDIENCE, REGISTRY, TokenRejec
 from sandbox.eks_emulation import store
 from sandbox.eks_emulation.errors import EmulatedError, access_denied, not_found
 from sandbox.eks_emulation.faults import FAULTS
+from sandbox.eks_emulation.pod_request import POD_PRINCIPAL, session_tags, sts_requests
 
-POD_PRINCIPAL = "pods.eks.amazonaws.com"
 CREDENTIAL_SECONDS = 6 * 3600
-ASSUME_ROLE = "sts:AssumeRole"
-TAG_SESSION = "sts:TagSession"
-
-
-def session_tags(
-    cluster_arn: str, namespace: str, service_account: str, pod_name: str, pod_uid: str
-) -> dict[str, str]:
-    """The six session tags EKS Pod Identity sets (EKS User Guide, pod-id-abac)."""
-    return {
-        "eks-cluster-arn": cluster_arn,
-        "eks-cluster-name": cluster_arn.rsplit("/", 1)[1],
-        "kubernetes-namespace": namespace,
-        "kubernetes-service-account": service_account,
-        "kubernetes-pod-name": pod_name,
-        "kubernetes-pod-uid": pod_uid,
-    }
-
-
-def sts_requests(
-    cluster_arn: str, tags: dict[str, str] | None, *, now: datetime | None = None
-) -> list[iam_policy.Request]:
-    """What STS authorizes when EKS Auth assumes a role for a pod of `cluster_arn`:
-    sts:AssumeRole, and sts:TagSession when `tags` are sent."""
-    when = now or datetime.now(UTC)
-    context: dict[str, str | tuple[str, ...]] = {
-        "aws:SourceAccount": cluster_arn.split(":")[4],
-        "aws:SourceArn": cluster_arn,
-        "aws:PrincipalServiceName": POD_PRINCIPAL,
-        "aws:PrincipalIsAWSService": "true",
-        "aws:CurrentTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "aws:EpochTime": str(int(when.timestamp())),
-    }
-    actions = [ASSUME_ROLE]
-    if tags is not None:
-        context |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
-        context["aws:TagKeys"] = tuple(tags)
-        actions.append(TAG_SESSION)
-    caller = iam_policy.Caller.service(POD_PRINCIPAL)
-    return [iam_policy.Request(caller, action, context) for action in actions]
 
 
 def trust_refusal(role_arn: str, document: Any, requests: list[iam_policy.Request]) -> str | None:
