@@ -208,7 +208,7 @@ def _arn_condition(operator: str, pattern: str) -> dict[str, Any]:
 BLUE_PAYMENTS_API = Pod(CLUSTERS[0], "payments", "api", tagged=True)
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(policy=policies, pod=pods)
 # found by this test: a wildcard in an ARN pattern crossed the colons (now per part)
 @example(policy=_arn_condition("ArnLike", "arn:*"), pod=BLUE_PAYMENTS_API)
