@@ -13,13 +13,19 @@ from sandbox.eks_emulation.errors import invalid_parameter
 
 
 def names(namespace: Any, service_account: Any) -> None:
-    _name("namespace", namespace, limits.DNS_LABEL, limits.MAX_NAMESPACE_CHARS, "DNS-1123 label")
+    _name(
+        "namespace",
+        namespace,
+        limits.DNS_LABEL,
+        limits.MAX_NAMESPACE_CHARS,
+        "DNS-1123 label: lower-case letters, digits and '-'",
+    )
     _name(
         "serviceAccount",
         service_account,
         limits.DNS_SUBDOMAIN,
         limits.MAX_SERVICE_ACCOUNT_CHARS,
-        "DNS-1123 subdomain",
+        "DNS-1123 subdomain: dot-separated lower-case letters, digits and '-'",
     )
 
 
@@ -32,8 +38,8 @@ def _name(field: str, value: Any, pattern: Any, longest: int, rule: str) -> None
         )
     if not pattern.match(value):
         raise invalid_parameter(
-            f"{field} {value!r} is not a valid Kubernetes name ({rule}: lower-case "
-            "letters, digits and '-', starting and ending with a letter or digit)."
+            f"{field} {value!r} is not a valid Kubernetes name ({rule}, each part "
+            "starting and ending with a letter or digit)."
         )
 
 
