@@ -174,6 +174,26 @@ def test_the_push_updates_the_configmap_the_manifest_created(real: RealCluster) 
     assert real.world.dead_letters() == []
 
 
+def record_failed_deliveries(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Push deliveries the handler failed (the queue would deliver them again)."""
+    from functions.handlers import webhook_push
+
+    failed: list[Any] = []
+    handler = webhook_push.handler
+
+    def recording(event: dict[str, Any], context: Any) -> Any:
+        try:
+            answer = handler(event, context)
+        except Exception:  # a batch whose every record failed
+            failed.extend(event["Records"])
+            raise
+        failed.extend(answer.get("batchItemFailures") or [])
+        return answer
+
+    monkeypatch.setattr(webhook_push, "handler", recording)
+    return failed
+
+
 def test_a_real_conflict_is_retried_with_the_new_resource_version(
     real: RealCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,12 +228,14 @@ def test_a_real_conflict_is_retried_with_the_new_resource_version(
 
     monkeypatch.setattr(k8s.CoreV1Api, "read_namespaced_config_map", read_then_interfere)
     monkeypatch.setattr(k8s.CoreV1Api, "replace_namespaced_config_map", replace_and_record)
+    failed_deliveries = record_failed_deliveries(monkeypatch)
     # When a change is pushed
     real.world.declare_in_payments("worker", "worker")
     real.world.settle()
     # Then the real server refused the stale write once, and the retry landed
     assert interleaved, "the interfering write did not happen"
     assert answers == [409, 200]
+    assert failed_deliveries == []  # retried by the writer, not by redelivering the message
     assert real.identities() == ["payments/api", "payments/worker"]
     assert real.configmap().metadata.annotations["someone"] == "else"
     assert real.world.dead_letters() == []
