@@ -51,6 +51,8 @@ class Backend(Protocol):
         self, namespace: str, service_account: str, pod: str, audience: str
     ) -> str: ...
 
+    def delete_pod(self, namespace: str, pod: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +95,9 @@ class LightBackend:
         self, namespace: str, service_account: str, pod: str, audience: str
     ) -> str:
         return self._identity.issue(namespace, service_account, pod_name=pod, audience=audience)
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        """The light API has no pods: its tokens name one but are not bound to it."""
 
     def close(self) -> None:
         self._server.remove_cluster(self.cluster_name)
@@ -177,6 +182,9 @@ class RealBackend:
         return self._kube.service_account_token(
             namespace, service_account, [audience], 600, pod=pod
         )
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        self._core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
 
     def close(self) -> None:
         for name, namespace in self._granted:

@@ -16,12 +16,24 @@ real server until sandbox.kube_api is fixed, then move them to BOTH):
   against 1 MiB (1,048,576 bytes); the light API also counts the keys, so it
   rejects a map of exactly 1 MiB of values that the real server stores.
   (test_the_size_limit_counts_values_up_to_one_mebibyte)
+- a service-account token bound to a Pod stops authenticating once the Pod
+  is deleted (TokenReview: not authenticated); the light API has no Pods and
+  keeps accepting it. The node agent's sts backend relies on the real
+  behaviour: a deleted pod's token gets no credentials.
+  (test_a_pod_bound_token_dies_with_its_pod; the real server caches the last
+  success for up to 10 s, so the agent may serve a just-deleted pod that long)
+
+Real-server behaviour the tests allow for: a successful authentication is
+cached for 10 s per token (kube-apiserver's token cache, not configurable), so
+a test that removes an access entry checks it with a new token.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,6 +216,14 @@ def expired_token(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> str:
         return token(backend)
 
 
+def unsigned_cluster_token() -> str:
+    """A presigned GetCallerIdentity without the x-k8s-aws-id header signed."""
+    url = sts().generate_presigned_url(
+        "get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"
+    )
+    return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
 def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     grant_configmaps(backend)
@@ -216,6 +236,7 @@ def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPat
         token(backend, secret="wrong"),
         token(backend, key="AKIDOTHER"),
         expired_token(backend, monkeypatch),
+        unsigned_cluster_token(),
         "k8s-aws-v1.bm90LWEtdXJs",
         "plainly-wrong",
     ):
@@ -266,6 +287,29 @@ def test_token_review_verifies_service_account_tokens(backend: Backend) -> None:
     other = backend.service_account_token(ns, "api", "api-1", "other")
     assert not review(other).authenticated
     assert not review("garbage").authenticated
+
+
+@pytest.mark.parametrize("backend", REAL_ONLY, indirect=True)
+def test_a_pod_bound_token_dies_with_its_pod(backend: Backend) -> None:
+    backend.grant(["create"], "tokenreviews")
+    authn = k8s.AuthenticationV1Api(client(backend))
+    issued = backend.service_account_token(
+        backend.namespace, "api", "api-2", "pods.eks.amazonaws.com"
+    )
+
+    def review() -> Any:
+        body = k8s.V1TokenReview(
+            spec=k8s.V1TokenReviewSpec(token=issued, audiences=["pods.eks.amazonaws.com"])
+        )
+        return authn.create_token_review(body).status
+
+    assert review().authenticated
+    backend.delete_pod(backend.namespace, "api-2")
+    # the server caches a success for 10 s per (token, audiences): wait it out
+    deadline = time.monotonic() + 15
+    while review().authenticated:
+        assert time.monotonic() < deadline, "a deleted pod's token still authenticates"
+        time.sleep(1)
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
