@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from functions.aws.eks_token import EksTokenBuilder
 from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from functions.core.models import FLEET_TAG
+from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, KubeSetupError, api_client
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, fixture_event
 from tests.realkube import RealKube
 
@@ -384,3 +385,26 @@ def test_the_push_may_get_and_update_its_configmap_and_nothing_else(real: RealCl
     answers = {what: status_of(call) for what, call in denied.items()}
     assert answers == dict.fromkeys(denied, 403)
     real.kube.kubectl("delete", "configmap", "aws-auth", "-n", NAMESPACE)
+
+
+def test_a_map_the_server_rejects_as_invalid_is_a_setup_error_not_retried(
+    real: RealCluster,
+) -> None:
+    # Given the push set up, and a map over the 1 MiB a ConfigMap may hold (about what
+    # 5,000 associations with session policies weigh)
+    real.apply_manifest()
+    real.grant_access_entry()
+    endpoint = ClusterEndpoint(
+        real.name, real.kube.url, base64.b64encode(real.kube.ca_file.read_bytes()).decode()
+    )
+    writer = ConfigMapWriter(api_client(endpoint, real.push_token()), endpoint)
+    too_big = {FULL_MAP_KEY: "x" * (1024 * 1024 + 1)}
+    # When it is written, the real server answers 422 Invalid, and retrying the same
+    # map cannot help: the push parks it at once with the server's reason
+    with pytest.raises(KubeSetupError) as rejected:
+        writer.apply(NAMESPACE, NAME, too_big, {})
+    assert f"{real.name} rejected ConfigMap {NAMESPACE}/{NAME} as invalid (422)" in str(
+        rejected.value
+    )
+    assert "Too long: may not be more than 1048576 bytes" in str(rejected.value)
+    assert real.configmap().data is None
