@@ -6,8 +6,8 @@ DescribeCluster, and signs an EKS token the server's authenticator verifies.
 
 Covered: the manifest creates the ConfigMap (the push never does), the push
 updates it (keeping the manifest's labels and kubectl's annotation), a real
-409 is retried, 401 (no access entry), 403 (no RBAC) and 404 (no ConfigMap)
-are parked with what to do, and least privilege: the push's token can get and
+409 is retried by the writer, 401 (no access entry), 403 (no RBAC), 404 (no
+ConfigMap) and 422 (a map over 1 MiB) are parked with what to do, and least privilege: the push's token can get and
 update that one ConfigMap and nothing else, by `kubectl auth can-i --list`
 and by real requests."""
 
