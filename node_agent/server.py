@@ -227,6 +227,7 @@ class CredentialsProtocol(asyncio.Protocol):
         "_connections",
         "_fast",
         "_head_bytes",
+        "_head_total",
         "_headers",
         "_in_message",
         "_line_bytes",
@@ -252,6 +253,7 @@ class CredentialsProtocol(asyncio.Protocol):
         self._url = b""
         self._auth: bytes | None = None
         self._headers = 0
+        self._head_total = 0  # bytes of the completed headers of this request
         self._head_bytes = 0  # bytes of the unfinished request head (0: none)
         self._line_bytes = 0  # bytes of the unfinished line
         self._tail = b""  # the last bytes seen: a CRLFCRLF split across reads
@@ -305,7 +307,7 @@ class CredentialsProtocol(asyncio.Protocol):
         except httptools.HttpParserCallbackError as error:
             if isinstance(error.__context__, _HeadersTooLarge):
                 self._connections.bit("head_too_large")
-                self._close_with(431, "too many request headers")
+                self._close_with(431, "request line, header or head too large")
             else:
                 self._close_with(400, "malformed HTTP request")
         except httptools.HttpParserError:
@@ -323,17 +325,26 @@ class CredentialsProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_LINE_BYTES:
+            raise _HeadersTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # exact checks on what the parser completed (one read can hold a whole oversized head)
         self._headers += 1
-        if self._headers > MAX_HEADERS:
+        self._head_total += len(name) + len(value) + 4
+        if (
+            self._headers > MAX_HEADERS
+            or len(name) + len(value) > MAX_LINE_BYTES
+            or self._head_total > MAX_HEAD_BYTES
+        ):
             raise _HeadersTooLarge
         if len(name) == 13 and name.lower() == b"authorization":
             self._auth = value.strip()
 
     def on_message_complete(self) -> None:
         parser, url, auth = self._parser, self._url, self._auth
-        self._url, self._auth, self._headers, self._in_message = b"", None, 0, False
+        self._url, self._auth, self._in_message = b"", None, False
+        self._headers = self._head_total = 0
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
         if self.busy:
