@@ -2,9 +2,9 @@
 forged tokens from one pod cannot starve another pod, and a revoked identity is
 never served stale (real sockets, botocore's own container client)."""
 
+import asyncio
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -92,63 +92,37 @@ def forged(setup, index: int) -> str:
     return impostor.issue("payments", "api", pod_name=f"forged-{index}")
 
 
-def pipelined(port: int, source: str, tokens: list[str]) -> list[int]:
-    """Every request on one keep-alive connection from `source`; the statuses."""
-    raw = b"".join(
-        f"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {t}\r\n\r\n".encode()
-        for t in tokens
+async def ask(port: int, source: str, token: str) -> int:
+    """One request on its own connection from `source`; the status (0: closed unanswered)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(
+        f"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
     )
-    statuses: list[int] = []
-    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as conn:
-        sender = threading.Thread(target=conn.sendall, args=(raw,))
-        sender.start()
-        data = b""
-        while len(statuses) < len(tokens):
-            chunk = conn.recv(1 << 20)
-            if not chunk:
-                break
-            data += chunk
-            while True:
-                head_end = data.find(b"\r\n\r\n")
-                if head_end < 0:
-                    break
-                head = data[:head_end].decode()
-                length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
-                if len(data) < head_end + 4 + length:
-                    break
-                statuses.append(int(head.split(" ")[1]))
-                data = data[head_end + 4 + length :]
-        sender.join()
-    return statuses
+    line = await reader.readline()
+    writer.close()
+    return int(line.split()[1]) if line else 0
 
 
 def test_forged_tokens_from_one_pod_do_not_starve_another_pods_first_request(setup, start_agent):
     agent = start_agent()  # default limits
-    # Given one pod sending 600 forged tokens (as in the issue)
-    tokens = [forged(setup, i) for i in range(600)]
-    started = time.perf_counter()
-    statuses = pipelined(agent.ports[0], "127.0.0.3", tokens)
-    took = time.perf_counter() - started
-    assert len(statuses) == 600
-    assert set(statuses) <= {401, 429}
-    # When another pod asks for its first credential
-    status, _ = get_credentials_from(agent.ports[0], "127.0.0.2", setup.pod("api").token)
-    # Then it is served: the flood only spent the flooding pod's own share
-    assert status == 200
-    # only the per-address burst (40) and refill (10/s) reached EKS Auth
-    assert statuses.count(401) <= 40 + 10 * took + 1, took
+    forgeries = [forged(setup, i) for i in range(600)]
 
+    async def flood_then_first_request() -> tuple[list[int], int]:
+        # Given one pod sending 600 forged tokens at once (as in the issue)
+        flood = [asyncio.ensure_future(ask(agent.ports[0], "127.0.0.3", t)) for t in forgeries]
+        await asyncio.sleep(0.3)
+        # When another pod asks for its first credential meanwhile
+        first = await ask(agent.ports[0], "127.0.0.2", setup.pod("api").token)
+        return list(await asyncio.gather(*flood)), first
 
-def get_credentials_from(port: int, source: str, token: str) -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as conn:
-        conn.sendall(
-            f"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1]), data
+    statuses, first = asyncio.run(flood_then_first_request())
+    # Then it is served: the flood spent only the flooding pod's own share
+    assert first == 200
+    # refused as forged upstream (the per-address burst), rate-limited, or over the
+    # per-address connection cap
+    assert set(statuses) <= {401, 429, 503}, set(statuses)
+    assert statuses.count(401) <= 60
+    assert agent.limiter.refused["overall"] == 0
 
 
 def test_with_local_validation_a_forged_token_costs_no_upstream_call_and_no_rate_token(
@@ -216,10 +190,11 @@ def test_a_revoked_identity_stops_being_served_at_the_first_refresh_that_learns_
     setup.clock_offset[0] = SIX_HOURS - 20 * 60
     assert get_credentials(agent.ports[0], pod)[0] == 200  # served while it refreshes
     deadline = time.time() + 5
-    while agent.cache.stats.revocations < 1 and time.time() < deadline:
-        time.sleep(0.02)
+    while get_credentials(agent.ports[0], pod)[0] == 200 and time.time() < deadline:
+        time.sleep(0.05)
     # Then neither pod of that service account is served the cached credential any more
     for token in (pod, sibling):
         status, body = get_credentials(agent.ports[0], token)
         assert (status, body["Code"]) == expected
     assert len(agent.cache) == 0
+    assert agent.cache.stats.revocations == 1
