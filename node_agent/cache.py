@@ -203,19 +203,21 @@ class CredentialCache:
         fetch: Fetch,
         token_expires_at: float,
         pod_uid: str | None = None,
-        admit: Callable[[], None] | None = None,
+        admit: Callable[[], Callable[[], None]] | None = None,
     ) -> Entry:
         """The cached entry, the call in flight, or a new call once `admit` (which
-        raises to refuse, e.g. a rate limit) lets it start."""
+        raises to refuse, e.g. a rate limit) lets it start; what admit returns is
+        called when the call ends."""
         entry = self.lookup(key)
         if entry is not None:
             return entry
         pending = self.join(key)
         if pending is not None:
             return await pending
+        release = None
         if admit is not None:
             try:
-                admit()
+                release = admit()
             except AgentError:
                 self.stats.rate_limited += 1
                 raise
@@ -233,6 +235,8 @@ class CredentialCache:
             return entry
         finally:
             del self._inflight[key]
+            if release is not None:
+                release()
 
     def refresh(self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float) -> None:
         if not self.renewals.take():

@@ -2,7 +2,9 @@
 
 New identities are limited per source (the pod's address) and overall, so one
 pod flooding the agent exhausts only its own bucket, never another pod's first
-request. A token is spent only after the request passed every local check."""
+request; and a source may have only a few upstream calls running at once, so
+it cannot hold the upstream threads either. A token is spent only after the
+request passed every local check."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class SourceLimiter:
         burst: float,
         per_source_rate: float,
         per_source_burst: float,
+        per_source_calls: int = 4,
         max_sources: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,10 +52,17 @@ class SourceLimiter:
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max_sources = max_sources
         self._clock = clock
-        self.refused = {"source": 0, "overall": 0}
+        self._per_source_calls = per_source_calls
+        self.calls: dict[str, int] = {}  # upstream calls running, per source
+        self.refused = {"source": 0, "overall": 0, "source_calls": 0}
 
     def admit(self, source: str) -> str | None:
-        """None when admitted, else which limit refused ("source" or "overall")."""
+        """None when admitted (the caller then owes a `done(source)`), else which limit
+        refused: "source_calls", "source" or "overall"."""
+        running = self.calls.get(source, 0)
+        if running >= self._per_source_calls:
+            self.refused["source_calls"] += 1
+            return "source_calls"
         bucket = self._sources.get(source)
         if bucket is None:
             bucket = TokenBucket(*self._per_source, self._clock)
@@ -68,4 +78,12 @@ class SourceLimiter:
             bucket.give_back()  # the source did not get its call: keep its share
             self.refused["overall"] += 1
             return "overall"
+        self.calls[source] = running + 1
         return None
+
+    def done(self, source: str) -> None:
+        left = self.calls[source] - 1
+        if left:
+            self.calls[source] = left
+        else:
+            del self.calls[source]

@@ -89,6 +89,7 @@ class Agent:
             burst=settings.new_identity_burst,
             per_source_rate=settings.new_identities_per_source_per_second,
             per_source_burst=settings.new_identity_burst_per_source,
+            per_source_calls=settings.upstream_calls_per_source,
         )
         self.ops = Ops(self.cache)
         self.app = CredentialsApp(

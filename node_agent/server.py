@@ -176,17 +176,18 @@ class CredentialsApp:
             admit=lambda: self._admit(peer),
         )
 
-    def _admit(self, peer: str) -> None:
+    def _admit(self, peer: str) -> Callable[[], None]:
         refused = self.limiter.admit(peer)
         if refused is not None:
             raise AgentError(
                 429,
                 "SlowDown",
-                "too many new identities from this address; retry shortly"
-                if refused == "source"
-                else "too many new identities at once; retry shortly",
+                "too many new identities at once; retry shortly"
+                if refused == "overall"
+                else "too many new identities from this address; retry shortly",
                 retryable=True,
             )
+        return lambda: self.limiter.done(peer)
 
     async def _verified(self, key: bytes, token: bytes, claims: TokenClaims) -> Entry | None:
         """Local validation: a forged token is refused here; a rotated token of a pod

@@ -40,6 +40,7 @@ class AgentSettings:
     new_identity_burst: float = 400
     new_identities_per_source_per_second: float = 10
     new_identity_burst_per_source: float = 40
+    upstream_calls_per_source: int = 4  # running at once: a pod cannot hold every thread
     # connections: caps (global is also kept below the fd limit) and timeouts
     max_connections: int = 4096
     max_connections_per_peer: int = 256
@@ -76,8 +77,13 @@ class AgentSettings:
                 "need 0 < upstream_timeout_seconds <= upstream_budget_seconds <= 1.8: "
                 "SDKs give up after 2 s"
             )
-        if min(self.max_connections, self.max_connections_per_peer) < 1:
-            problems.append("max_connections and max_connections_per_peer must be at least 1")
+        if (
+            min(self.max_connections, self.max_connections_per_peer, self.upstream_calls_per_source)
+            < 1
+        ):
+            problems.append(
+                "max_connections, max_connections_per_peer and upstream_calls_per_source: >= 1"
+            )
         if min(self.head_timeout_seconds, self.idle_timeout_seconds) < 1:
             problems.append("head_timeout_seconds and idle_timeout_seconds must be at least 1")
         rates = (

@@ -309,4 +309,4 @@ def test_new_identities_are_rate_limited_with_a_retryable_answer(setup, start_ag
     ]
     assert statuses == [200, 200, 429]
     assert agent.cache.stats.rate_limited == 1
-    assert agent.limiter.refused == {"source": 0, "overall": 1}
+    assert agent.limiter.refused == {"source": 0, "overall": 1, "source_calls": 0}
