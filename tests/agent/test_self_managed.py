@@ -165,22 +165,16 @@ class _AudienceBlindApiServer:
         import http.server
         import threading
 
-        answer = json.dumps(
-            {
-                "kind": "TokenReview",
-                "apiVersion": "authentication.k8s.io/v1",
-                "spec": {},
-                "status": {
-                    "authenticated": True,
-                    "audiences": ["https://kubernetes.default.svc"],
-                    "user": {"username": username, "extra": {}},
-                },
-            }
-        ).encode()
+        status = {
+            "authenticated": True,
+            "audiences": ["https://kubernetes.default.svc"],
+            "user": {"username": username, "extra": {}},
+        }
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = json.dumps({**review, "status": status}).encode()  # spec echoed
                 self.send_response(201)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
