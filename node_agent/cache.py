@@ -110,6 +110,7 @@ class CredentialCache:
         max_entries: int,
         render: Callable[[Credentials], bytes],
         refresh_ahead: float = 1800.0,
+        renew_after: float = 3 * 3600.0,
         min_remaining: float = 15.0,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
@@ -123,6 +124,9 @@ class CredentialCache:
         self._render = render
         self.max_entries = max_entries
         self.refresh_ahead = refresh_ahead
+        # renewed at least this often even if still valid: bounds how long a revoked
+        # association is served from here (the first refresh that learns it drops it)
+        self.renew_after = renew_after
         self.min_remaining = min_remaining
         self.retry = retry or RetryPolicy()
         self.clock = clock
@@ -310,7 +314,10 @@ class CredentialCache:
             raise AgentError(
                 502, "CredentialsTooShort", "upstream returned credentials that expire too soon"
             )
-        refresh_at = max(self.clock(), credentials.expires_at - self.refresh_ahead)
+        now = self.clock()
+        refresh_at = max(
+            now, min(credentials.expires_at - self.refresh_ahead, now + self.renew_after)
+        )
         entry = Entry(self._render(credentials), usable_until, refresh_at, credentials, pod_uid)
         self._insert(key, entry)
         return entry

@@ -70,6 +70,7 @@ class Agent:
             max_entries=self.settings.cache_size,
             render=render_credentials,
             refresh_ahead=self.settings.refresh_ahead_seconds,
+            renew_after=self.settings.renew_after_seconds,
             min_remaining=self.settings.min_remaining_seconds,
             clock=self.clock,
             retry=RetryPolicy(

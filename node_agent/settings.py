@@ -30,6 +30,8 @@ class AgentSettings:
     region: str | None = None
     cache_size: int = 20_000
     refresh_ahead_seconds: float = 1800
+    # renew a used identity at least this often: the longest a revoked one is served
+    renew_after_seconds: float = 3 * 3600
     min_remaining_seconds: float = 15
     upstream_timeout_seconds: float = 1.0  # one EKS Auth attempt
     # every attempt of one upstream call ends by then: SDKs give up after 2 s per attempt
@@ -96,6 +98,8 @@ class AgentSettings:
             problems.append("new identity rates must be positive and bursts at least 1")
         if self.refresh_ahead_seconds < 60 or self.min_remaining_seconds < 0:
             problems.append("refresh_ahead_seconds >= 60 and min_remaining_seconds >= 0")
+        if self.renew_after_seconds < 60:
+            problems.append("renew_after_seconds must be at least 60")
         if self.backend == "sts" and not self.association_map:
             problems.append("the sts backend needs --association-map (the mounted full map)")
         if problems:

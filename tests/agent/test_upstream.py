@@ -15,8 +15,6 @@ from sandbox.cluster_identity import ClusterIdentity
 from sandbox.eks_emulation import FAULTS
 from tests.agent.conftest import get_credentials
 
-SIX_HOURS = 6 * 3600
-
 
 def sdk_attempt(port: int, token: str) -> tuple[int | None, float]:
     """One attempt of botocore's container provider: its session, its 2 s timeout."""
@@ -186,8 +184,9 @@ def test_a_revoked_identity_stops_being_served_at_the_first_refresh_that_learns_
     assert get_credentials(agent.ports[0], sibling)[0] == 200
     # Given the association deleted (or the role's trust no longer admitting it)
     revoke(setup)
-    # When the cached credential enters its refresh window and a hit starts the refresh
-    setup.clock_offset[0] = SIX_HOURS - 20 * 60
+    # When the cached credential (valid 6 h) is 3 h old, the longest it goes unrenewed,
+    # and a hit starts the refresh
+    setup.clock_offset[0] = 3 * 3600 + 60
     assert get_credentials(agent.ports[0], pod)[0] == 200  # served while it refreshes
     deadline = time.time() + 5
     while get_credentials(agent.ports[0], pod)[0] == 200 and time.time() < deadline:
