@@ -25,7 +25,7 @@ import random
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, KeysView
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -193,13 +193,18 @@ class CredentialCache:
         self.stats.reused_for_new_token += 1
         return alias
 
-    def join(self, key: bytes) -> Awaitable[Entry] | None:
-        """The upstream call already in flight for this token, if any."""
+    @property
+    def inflight_keys(self) -> KeysView[bytes]:
+        return self._inflight.keys()
+
+    def join(self, key: bytes) -> asyncio.Future[Entry] | None:
+        """The upstream call already in flight for this token, if any (never cancel it:
+        await it through asyncio.shield, or add a done callback)."""
         pending = self._inflight.get(key)
         if pending is None:
             return None
         self.stats.coalesced += 1
-        return asyncio.shield(pending)
+        return pending
 
     async def get(
         self,
@@ -217,7 +222,7 @@ class CredentialCache:
             return entry
         pending = self.join(key)
         if pending is not None:
-            return await pending
+            return await asyncio.shield(pending)
         release = None
         if admit is not None:
             try:

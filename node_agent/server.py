@@ -163,7 +163,7 @@ class CredentialsApp:
             return entry
         pending = self.cache.join(key)  # the same token, already verified and in flight
         if pending is not None:
-            return await pending
+            return await asyncio.shield(pending)
         if self.verifier is not None:
             entry = await self._verified(key, token, claims)
             if entry is not None:
@@ -175,6 +175,36 @@ class CredentialsApp:
             pod_uid=claims.pod_uid,
             admit=lambda: self._admit(peer),
         )
+
+    def join(self, method: bytes, path: bytes, token: bytes | None) -> asyncio.Future[Entry] | None:
+        """The call in flight for this request's token, once the local checks pass; None
+        sends the request down the slow path. Joining costs no task: a thousand waiters
+        are answered in one pass of callbacks when the call ends."""
+        if method != b"GET" or path != PATH or not token:
+            return None
+        key = token_key(token)
+        if key not in self.cache.inflight_keys:
+            return None
+        try:
+            claims = read_claims(token)
+        except AgentError:
+            return None
+        if claims.expires_at <= self.cache.clock() or AUDIENCE not in claims.audiences:
+            return None
+        return self.cache.join(key)
+
+    def answer_joined(self, joined: asyncio.Future[Entry]) -> bytes:
+        error = joined.exception()
+        if error is None:
+            self.requests.count(200)
+            return joined.result().response
+        status, body = (
+            (error.status, error.body())
+            if isinstance(error, AgentError)
+            else (500, AgentError(500, "InternalError", "internal error").body())
+        )
+        self.requests.count(status)
+        return http_response(status, body)
 
     def _admit(self, peer: str) -> Callable[[], None]:
         refused = self.limiter.admit(peer)
@@ -396,17 +426,25 @@ class CredentialsProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.pause_reading()
         self._app.inflight += 1
+        joined = self._app.join(method, url, auth)
+        if joined is not None:
+            joined.add_done_callback(
+                lambda done: self._finish(self._app.answer_joined(done), keep_alive)
+            )
+            return
         task = asyncio.get_running_loop().create_task(self._app.slow(method, url, auth, self.peer))
-        task.add_done_callback(lambda done: self._finish(done, keep_alive))
+        task.add_done_callback(
+            lambda done: self._finish(None if done.cancelled() else done.result(), keep_alive)
+        )
 
-    def _finish(self, task: asyncio.Task[bytes], keep_alive: bool) -> None:
+    def _finish(self, answer: bytes | None, keep_alive: bool) -> None:
         self._app.inflight -= 1
         self.busy = False
         self.answered += 1
         self.last_tick = self._connections.tick
-        if task.cancelled():
+        if answer is None:
             return
-        self._reply(task.result(), keep_alive)
+        self._reply(answer, keep_alive)
         if self._transport is None:
             return
         while self._pending and not self.busy:
