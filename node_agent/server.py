@@ -429,7 +429,9 @@ class CredentialsProtocol(asyncio.Protocol):
         joined = self._app.join(method, url, auth)
         if joined is not None:
             joined.add_done_callback(
-                lambda done: self._finish(self._app.answer_joined(done), keep_alive)
+                lambda done: self._finish(
+                    None if done.cancelled() else self._app.answer_joined(done), keep_alive
+                )
             )
             return
         task = asyncio.get_running_loop().create_task(self._app.slow(method, url, auth, self.peer))
