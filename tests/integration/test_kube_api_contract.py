@@ -17,9 +17,13 @@ from sandbox.kube_api import LocalKubernetes
 PUSHER = "arn:aws:iam::111122223333:role/push"
 
 
+CA: list[str] = []  # the server's CA, as EKS DescribeCluster gives it
+
+
 @pytest.fixture(scope="module")
 def server():
     with LocalKubernetes() as local:
+        CA[:] = [local.ca_data]
         yield local
 
 
@@ -52,7 +56,7 @@ def sts(secret="s3cr3t", key="AKIDPUSH"):
 
 def core(cluster, token=None) -> k8s.CoreV1Api:
     token = token or EksTokenBuilder(sts()).token("blue")
-    return k8s.CoreV1Api(api_client(ClusterEndpoint("blue", cluster.url), token))
+    return k8s.CoreV1Api(api_client(ClusterEndpoint("blue", cluster.url, CA[0]), token))
 
 
 def configmap(name, data, resource_version=None):
@@ -135,7 +139,7 @@ def test_validation_rejects_what_the_apiserver_rejects(cluster):
         status_of(lambda: api.create_namespaced_config_map("no-such-namespace", configmap("m", {})))
         == 403
     )
-    cluster.grant("pusher", ["create"], "configmaps", "no-such-namespace")
+    cluster.grant("pusher", ["create"], "configmaps")  # cluster-wide: a Role needs its namespace
     assert (
         status_of(lambda: api.create_namespaced_config_map("no-such-namespace", configmap("m", {})))
         == 404
@@ -185,7 +189,9 @@ def test_authentication_like_eks(cluster):
 
 def test_token_review_verifies_service_account_tokens(cluster):
     authn = k8s.AuthenticationV1Api(
-        api_client(ClusterEndpoint("blue", cluster.url), EksTokenBuilder(sts()).token("blue"))
+        api_client(
+            ClusterEndpoint("blue", cluster.url, CA[0]), EksTokenBuilder(sts()).token("blue")
+        )
     )
 
     def review(token, audience="pods.eks.amazonaws.com"):
@@ -211,7 +217,7 @@ def test_rbac_resource_names_limit_a_rule_to_those_objects_and_never_allow_creat
         api.put_configmap_directly("kube-system", "map", {})
         api.put_configmap_directly("kube-system", "aws-auth", {"mapRoles": "[]"})
         token = EksTokenBuilder(sts()).token("green")
-        v1 = k8s.CoreV1Api(api_client(ClusterEndpoint("green", api.url), token))
+        v1 = k8s.CoreV1Api(api_client(ClusterEndpoint("green", api.url, server.ca_data), token))
         # Then that one object may be read and replaced
         current = v1.read_namespaced_config_map("map", "kube-system")
         body = configmap("map", {"a": "1"}, current.metadata.resource_version)

@@ -72,7 +72,8 @@ def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
 
 def test_missing_rbac_is_parked_with_an_actionable_reason(world):
     world.create_cluster("blue", fleet="prod")
-    world.apis["blue"].grants.clear()  # access entry, but no RBAC
+    # access entry, but the manifest's RoleBinding is gone: no RBAC
+    world.apis["blue"].remove("rolebindings", "kube-system", "podid-webhook-push")
     world.create_role("payments-api")
     world.reconcile_event(fixture_event("scheduled_event"))
     world.declare_in_payments("payments-api", "api")
@@ -168,8 +169,7 @@ def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_creat
     # Given a cluster whose map ConfigMap was deleted (or the manifest never applied)
     world.given_payments_api("blue")
     api = world.apis["blue"]
-    with api._lock:
-        del api.state.objects[("configmaps", *CONFIGMAP)]
+    api.remove("configmaps", *CONFIGMAP)
     # When a change is pushed
     world.declare_in_payments("worker", "worker")
     world.settle()
