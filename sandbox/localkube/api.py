@@ -16,7 +16,7 @@ from sandbox.localkube.authn import MASTERS, Authenticator, User
 from sandbox.localkube.errors import ApiError, no_route
 from sandbox.localkube.objects import Objects, namespace_defaults
 from sandbox.localkube.rbac import Authorizer
-from sandbox.localkube.requests import Request, Response
+from sandbox.localkube.requests import Request, Response, accepts_json
 from sandbox.localkube.resources import RBAC_GROUP, Resource, by_kind, by_plural, find
 from sandbox.localkube.store import Store
 from sandbox.localkube.validation import decode, validate
@@ -207,6 +207,13 @@ class ClusterAPI:
         try:
             if request.method not in _METHODS:
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+            if not accepts_json(request.header("accept")):
+                raise ApiError(
+                    406,
+                    "NotAcceptable",
+                    "only the following media types are accepted: application/json, "
+                    "application/json;as=Table;v=v1;g=meta.k8s.io",
+                )
             fault = self._take_fault(request.method, request.target)
             if fault is not None:
                 raise ApiError(fault.code, fault.reason, f"injected fault {fault.code}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from sandbox.localkube.validation import decode, validate
 
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 MAX_LIST_LIMIT = 10_000
+_GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's: no vowels, no 0/1/3
 
 
 def _dry_run(request: Request) -> bool:
@@ -126,12 +128,17 @@ class Objects:
         self.authorizer.authorize(user, "create", resource.group, resource.plural, namespace, name)
         dry_run = _dry_run(request)
         obj, warnings = self._decoded(resource, body, request, namespace)
-        if resource.kind == "Namespace" and obj["metadata"].get("name"):
+        metadata = obj["metadata"]
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + "".join(
+                secrets.choice(_GENERATED_NAME_ALPHABET) for _ in range(5)
+            )
+        if resource.kind == "Namespace" and metadata.get("name"):
             namespace_defaults(obj)
-        validate(resource, obj)
         with self.store.lock:
-            if namespace is not None:
+            if namespace is not None:  # admission (NamespaceLifecycle) runs before validation
                 self.store.get(by_plural("namespaces"), None, namespace)
+            validate(resource, obj)
             created = self.store.create(resource, obj, dry_run=dry_run)
         return Response(201, created, warnings)
 

@@ -12,6 +12,24 @@ import yaml
 from sandbox.localkube.errors import ApiError, bad_request
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the apiserver's request body limit
+_BODY_TYPES = frozenset(
+    {
+        "",
+        "application/json",
+        "application/yaml",
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/json-patch+json",
+    }
+)
+_JSON_ACCEPTED = ("application/json", "application/*", "*/*")
+
+
+def accepts_json(accept: str) -> bool:
+    """Every answer here is JSON: a client that takes only protobuf gets a 406."""
+    if not accept.strip():
+        return True
+    return any(part.split(";")[0].strip() in _JSON_ACCEPTED for part in accept.split(","))
 
 
 @dataclass
@@ -40,6 +58,13 @@ class Request:
     def body(self) -> Any:
         if not self.raw_body:
             return None
+        if self.media_type not in _BODY_TYPES:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: {', '.join(sorted(_BODY_TYPES - {''}))}",
+            )
         try:
             if self.media_type in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(self.raw_body)
