@@ -23,7 +23,7 @@ VERSION = {
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "1970-01-01T00:00:00Z",
-    "goVersion": "none (podid local API, Python)",
+    "goVersion": "none: a light local API in Python",
     "compiler": "none",
     "platform": "linux/amd64",
 }

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -243,8 +244,16 @@ def _configmap(obj: dict[str, Any]) -> list[Cause]:
                 causes.append(
                     _invalid_value(f"binaryData[{key}]", key, "duplicate of key present in data")
                 )
-    size = sum(len(k) + len(v.encode()) for k, v in data.items())
-    size += sum(len(k) + len(v) * 3 // 4 for k, v in binary.items())
+    # the apiserver counts the values only (binaryData decoded), not the keys
+    size = sum(len(v.encode()) for v in data.values())
+    for key, value in binary.items():
+        try:
+            size += len(base64.b64decode(value, validate=True))
+        except ValueError:
+            raise bad_request(
+                f'ConfigMap in version "v1" cannot be handled as a ConfigMap: binaryData[{key}]: '
+                "illegal base64 data"
+            ) from None
     if size > MAX_CONFIGMAP_BYTES:
         causes.append(
             ("", "FieldValueTooLong", f"Too long: must have at most {MAX_CONFIGMAP_BYTES} bytes")
