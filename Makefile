@@ -31,7 +31,8 @@ typecheck: install
 	$(PY) -m mypy
 
 # pytest exits 5 when it collects nothing: that is a broken suite, say so.
-test: lint typecheck
+# The tests run against the real API server and webhook: `tools` builds what is missing.
+test: lint typecheck tools
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "FAIL: pytest collected no tests"; exit 1; fi; \
 	  test $$status -eq 0

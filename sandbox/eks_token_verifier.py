@@ -2,21 +2,23 @@
 way the cluster's authenticator relies on STS to: here by recomputing the
 SigV4 query signature with the known secret of the signing access key, and
 checking expiry (at most 15 minutes), the signed x-k8s-aws-id header (this
-cluster's name), the action and the STS host."""
+cluster's name), the action and the STS host. Written from the token format,
+not with the product's token code, so it can disagree with a product bug."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from functions.aws.eks_token import CLUSTER_HEADER, decode_token
-
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
+CLUSTER_HEADER = "x-k8s-aws-id"
 MAX_TOKEN_SECONDS = 15 * 60
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -37,7 +39,7 @@ class EksTokenVerifier:
     def __init__(
         self,
         cluster_name: str,
-        credentials: dict[str, AwsCredential],
+        credentials: Mapping[str, AwsCredential],
         *,
         extra_hosts: Iterable[str] = (),
     ) -> None:
@@ -48,7 +50,7 @@ class EksTokenVerifier:
 
     def principal(self, token: str, now: float | None = None) -> str:
         try:
-            url = urlsplit(decode_token(token))
+            url = urlsplit(presigned_url(token))
         except (ValueError, UnicodeDecodeError) as exc:
             raise TokenInvalid() from exc
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -93,6 +95,14 @@ class EksTokenVerifier:
         if query.get("X-Amz-Signature") not in expected:
             raise TokenInvalid()
         return credential.principal_arn
+
+
+def presigned_url(token: str) -> str:
+    """The presigned URL a token carries: base64url without padding after the prefix."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise ValueError("not an EKS token")
+    body = token[len(TOKEN_PREFIX) :]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
 def _uri_encode(value: str) -> str:
