@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+from functools import cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.realkube.server import ROOT, ensure_tools
+
+__all__ = ["ROOT", "kubectl"]
 
 
-def tools_bin() -> Path:
-    return Path(os.environ.get("PODID_TOOLS_BIN") or ROOT / ".tools" / "bin")
-
-
-def kubectl_binary() -> Path:
-    binary = tools_bin() / "kubectl"
-    if not binary.exists():  # the first run on a fresh clone builds it (minutes, cached after)
-        subprocess.run(["/bin/bash", str(ROOT / "tools" / "build.sh")], cwd=ROOT, check=True)
-    return binary
+@cache
+def _tools() -> Path:
+    return ensure_tools()
 
 
 def kubectl(
@@ -32,11 +29,11 @@ def kubectl(
         "KUBECACHEDIR": str(kubeconfig.parent / ".kube-cache"),
     }
     done = subprocess.run(
-        [str(kubectl_binary()), *args],
+        [str(_tools() / "kubectl"), "--request-timeout=30s", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         env=env,
         check=False,
     )

@@ -156,8 +156,12 @@ class ClusterAPI:
             if self.store.find(resource, namespace, name) is not None:
                 self.store.delete(resource, namespace, name, dry_run=False)
 
+    def find(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object (a copy), or None."""
+        return self.store.find(by_plural(plural), namespace, name)
+
     def configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.store.find(by_plural("configmaps"), namespace, name)
+        return self.find("configmaps", namespace, name)
 
     def put_configmap_directly(
         self,

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from sandbox.localkube import protobuf
 from sandbox.localkube.errors import ApiError, bad_request
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the apiserver's request body limit
@@ -20,6 +21,7 @@ _BODY_TYPES = frozenset(
         "application/merge-patch+json",
         "application/strategic-merge-patch+json",
         "application/json-patch+json",
+        protobuf.MEDIA_TYPE,
     }
 )
 _JSON_ACCEPTED = ("application/json", "application/*", "*/*")
@@ -65,6 +67,8 @@ class Request:
                 f"the body of the request was in an unknown format - accepted media types "
                 f"include: {', '.join(sorted(_BODY_TYPES - {''}))}",
             )
+        if self.media_type == protobuf.MEDIA_TYPE:
+            return protobuf.decode(self.raw_body)
         try:
             if self.media_type in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(self.raw_body)

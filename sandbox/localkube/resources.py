@@ -127,6 +127,7 @@ _OBJECT_META = _object(
         "name": _STR,
         "generateName": _STR,
         "namespace": _STR,
+        "selfLink": _STR,
         "uid": _STR,
         "resourceVersion": _STR,
         "generation": _INT,
