@@ -54,7 +54,9 @@ def self_managed(world, kube, tmp_path):
         },
     )
     reviewer = TokenReviewer(
-        k8s.AuthenticationV1Api(api_client(ClusterEndpoint("onprem", api.url), AGENT_TOKEN))
+        k8s.AuthenticationV1Api(
+            api_client(ClusterEndpoint("onprem", api.url, kube.ca_data), AGENT_TOKEN)
+        )
     )
     sts = botocore.session.get_session().create_client("sts", region_name=REGION)
     calls = []

@@ -70,7 +70,7 @@ class LightBackend:
         )
         self.api.add_access_entry(PUSHER, USER)
         self.url = self.api.url
-        self.certificate_authority = None
+        self.certificate_authority = server.ca_data  # the light API's CA, verified
         self.namespace = "kube-system"
 
     def grant(
