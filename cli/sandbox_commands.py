@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -54,7 +55,8 @@ def up(
         output.fail(f"a sandbox is running ({state}); `podid sandbox down` first")
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    with Sandbox(mode=mode) as box:
+    kube_dir = kubeconfig_dir()
+    with Sandbox(mode=mode, kubeconfig_dir=kube_dir) as box:
         world = Table(title="sandbox account 123456789012 (moto)")
         world.add_column("resource")
         world.add_column("name")
@@ -69,6 +71,7 @@ def up(
         box.schedule()
         box.pump()
         output.console.print(world)
+        _print_kubeconfigs(kube_dir, list(box.apis))
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(
             json.dumps(
@@ -98,7 +101,29 @@ def up(
             pass
         finally:
             state.unlink(missing_ok=True)
+            for name in list(box.apis):  # their CA and key die with this sandbox
+                (kube_dir / f"{name}.kubeconfig").unlink(missing_ok=True)
     output.console.print("sandbox down")
+
+
+def kubeconfig_dir() -> Path:
+    """$PODID_HOME/kubeconfig: one admin kubeconfig per sandbox cluster."""
+    return state_path().parent / "kubeconfig"
+
+
+def _print_kubeconfigs(directory: Path, clusters: list[str]) -> None:
+    table = Table(title="kubectl: one kubeconfig per cluster (TLS with the sandbox CA, admin)")
+    table.add_column("cluster")
+    table.add_column("kubeconfig")
+    for name in clusters:
+        table.add_row(name, str(directory / f"{name}.kubeconfig"))
+    output.console.print(table)
+    if clusters:
+        example = directory / f"{clusters[0]}.kubeconfig"
+        output.console.print(
+            f"e.g. KUBECONFIG={example} kubectl get configmap -n kube-system"
+            " pod-identity-associations -o yaml"
+        )
 
 
 def down() -> None:

@@ -6,19 +6,26 @@ stale-if-error.
 * A hit inside the refresh window is served at once and starts one background
   refresh with the token of that request (tokens are never stored), so only
   identities that are still used get renewed.
-* If a refresh fails, the cached credential keeps being served while it is
-  valid; nothing is served with less than `min_remaining` seconds left, nor
-  after the token that obtained it expires.
+* If a refresh fails transiently (throttling, 5xx, timeout), the cached
+  credential keeps being served while it is valid; nothing is served with less
+  than `min_remaining` seconds left, nor after the token that obtained it
+  expires. If upstream answers that the identity is no longer entitled (the
+  association was deleted, the role's trust refuses, the token is invalid),
+  the cached credential is dropped at once: revocation is never served stale.
+* Every upstream call (all its attempts) ends within the retry budget, well
+  inside the SDKs' 2 s per attempt, so a client never retries over a call still
+  running; a client that retries anyway joins the call in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, KeysView
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +34,7 @@ from node_agent.errors import AgentError
 from node_agent.limits import TokenBucket
 from node_agent.tokens import TokenClaims
 
+log = logging.getLogger("podid.agent")
 Fetch = Callable[[], Awaitable[Credentials]]
 
 
@@ -72,9 +80,14 @@ class CacheStats:
     refresh_failures: int = 0
     reused_for_new_token: int = 0
     rate_limited: int = 0
+    revocations: int = 0
     evictions: int = 0
     upstream_calls: int = 0
     upstream_errors: int = 0
+
+
+# upstream answers meaning "this identity is not entitled (any more)": never served stale
+REVOKED = frozenset({"AccessDenied", "ResourceNotFound", "InvalidToken", "ExpiredToken"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,8 @@ class RetryPolicy:
     attempts: int = 3
     base_delay: float = 0.05
     max_delay: float = 0.4
-    budget: float = 1.5  # stay well inside the SDKs' 2 s per attempt
+    budget: float = 1.5  # every attempt ends by then: well inside the SDKs' 2 s
+    attempt_timeout: float = 1.0  # how long one attempt may take (the backend's timeout)
 
     def delay(self, attempt: int) -> float:
         # full jitter: spreads a burst of throttled callers
@@ -96,14 +110,13 @@ class CredentialCache:
         max_entries: int,
         render: Callable[[Credentials], bytes],
         refresh_ahead: float = 1800.0,
+        renew_after: float = 3 * 3600.0,
         min_remaining: float = 15.0,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
-        new_identities: TokenBucket | None = None,
         renewals: TokenBucket | None = None,
     ) -> None:
-        # bounds on upstream load: first fetches and background renewals per second
-        self.new_identities = new_identities or TokenBucket(rate=200, burst=400)
+        # bound on upstream load from background renewals (first fetches: the caller's admit)
         self.renewals = renewals or TokenBucket(rate=3, burst=10)
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
         self._by_pod: dict[str, bytes] = {}  # pod uid -> key of its latest entry
@@ -111,6 +124,9 @@ class CredentialCache:
         self._render = render
         self.max_entries = max_entries
         self.refresh_ahead = refresh_ahead
+        # renewed at least this often even if still valid: bounds how long a revoked
+        # association is served from here (the first refresh that learns it drops it)
+        self.renew_after = renew_after
         self.min_remaining = min_remaining
         self.retry = retry or RetryPolicy()
         self.clock = clock
@@ -177,21 +193,43 @@ class CredentialCache:
         self.stats.reused_for_new_token += 1
         return alias
 
+    @property
+    def inflight_keys(self) -> KeysView[bytes]:
+        return self._inflight.keys()
+
+    def join(self, key: bytes) -> asyncio.Future[Entry] | None:
+        """The upstream call already in flight for this token, if any (never cancel it:
+        await it through asyncio.shield, or add a done callback)."""
+        pending = self._inflight.get(key)
+        if pending is None:
+            return None
+        self.stats.coalesced += 1
+        return pending
+
     async def get(
-        self, key: bytes, fetch: Fetch, token_expires_at: float, pod_uid: str | None = None
+        self,
+        key: bytes,
+        fetch: Fetch,
+        token_expires_at: float,
+        pod_uid: str | None = None,
+        admit: Callable[[], Callable[[], None]] | None = None,
     ) -> Entry:
+        """The cached entry, the call in flight, or a new call once `admit` (which
+        raises to refuse, e.g. a rate limit) lets it start; what admit returns is
+        called when the call ends."""
         entry = self.lookup(key)
         if entry is not None:
             return entry
-        pending = self._inflight.get(key)
+        pending = self.join(key)
         if pending is not None:
-            self.stats.coalesced += 1
             return await asyncio.shield(pending)
-        if not self.new_identities.take():
-            self.stats.rate_limited += 1
-            raise AgentError(
-                429, "SlowDown", "too many new identities at once; retry shortly", retryable=True
-            )
+        release = None
+        if admit is not None:
+            try:
+                release = admit()
+            except AgentError:
+                self.stats.rate_limited += 1
+                raise
         self.stats.misses += 1
         future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -206,6 +244,8 @@ class CredentialCache:
             return entry
         finally:
             del self._inflight[key]
+            if release is not None:
+                release()
 
     def refresh(self, key: bytes, entry: Entry, fetch: Fetch, token_expires_at: float) -> None:
         if not self.renewals.take():
@@ -219,31 +259,51 @@ class CredentialCache:
     ) -> None:
         try:
             self._store(key, await self._call(fetch), token_expires_at, entry.pod_uid)
-        except AgentError:
-            # stale-if-error: keep serving the current credential while it is valid,
-            # and try again a minute later (with jitter) rather than on every hit
+        except AgentError as error:
             self.stats.refresh_failures += 1
+            if error.code in REVOKED:
+                self._revoke(key, entry, error.code)
+                return
+            # stale-if-error (transient failures only): keep serving the current credential
+            # while it is valid, and try again a minute later (with jitter), not on every hit
             entry.refresh_at = self.clock() + 60 + random.uniform(0, 60)  # noqa: S311
         finally:
             entry.refreshing = False
 
+    def _revoke(self, key: bytes, entry: Entry, code: str) -> None:
+        """Drop what upstream no longer grants: the whole service account when the
+        association or the role's trust refuses it, the pod's entries when its token does."""
+        if code in ("AccessDenied", "ResourceNotFound") and entry.namespace is not None:
+            identity = (entry.namespace, entry.service_account)
+            dropped = self.invalidate(lambda e: (e.namespace, e.service_account) == identity)
+        else:
+            pod = entry.pod_uid
+            dropped = self.invalidate(
+                lambda e: e is entry or (pod is not None and e.pod_uid == pod)
+            )
+        self.stats.revocations += 1
+        log.warning("upstream revoked a cached identity", extra={"code": code, "dropped": dropped})
+
     async def _call(self, fetch: Fetch) -> Credentials:
-        started = self.clock()
+        """One upstream call: jittered retries of transient errors, every attempt over by
+        the budget (an attempt that could not finish in time is not started)."""
+        deadline = time.monotonic() + self.retry.budget
         attempt = 0
         while True:
             self.stats.upstream_calls += 1
             try:
-                return await fetch()
+                return await asyncio.wait_for(fetch(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self.stats.upstream_errors += 1
+                raise AgentError(
+                    504, "UpstreamTimeout", "the credentials backend did not answer in time"
+                ) from None
             except AgentError as error:
                 self.stats.upstream_errors += 1
                 attempt += 1
                 delay = self.retry.delay(attempt)
-                spent = self.clock() - started
-                if (
-                    not error.retryable
-                    or attempt >= self.retry.attempts
-                    or spent + delay > self.retry.budget
-                ):
+                late = time.monotonic() + delay + self.retry.attempt_timeout > deadline
+                if not error.retryable or attempt >= self.retry.attempts or late:
                     raise
                 await asyncio.sleep(delay)
 
@@ -259,7 +319,10 @@ class CredentialCache:
             raise AgentError(
                 502, "CredentialsTooShort", "upstream returned credentials that expire too soon"
             )
-        refresh_at = max(self.clock(), credentials.expires_at - self.refresh_ahead)
+        now = self.clock()
+        refresh_at = max(
+            now, min(credentials.expires_at - self.refresh_ahead, now + self.renew_after)
+        )
         entry = Entry(self._render(credentials), usable_until, refresh_at, credentials, pod_uid)
         self._insert(key, entry)
         return entry

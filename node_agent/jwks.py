@@ -1,10 +1,12 @@
 """Local validation of service-account tokens with the cluster's public keys.
 
-Used like the reference agent does: when a pod presents a newer token (the
-kubelet rotates them), a credential already cached for the same pod is served
-without a call to EKS Auth, once the new token's signature, audience, expiry
-and subject check out against the cluster's JWKS (fetched from the API
-server's /openid/v1/jwks and cached)."""
+Every new token is checked before it may cost an upstream call (a forged one
+is refused at once, spending no rate-limit token); and, like the reference
+agent, when a pod presents a newer token (the kubelet rotates them), a
+credential already cached for the same pod is served without a call to EKS
+Auth, once the new token's signature, audience, expiry and subject check out
+against the cluster's JWKS (fetched from the API server's /openid/v1/jwks and
+cached)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import jwt
 
-AUDIENCE = "pods.eks.amazonaws.com"
+from node_agent.tokens import AUDIENCE
 
 
 class JwksVerifier:
@@ -36,17 +38,25 @@ class JwksVerifier:
                 self._fetched = time.monotonic()
             return self._keys
 
-    def verify(self, token: str, now: float | None = None) -> dict[str, Any] | None:
-        """The verified claims, or None (never raises: callers fall back to upstream)."""
+    def check(self, token: str, now: float | None = None) -> tuple[bool | None, dict[str, Any]]:
+        """(True, claims) when genuine, (False, {}) when forged or expired, (None, {}) when
+        the keys could not be read (callers then let upstream decide). Never raises."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            self.failures += 1
+            return False, {}
+        try:
             keys = self._keyset()
             matching = [k for k in keys.keys if k.key_id == kid] or [
                 k for k in self._keyset(refresh=True).keys if k.key_id == kid
             ]
-            if not matching:
-                self.failures += 1
-                return None
+        except (jwt.PyJWTError, ValueError, KeyError, json.JSONDecodeError, OSError):
+            return None, {}
+        if not matching:
+            self.failures += 1
+            return False, {}
+        try:
             options: Any = {"require": ["exp", "sub", "aud"], "verify_exp": now is None}
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -56,10 +66,9 @@ class JwksVerifier:
                 options=options,
             )
             if now is not None and float(claims["exp"]) <= now:
-                self.failures += 1
-                return None
-        except (jwt.PyJWTError, ValueError, KeyError, json.JSONDecodeError, OSError):
+                raise ValueError("expired")
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError):
             self.failures += 1
-            return None
+            return False, {}
         self.validations += 1
-        return claims
+        return True, claims

@@ -42,8 +42,31 @@ class AgentCollector(Collector):
             ("cache_evictions", stats.evictions, "Entries evicted by the size bound"),
             ("upstream_calls", stats.upstream_calls, "Calls to the credentials backend"),
             ("upstream_errors", stats.upstream_errors, "Failed calls to the credentials backend"),
+            ("revocations", stats.revocations, "Cached identities dropped: upstream refused them"),
         ):
             yield CounterMetricFamily(f"podid_agent_{name}", help_text, value=value)
+        if self.app is None:
+            return
+        limited = CounterMetricFamily(
+            "podid_agent_rate_limited",
+            "New identities refused by the rate limit",
+            labels=["scope"],
+        )
+        for scope, count in sorted(self.app.limiter.refused.items()):
+            limited.add_metric([scope], count)
+        yield limited
+        connections = self.app.connections
+        closed = CounterMetricFamily(
+            "podid_agent_connections_limited",
+            "Connections refused or closed by a cap or a timeout",
+            labels=["reason"],
+        )
+        for reason, count in sorted(connections.closed.items()):
+            closed.add_metric([reason], count)
+        yield closed
+        yield GaugeMetricFamily(
+            "podid_agent_connections", "Open credentials connections", value=len(connections)
+        )
         yield GaugeMetricFamily(
             "podid_agent_cache_entries", "Cached identities", value=len(self.cache)
         )

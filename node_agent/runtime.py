@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from node_agent.backends import Backend
-from node_agent.cache import CredentialCache, Entry
+from node_agent.cache import CredentialCache, Entry, RetryPolicy
+from node_agent.connections import Connections
+from node_agent.limits import SourceLimiter
 from node_agent.ops import Ops
 from node_agent.server import CredentialsApp, CredentialsProtocol, render_credentials
 from node_agent.settings import AgentSettings, split_bind
@@ -22,6 +25,21 @@ if TYPE_CHECKING:  # PyJWT and cryptography cost ~9 MiB: loaded only for --local
     from node_agent.jwks import JwksVerifier
 
 log = logging.getLogger("podid.agent")
+FD_RESERVE = 128  # upstream pools, ops, logs: the connection cap stays this far below the limit
+
+
+def connection_ceiling(wanted: int) -> int:
+    """Raise the soft fd limit to the hard one; keep the connection cap below it, so
+    accept() never fails silently with EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(1, min(wanted, soft - FD_RESERVE))
 
 
 def _affected_by(changed: set[tuple[str, str]]) -> Callable[[Entry], bool]:
@@ -35,6 +53,8 @@ class Agent:
     clock: Callable[[], float] = time.time
     verifier: JwksVerifier | None = None
     cache: CredentialCache = field(init=False)
+    connections: Connections = field(init=False)
+    limiter: SourceLimiter = field(init=False)
     app: CredentialsApp = field(init=False)
     ops: Ops = field(init=False)
     ports: list[int] = field(default_factory=list)
@@ -50,13 +70,34 @@ class Agent:
             max_entries=self.settings.cache_size,
             render=render_credentials,
             refresh_ahead=self.settings.refresh_ahead_seconds,
+            renew_after=self.settings.renew_after_seconds,
             min_remaining=self.settings.min_remaining_seconds,
             clock=self.clock,
+            retry=RetryPolicy(
+                budget=self.settings.upstream_budget_seconds,
+                attempt_timeout=self.settings.upstream_timeout_seconds,
+            ),
+        )
+        settings = self.settings
+        self.connections = Connections(
+            max_total=connection_ceiling(settings.max_connections),
+            max_per_peer=settings.max_connections_per_peer,
+            head_timeout=settings.head_timeout_seconds,
+            idle_timeout=settings.idle_timeout_seconds,
+        )
+        self.limiter = SourceLimiter(
+            rate=settings.new_identities_per_second,
+            burst=settings.new_identity_burst,
+            per_source_rate=settings.new_identities_per_source_per_second,
+            per_source_burst=settings.new_identity_burst_per_source,
+            per_source_calls=settings.upstream_calls_per_source,
         )
         self.ops = Ops(self.cache)
         self.app = CredentialsApp(
             self.backend,
             self.cache,
+            limiter=self.limiter,
+            connections=self.connections,
             upstream_concurrency=self.settings.upstream_concurrency,
             observe_latency=self.ops.latency.observe,
             verifier=self.verifier,
@@ -79,6 +120,7 @@ class Agent:
         self.ports.append(ops_server.sockets[0].getsockname()[1])
         associations = getattr(self.backend, "associations", None)
         watcher = loop.create_task(self._watch(associations)) if associations is not None else None
+        sweeper = loop.create_task(self._sweep())
         self.ops.ready = True
         log.info(
             "serving credentials",
@@ -92,12 +134,20 @@ class Agent:
         for server in servers:
             server.close()
         deadline = loop.time() + self.settings.drain_seconds
+        self.connections.close_all()  # idle keep-alive connections: in-flight ones finish
         while self.app.inflight and loop.time() < deadline:
             await asyncio.sleep(0.02)
         ops_server.close()
+        sweeper.cancel()
+        self.app.close()
         if watcher is not None:
             watcher.cancel()
         log.info("stopped", extra={"left_inflight": self.app.inflight})
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self.connections.sweep()
 
     async def _watch(self, associations: object) -> None:
         """Self-managed backend: a changed association drops exactly its cached identities."""

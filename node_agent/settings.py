@@ -30,9 +30,24 @@ class AgentSettings:
     region: str | None = None
     cache_size: int = 20_000
     refresh_ahead_seconds: float = 1800
+    # renew a used identity at least this often: the longest a revoked one is served
+    renew_after_seconds: float = 3 * 3600
     min_remaining_seconds: float = 15
-    upstream_timeout_seconds: float = 1.0
+    upstream_timeout_seconds: float = 1.0  # one EKS Auth attempt
+    # every attempt of one upstream call ends by then: SDKs give up after 2 s per attempt
+    upstream_budget_seconds: float = 1.5
     upstream_concurrency: int = 16
+    # new identities (first requests) per second: per source address, and overall
+    new_identities_per_second: float = 200
+    new_identity_burst: float = 400
+    new_identities_per_source_per_second: float = 10
+    new_identity_burst_per_source: float = 40
+    upstream_calls_per_source: int = 4  # running at once: a pod cannot hold every thread
+    # connections: caps (global is also kept below the fd limit) and timeouts
+    max_connections: int = 4096
+    max_connections_per_peer: int = 256
+    head_timeout_seconds: float = 5  # to send a whole request head (and a first request)
+    idle_timeout_seconds: float = 30  # a keep-alive connection between requests
     drain_seconds: float = 5
     log_level: str = "INFO"
     # serve a pod's rotated token from cache after checking it against the cluster's JWKS
@@ -59,10 +74,32 @@ class AgentSettings:
                 problems.append(f"{bind!r} is not host:port")
         if self.cache_size < 1 or self.upstream_concurrency < 1:
             problems.append("cache_size and upstream_concurrency must be at least 1")
-        if not 0 < self.upstream_timeout_seconds <= 1.8:
-            problems.append("upstream_timeout_seconds must be in (0, 1.8]: SDKs give up after 2 s")
+        if not 0 < self.upstream_timeout_seconds <= self.upstream_budget_seconds <= 1.8:
+            problems.append(
+                "need 0 < upstream_timeout_seconds <= upstream_budget_seconds <= 1.8: "
+                "SDKs give up after 2 s"
+            )
+        if (
+            min(self.max_connections, self.max_connections_per_peer, self.upstream_calls_per_source)
+            < 1
+        ):
+            problems.append(
+                "max_connections, max_connections_per_peer and upstream_calls_per_source: >= 1"
+            )
+        if min(self.head_timeout_seconds, self.idle_timeout_seconds) < 1:
+            problems.append("head_timeout_seconds and idle_timeout_seconds must be at least 1")
+        rates = (
+            self.new_identities_per_second,
+            self.new_identity_burst,
+            self.new_identities_per_source_per_second,
+            self.new_identity_burst_per_source,
+        )
+        if min(rates) <= 0 or min(self.new_identity_burst, self.new_identity_burst_per_source) < 1:
+            problems.append("new identity rates must be positive and bursts at least 1")
         if self.refresh_ahead_seconds < 60 or self.min_remaining_seconds < 0:
             problems.append("refresh_ahead_seconds >= 60 and min_remaining_seconds >= 0")
+        if self.renew_after_seconds < 60:
+            problems.append("renew_after_seconds must be at least 60")
         if self.backend == "sts" and not self.association_map:
             problems.append("the sts backend needs --association-map (the mounted full map)")
         if problems:

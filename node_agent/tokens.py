@@ -1,8 +1,9 @@
 """Service-account tokens: hashed for cache keys, read (not verified) for expiry.
 
-Verification is the backend's job (EKS Auth, or TokenReview); here a token is
-only checked to be a JWT, and its `exp` bounds how long a credential obtained
-with it may be served."""
+Verification is the backend's job (EKS Auth, or TokenReview) or the JWKS
+verifier's; here a token is only read: its structure, `exp` and `aud` are the
+local checks every request passes before it may cost an upstream call, and
+`exp` bounds how long a credential obtained with it may be served."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from node_agent.errors import bad_request
 
 MAX_TOKEN_BYTES = 16 * 1024
+AUDIENCE = "pods.eks.amazonaws.com"  # what the projected token must be for
 
 
 def token_key(token: bytes) -> bytes:
@@ -30,6 +32,7 @@ class TokenClaims:
     service_account: str | None
     pod_name: str | None
     pod_uid: str | None
+    audiences: tuple[str, ...] = ()
 
 
 def _segment(part: bytes) -> Any:
@@ -53,6 +56,8 @@ def read_claims(token: bytes) -> TokenClaims:
         raise bad_request("service account token cannot be parsed") from exc
     if not isinstance(claims, dict):
         raise bad_request("service account token cannot be parsed")
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
     kube = _object(claims.get("kubernetes.io"))
     pod, account = _object(kube.get("pod")), _object(kube.get("serviceaccount"))
     return TokenClaims(
@@ -62,4 +67,5 @@ def read_claims(token: bytes) -> TokenClaims:
         service_account=account.get("name"),
         pod_name=pod.get("name"),
         pod_uid=pod.get("uid"),
+        audiences=tuple(a for a in audiences if isinstance(a, str)),
     )

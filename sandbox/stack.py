@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,10 +32,11 @@ from moto.server import ThreadedMotoServer
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import cloudtrail, eks_emulation, sqs_fifo
+from sandbox import cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
+from sandbox.localkube import kubeconfig
 from sandbox.push_access import grant_push_access
 from sandbox.transport import (
     LambdaContext,
@@ -129,6 +131,8 @@ class Sandbox:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _detach_trail: Callable[[], None] | None = None
+    # where each cluster's admin kubeconfig is written (None: not written)
+    kubeconfig_dir: Path | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -236,6 +240,8 @@ class Sandbox:
             name = (detail.get("requestParameters") or {}).get("name")
             if name and self.apis.pop(name, None) is not None:
                 self._kube().remove_cluster(name)
+                if self.kubeconfig_dir is not None:
+                    (self.kubeconfig_dir / f"{name}.kubeconfig").unlink(missing_ok=True)
 
     # --- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -323,7 +329,10 @@ class Sandbox:
                 sts_hosts=[self.endpoint.removeprefix("http://")],
             )
             grant_push_access(api, ROLES["webhook_push"])
+            eks_cluster_endpoint.publish(ACCOUNT, self.region, name, api.url, self._kube().ca_data)
             self.apis[name] = api
+            if self.kubeconfig_dir is not None:
+                kubeconfig.write(self._kube(), name, self.kubeconfig_dir)
             return api
 
     def add_role(self, name: str, *, path: str = ROLE_PATH) -> str:

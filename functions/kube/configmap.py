@@ -44,6 +44,10 @@ class ConfigMapMissing(KubeSetupError):
     """404: the manifest that creates the map ConfigMap was not applied (or it was deleted)."""
 
 
+class ConfigMapRejected(KubeSetupError):
+    """422: the server finds the map itself invalid (e.g. over 1 MiB); the same map fails again."""
+
+
 class KubeConflict(Exception):
     """Still conflicting after the retry budget."""
 
@@ -130,6 +134,13 @@ class ConfigMapWriter:
                         f"ConfigMap {namespace}/{name} does not exist on {self._endpoint.name}: "
                         "the push only updates it; create it with `kubectl apply -f "
                         "deploy/webhook-push-rbac.yaml` (the cluster's next reconcile pushes again)"
+                    ) from error
+                if error.status == 422:
+                    raise ConfigMapRejected(
+                        f"cluster {self._endpoint.name} rejected ConfigMap {namespace}/{name} as "
+                        f"invalid (422): {_message(error)}; the same map fails again (a ConfigMap "
+                        "holds at most 1 MiB of data: if it says 'Too long', this cluster has "
+                        "more associations than one map can carry)"
                     ) from error
                 if error.status != 409:
                     raise

@@ -25,10 +25,9 @@ from kubernetes.client.exceptions import ApiException
 from functions.core.association_map import parse_full_map
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError
-from node_agent.tokens import TokenClaims
+from node_agent.tokens import AUDIENCE, TokenClaims
 
 log = logging.getLogger("podid.agent")
-AUDIENCE = "pods.eks.amazonaws.com"
 CREDENTIAL_SECONDS = 6 * 3600
 MAP_CHECK_SECONDS = 5.0
 _STS_ERRORS = {
@@ -70,6 +69,12 @@ class TokenReviewer:
         if not status or not status.authenticated or status.user is None:
             raise AgentError(
                 401, "InvalidToken", "the cluster did not accept the service account token"
+            )
+        # an authenticator that ignores audiences answers authenticated for a token meant
+        # for another audience (the API server's): only an echo of ours proves it checked
+        if AUDIENCE not in (status.audiences or []):
+            raise AgentError(
+                401, "InvalidToken", f"the cluster did not confirm the token's audience {AUDIENCE}"
             )
         username = status.user.username or ""
         parts = username.split(":")

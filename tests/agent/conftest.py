@@ -76,7 +76,8 @@ def start_agent(setup: Setup) -> Iterator:
             drain_seconds=2,
             **overrides,
         )
-        client = boto3.client("eks-auth", region_name=REGION, config=client_config(1.0))
+        timeout = settings.upstream_timeout_seconds
+        client = boto3.client("eks-auth", region_name=REGION, config=client_config(timeout))
         backend = EksAuthBackend(client, "blue")
         agent = Agent(settings, backend, clock=setup.clock, verifier=verifier).start_in_thread()
         started.append(agent)

@@ -130,13 +130,16 @@ def test_transient_upstream_errors_are_retried_with_jitter_inside_the_budget(set
 def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_together(
     setup, start_agent
 ):
-    agent = start_agent()
+    # the widest upstream budget: 1,000 clients, the agent and moto share one interpreter here
+    agent = start_agent(upstream_timeout_seconds=1.8, upstream_budget_seconds=1.8)
     token = setup.pod().token
     FAULTS.slow_down("AssumeRoleForPodIdentity", 0.5)
     port = agent.ports[0]
 
-    async def one() -> tuple[int, float]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def one(index: int) -> tuple[int, float]:
+        # from four pod addresses: a single one would meet the per-address connection cap
+        source = (f"127.0.0.{10 + index % 4}", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
         writer.write(
             f"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
         )
@@ -147,7 +150,7 @@ def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_to
         return int(line.split()[1]), done
 
     async def burst() -> list[tuple[int, float]]:
-        return await asyncio.gather(*(one() for _ in range(1000)))
+        return await asyncio.gather(*(one(index) for index in range(1000)))
 
     results = asyncio.run(burst())
     assert [status for status, _ in results] == [200] * 1000
@@ -300,12 +303,10 @@ def test_a_rotated_token_of_the_same_pod_is_served_from_cache_after_local_valida
 
 
 def test_new_identities_are_rate_limited_with_a_retryable_answer(setup, start_agent):
-    from node_agent.limits import TokenBucket
-
-    agent = start_agent()
-    agent.cache.new_identities = TokenBucket(rate=0.001, burst=2)
+    agent = start_agent(new_identities_per_second=0.001, new_identity_burst=2)
     statuses = [
         get_credentials(agent.ports[0], setup.pod(pod_name=f"p{i}").token)[0] for i in range(3)
     ]
     assert statuses == [200, 200, 429]
     assert agent.cache.stats.rate_limited == 1
+    assert agent.limiter.refused == {"source": 0, "overall": 1, "source_calls": 0}

@@ -1,6 +1,7 @@
 """The sts backend: Pod Identity on self-managed Kubernetes (TokenReview, the
 pushed association map, sts:AssumeRole with the EKS session tags)."""
 
+import json
 import os
 import time
 
@@ -53,7 +54,9 @@ def self_managed(world, kube, tmp_path):
         },
     )
     reviewer = TokenReviewer(
-        k8s.AuthenticationV1Api(api_client(ClusterEndpoint("onprem", api.url), AGENT_TOKEN))
+        k8s.AuthenticationV1Api(
+            api_client(ClusterEndpoint("onprem", api.url, kube.ca_data), AGENT_TOKEN)
+        )
     )
     sts = botocore.session.get_session().create_client("sts", region_name=REGION)
     calls = []
@@ -76,6 +79,7 @@ def self_managed(world, kube, tmp_path):
         "path": path,
         "calls": calls,
         "roles": (app, other),
+        "sts": sts,
     }
     agent.stop_thread()
 
@@ -153,3 +157,67 @@ def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
     assert associations.rejected == 1
     assert get_credentials(agent.ports[0], identity.issue("payments", "api"))[0] == 200
     assert self_managed["calls"][-1]["RoleArn"] == self_managed["roles"][0]
+
+
+class _AudienceBlindApiServer:
+    """An API server whose token authenticator ignores audiences (a webhook
+    authenticator does): it answers authenticated, with its own audience only."""
+
+    def __init__(self, username: str) -> None:
+        import http.server
+        import threading
+
+        status = {
+            "authenticated": True,
+            "audiences": ["https://kubernetes.default.svc"],
+            "user": {"username": username, "extra": {}},
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = json.dumps({**review, "status": status}).encode()  # spec echoed
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(self_managed):
+    identity, calls = self_managed["identity"], self_managed["calls"]
+    blind = _AudienceBlindApiServer("system:serviceaccount:payments:api")
+    try:
+        configuration = k8s.Configuration()
+        configuration.host = blind.url
+        reviewer = TokenReviewer(k8s.AuthenticationV1Api(k8s.ApiClient(configuration)))
+        backend = StsBackend(
+            reviewer, self_managed["agent"].backend.associations, self_managed["sts"]
+        )
+        settings = AgentSettings.create(
+            binds=("127.0.0.1:0",),
+            ops_bind="127.0.0.1:0",
+            cluster_name="onprem",
+            backend="sts",
+            association_map=str(self_managed["path"]),
+        )
+        agent = Agent(settings, backend).start_in_thread()
+        try:
+            status, body = get_credentials(agent.ports[0], identity.issue("payments", "api"))
+        finally:
+            agent.stop_thread()
+    finally:
+        blind.close()
+    assert (status, body["Code"]) == (401, "InvalidToken")
+    assert calls == []

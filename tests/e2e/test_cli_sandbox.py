@@ -7,10 +7,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
+from tests.kubectl import ROOT, kubectl
+
+MANIFEST = ROOT / "deploy" / "webhook-push-rbac.yaml"
 PODID = [sys.executable, "-c", "from cli.main import main; main()"]
 DECLARATION = """\
 id: payments-api
@@ -125,3 +129,46 @@ def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(sandbo
     gone = podid("status", env=env)
     assert gone.returncode == 1
     assert "podid sandbox up" in gone.stderr
+
+
+def test_sandbox_up_writes_a_kubeconfig_per_cluster_that_kubectl_uses(sandbox, tmp_path):
+    env, up, _ = sandbox
+    # Given the sandbox is up: one admin kubeconfig per cluster, readable by its owner only
+    configs = {p.name.removesuffix(".kubeconfig"): p for p in (tmp_path / "kubeconfig").iterdir()}
+    assert set(configs) == {"blue", "green", "dev"}
+    for name, config in configs.items():
+        assert config.stat().st_mode & 0o777 == 0o600
+        # Then kubectl reaches that cluster over verified TLS, reads and dry-runs the manifest
+        version = json.loads(kubectl(config, "get", "--raw", "/version").stdout)
+        assert version["gitVersion"].startswith("v1.34.")
+        assert "namespace/kube-system" in kubectl(config, "get", "ns", "-o", "name").stdout
+        listed = kubectl(config, "get", "configmap", "-A").stdout
+        assert "pod-identity-associations" in listed, name
+        dry = kubectl(config, "apply", "--dry-run=server", "-f", str(MANIFEST)).stdout
+        assert len(dry.splitlines()) == 3
+        assert all(line.endswith("(server dry run)") for line in dry.splitlines()), dry
+
+    # When payments/api is declared for the prod fleet and synced
+    code_file = tmp_path / "payments.yaml"
+    code_file.write_text(DECLARATION)
+    assert podid("declare", "--file", str(code_file), env=env).returncode == 0
+    waited = podid("wait", "payments-api", "--timeout", "60", "--interval", "0.5", env=env)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+
+    # Then kubectl shows the map the push wrote on a prod cluster, and none on dev
+    def configmap(cluster: str) -> dict[str, Any]:
+        shown = kubectl(
+            configs[cluster], "get", "configmap", "-n", "kube-system",
+            "pod-identity-associations", "-o", "json",
+        )  # fmt: skip
+        return dict(json.loads(shown.stdout))
+
+    identities = json.loads(configmap("blue")["data"]["identities.json"])["identities"]
+    assert identities == [{"namespace": "payments", "serviceAccount": "api"}]
+    assert "payments" not in json.dumps(configmap("dev").get("data", {}))
+
+    # And `down` takes the kubeconfigs (their CA and key) with the sandbox
+    assert podid("sandbox", "down", env=env).returncode == 0
+    output, _ = up.communicate(timeout=30)
+    assert str(configs["blue"]) in output.replace("\n", "")
+    assert not any(path.exists() for path in configs.values())

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from functions.core.models import FLEET_TAG
-from sandbox import eks_emulation, sqs_fifo
+from sandbox import eks_cluster_endpoint, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -138,6 +138,7 @@ class World:
             sts_hosts=[host],
         )
         grant_push_access(api, PUSH_ROLE)  # as deploy/webhook-push-rbac.yaml, no more
+        eks_cluster_endpoint.publish(ACCOUNT, REGION, name, api.url, self.kube.ca_data)
         self.apis[name] = api
         return api
 

@@ -248,7 +248,7 @@ def test_pagination_and_filters(aws):
 
 
 def test_quota_of_associations_per_cluster(aws, monkeypatch):
-    monkeypatch.setattr(eks_emulation, "MAX_ASSOCIATIONS_PER_CLUSTER", 2)
+    monkeypatch.setattr(eks_emulation.limits, "MAX_ASSOCIATIONS_PER_CLUSTER", 2)
     eks, role = aws["eks"], aws["role"]
     for i in range(2):
         eks.create_pod_identity_association(

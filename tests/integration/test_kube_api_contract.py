@@ -1,45 +1,76 @@
-"""The local Kubernetes API against the official client and API conventions."""
+"""The Kubernetes API contract podid relies on (the push's ConfigMap writes, EKS
+token authentication, RBAC, the node agent's TokenReview), asserted with the
+official client against the real kube-apiserver AND the light local API
+(sandbox.kube_api) the sandbox uses: every case runs against both unless listed
+below. The real server is the reference: where the light API diverged, the
+test asserts the real server's behaviour.
 
+Divergences found (the light API is wrong; these cases run only against the
+real server until sandbox.kube_api is fixed, then move them to BOTH). Fixed and
+run against both since: PUT replaces labels/annotations with the body's
+(test_replace_sets_labels_and_annotations_to_the_bodys); the 1 MiB limit counts
+values only (test_the_size_limit_counts_values_up_to_one_mebibyte). Open:
+- a service-account token bound to a Pod stops authenticating once the Pod
+  is deleted (TokenReview: not authenticated); the light API has no Pods and
+  keeps accepting it. The node agent's sts backend relies on the real
+  behaviour: a deleted pod's token gets no credentials.
+  (test_a_pod_bound_token_dies_with_its_pod; the real server caches the last
+  success for up to 10 s, so the agent may serve a just-deleted pod that long)
+
+Real-server behaviour the tests allow for: a successful authentication is
+cached for 10 s per token (kube-apiserver's token cache, not configurable), so
+a test that removes an access entry checks it with a new token.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
 import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
+import botocore.auth
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from functions.aws.eks_token import EksTokenBuilder
 from functions.kube.configmap import ClusterEndpoint, api_client
-from sandbox.cluster_identity import ClusterIdentity
-from sandbox.eks_token_verifier import AwsCredential, TokenInvalid
 from sandbox.kube_api import LocalKubernetes
+from tests.integration.kube_contract_backends import (
+    PUSHER_KEY,
+    PUSHER_SECRET,
+    Backend,
+    LightBackend,
+    RealBackend,
+)
 
-PUSHER = "arn:aws:iam::111122223333:role/push"
+BOTH = ["real", "light"]
+REAL_ONLY = ["real"]  # divergences of the light API, listed in the module docstring
+MEBIBYTE = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server():
+def light_server() -> Iterator[LocalKubernetes]:
     with LocalKubernetes() as local:
         yield local
 
 
-@pytest.fixture
-def cluster(server):
-    identity = ClusterIdentity.create("arn:aws:eks:eu-west-1:111122223333:cluster/blue")
-    api = server.add_cluster(
-        "blue", aws_credentials={"AKIDPUSH": AwsCredential("s3cr3t", PUSHER)}, identity=identity
-    )
-    user = api.add_access_entry(PUSHER, "pusher")
-    api.grant(
-        user, ["get", "list", "create", "update", "patch", "delete"], "configmaps", "kube-system"
-    )
-    api.grant(user, ["list"], "namespaces")
-    api.grant(user, ["create"], "tokenreviews")
-    yield api
-    server.remove_cluster("blue")
+@pytest.fixture(params=BOTH)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    chosen: Backend
+    if request.param == "real":
+        chosen = RealBackend(request.getfixturevalue("real_kube"))
+    else:
+        chosen = LightBackend(request.getfixturevalue("light_server"))
+    yield chosen
+    chosen.close()
 
 
-def sts(secret="s3cr3t", key="AKIDPUSH"):
+def sts(secret: str = PUSHER_SECRET, key: str = PUSHER_KEY) -> Any:
     # the real regional STS host, whatever AWS_ENDPOINT_URL other tests set
     return boto3.client(
         "sts",
@@ -50,132 +81,176 @@ def sts(secret="s3cr3t", key="AKIDPUSH"):
     )
 
 
-def core(cluster, token=None) -> k8s.CoreV1Api:
-    token = token or EksTokenBuilder(sts()).token("blue")
-    return k8s.CoreV1Api(api_client(ClusterEndpoint("blue", cluster.url), token))
+def token(backend: Backend, expires: int = 60, **signer: str) -> str:
+    return EksTokenBuilder(sts(**signer)).token(backend.cluster_name, expires)
 
 
-def configmap(name, data, resource_version=None):
+def client(backend: Backend, bearer: str | None = None) -> k8s.ApiClient:
+    """The product's client, trusting the CA as EKS DescribeCluster hands it over."""
+    endpoint = ClusterEndpoint(backend.cluster_name, backend.url, backend.certificate_authority)
+    return api_client(endpoint, bearer or token(backend))
+
+
+def core(backend: Backend, bearer: str | None = None) -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(client(backend, bearer))
+
+
+def configmap(
+    name: str,
+    data: dict[str, str],
+    resource_version: str | None = None,
+    **metadata: Any,
+) -> k8s.V1ConfigMap:
     return k8s.V1ConfigMap(
-        metadata=k8s.V1ObjectMeta(name=name, resource_version=resource_version), data=data
+        metadata=k8s.V1ObjectMeta(name=name, resource_version=resource_version, **metadata),
+        data=data,
     )
 
 
-def status_of(call):
+def failure(call: Any) -> ApiException:
     with pytest.raises(ApiException) as caught:
         call()
-    return caught.value.status
+    return caught.value
 
 
-def test_create_read_replace_with_resource_version_semantics(cluster):
-    api = core(cluster)
-    created = api.create_namespaced_config_map("kube-system", configmap("m", {"a": "1"}))
+def status_of(call: Any) -> int:
+    return int(failure(call).status)
+
+
+def grant_configmaps(backend: Backend) -> None:
+    verbs = ["get", "list", "create", "update", "patch", "delete"]
+    backend.grant(verbs, "configmaps", backend.namespace)
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_create_read_replace_with_resource_version_semantics(backend: Backend) -> None:
+    grant_configmaps(backend)
+    api, ns = core(backend), backend.namespace
+    created = api.create_namespaced_config_map(ns, configmap("m", {"a": "1"}))
     assert created.metadata.uid
     first_version = created.metadata.resource_version
-    replaced = api.replace_namespaced_config_map(
-        "m", "kube-system", configmap("m", {"a": "2"}, first_version)
-    )
-    assert int(replaced.metadata.resource_version) > int(first_version)
+    replaced = api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "2"}, first_version))
+    assert replaced.metadata.resource_version != first_version
     # a replace carrying the old resourceVersion is a 409 Conflict
-    assert (
-        status_of(
-            lambda: api.replace_namespaced_config_map(
-                "m", "kube-system", configmap("m", {"a": "3"}, first_version)
-            )
-        )
-        == 409
-    )
-    assert api.read_namespaced_config_map("m", "kube-system").data == {"a": "2"}
+    stale = configmap("m", {"a": "3"}, first_version)
+    conflict = failure(lambda: api.replace_namespaced_config_map("m", ns, stale))
+    assert (conflict.status, json.loads(conflict.body)["reason"]) == (409, "Conflict")
+    assert api.read_namespaced_config_map("m", ns).data == {"a": "2"}
+    # a replace without a resourceVersion is unconditional
+    assert api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "4"})).data == {"a": "4"}
     # create of an existing name: 409 AlreadyExists; read of a missing one: 404
-    assert (
-        status_of(lambda: api.create_namespaced_config_map("kube-system", configmap("m", {})))
-        == 409
-    )
-    assert status_of(lambda: api.read_namespaced_config_map("absent", "kube-system")) == 404
-    assert (
-        status_of(
-            lambda: api.replace_namespaced_config_map(
-                "absent", "kube-system", configmap("absent", {})
-            )
-        )
-        == 404
-    )
+    exists = failure(lambda: api.create_namespaced_config_map(ns, configmap("m", {})))
+    assert (exists.status, json.loads(exists.body)["reason"]) == (409, "AlreadyExists")
+    missing = failure(lambda: api.read_namespaced_config_map("absent", ns))
+    assert (missing.status, json.loads(missing.body)["reason"]) == (404, "NotFound")
+    absent = configmap("absent", {})
+    assert status_of(lambda: api.replace_namespaced_config_map("absent", ns, absent)) == 404
 
 
-def test_patch_delete_and_lists(cluster):
-    api = core(cluster)
-    api.create_namespaced_config_map("kube-system", configmap("m", {"a": "1", "b": "2"}))
-    patched = api.patch_namespaced_config_map("m", "kube-system", {"data": {"b": None, "c": "3"}})
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_replace_sets_labels_and_annotations_to_the_bodys(backend: Backend) -> None:
+    grant_configmaps(backend)
+    api, ns = core(backend), backend.namespace
+    labelled = configmap("m", {"a": "1"}, labels={"keep": "me"}, annotations={"note": "x"})
+    created = api.create_namespaced_config_map(ns, labelled)
+    assert created.metadata.labels == {"keep": "me"}
+    # a replace whose body has no labels/annotations removes them: PUT is the whole object
+    replaced = api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "2"}))
+    assert replaced.metadata.labels is None
+    assert replaced.metadata.annotations is None
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_patch_delete_and_lists(backend: Backend) -> None:
+    grant_configmaps(backend)
+    backend.grant(["list"], "namespaces")
+    api, ns = core(backend), backend.namespace
+    api.create_namespaced_config_map(ns, configmap("m", {"a": "1", "b": "2"}))
+    patched = api.patch_namespaced_config_map("m", ns, {"data": {"b": None, "c": "3"}})
     assert patched.data == {"a": "1", "c": "3"}
-    assert [i.metadata.name for i in api.list_namespaced_config_map("kube-system").items] == ["m"]
+    assert [i.metadata.name for i in api.list_namespaced_config_map(ns).items] == ["m"]
     namespaces = [n.metadata.name for n in api.list_namespace().items]  # cluster-scoped list
-    assert {"default", "kube-system"} <= set(namespaces)
-    api.delete_namespaced_config_map("m", "kube-system")
-    assert status_of(lambda: api.read_namespaced_config_map("m", "kube-system")) == 404
-    assert status_of(lambda: api.delete_namespaced_config_map("m", "kube-system")) == 404
+    assert {"default", "kube-system", ns} <= set(namespaces)
+    api.delete_namespaced_config_map("m", ns)
+    assert status_of(lambda: api.read_namespaced_config_map("m", ns)) == 404
+    assert status_of(lambda: api.delete_namespaced_config_map("m", ns)) == 404
 
 
-def test_validation_rejects_what_the_apiserver_rejects(cluster):
-    api = core(cluster)
-    assert (
-        status_of(
-            lambda: api.create_namespaced_config_map("kube-system", configmap("Bad_Name", {}))
-        )
-        == 422
-    )
-    assert (
-        status_of(
-            lambda: api.create_namespaced_config_map(
-                "kube-system", configmap("big", {"x": "a" * (1024 * 1024)})
-            )
-        )
-        == 422
-    )
-    assert (
-        status_of(lambda: api.create_namespaced_config_map("no-such-namespace", configmap("m", {})))
-        == 403
-    )
-    cluster.grant("pusher", ["create"], "configmaps", "no-such-namespace")
-    assert (
-        status_of(lambda: api.create_namespaced_config_map("no-such-namespace", configmap("m", {})))
-        == 404
-    )
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_validation_rejects_what_the_apiserver_rejects(backend: Backend) -> None:
+    grant_configmaps(backend)
+    api, ns = core(backend), backend.namespace
+    for invalid in (
+        configmap("Bad_Name", {}),
+        configmap("bad-key", {"not a key": "x"}),
+        configmap("too-big", {"x": "a" * (MEBIBYTE + 1)}),
+    ):
+        rejected = failure(lambda invalid=invalid: api.create_namespaced_config_map(ns, invalid))
+        assert (rejected.status, json.loads(rejected.body)["reason"]) == (422, "Invalid")
+    # a namespace that does not exist: 403 while not allowed, 404 once allowed
+    body = configmap("m", {})
+    assert status_of(lambda: api.create_namespaced_config_map("no-such-namespace", body)) == 403
+    backend.grant(["create"], "configmaps")  # in every namespace
+    assert status_of(lambda: api.create_namespaced_config_map("no-such-namespace", body)) == 404
 
 
-def test_authentication_like_eks(cluster):
-    # a token for another cluster name, a wrong secret, an unknown key, garbage: 401
-    for token in (
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_the_size_limit_counts_values_up_to_one_mebibyte(backend: Backend) -> None:
+    grant_configmaps(backend)
+    api, ns = core(backend), backend.namespace
+    at_limit = configmap("at-limit", {"a-long-key-name": "a" * (MEBIBYTE - 1), "b": "b"})
+    assert api.create_namespaced_config_map(ns, at_limit).metadata.uid
+
+
+def expired_token(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Signed 20 minutes ago for 60 s."""
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=20)
+    with monkeypatch.context() as clock:
+        clock.setattr(botocore.auth, "get_current_datetime", lambda **_: past.replace(tzinfo=None))
+        return token(backend)
+
+
+def unsigned_cluster_token() -> str:
+    """A presigned GetCallerIdentity without the x-k8s-aws-id header signed."""
+    url = sts().generate_presigned_url(
+        "get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"
+    )
+    return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    grant_configmaps(backend)
+    ns = backend.namespace
+    backend.put_configmap(ns, "m", {})
+    assert core(backend).read_namespaced_config_map("m", ns).metadata.name == "m"
+    # a token for another cluster name, a wrong secret, an unknown key, expired, garbage: 401
+    for bad in (
         EksTokenBuilder(sts()).token("green"),
-        EksTokenBuilder(sts(secret="wrong")).token("blue"),
-        EksTokenBuilder(sts(key="AKIDOTHER")).token("blue"),
+        token(backend, secret="wrong"),
+        token(backend, key="AKIDOTHER"),
+        expired_token(backend, monkeypatch),
+        unsigned_cluster_token(),
         "k8s-aws-v1.bm90LWEtdXJs",
         "plainly-wrong",
     ):
-        assert (
-            status_of(
-                lambda token=token: core(cluster, token).read_namespaced_config_map(
-                    "m", "kube-system"
-                )
-            )
-            == 401
+        rejected = failure(lambda bad=bad: core(backend, bad).read_namespaced_config_map("m", ns))
+        assert rejected.status == 401
+        status = json.loads(rejected.body)
+        assert (status["kind"], status["reason"], status["message"]) == (
+            "Status",
+            "Unauthorized",
+            "Unauthorized",
         )
-    # an expired token (issued 20 minutes ago with a 60 s lifetime): 401
-    good = EksTokenBuilder(sts()).token("blue")
-    from functions.aws.eks_token import decode_token
-
-    url = decode_token(good)
-    assert cluster.verifier.principal(good) == PUSHER
-    with pytest.raises(TokenInvalid):
-        cluster.verifier.principal(good, now=time.time() + 20 * 60)
-    assert "x-k8s-aws-id" in url
-    # a principal without an access entry: 401; with one but no RBAC: 403, apiserver wording
-    cluster.access_entries.clear()
-    assert status_of(lambda: core(cluster).read_namespaced_config_map("m", "kube-system")) == 401
-    cluster.add_access_entry(PUSHER, "pusher")
-    with pytest.raises(ApiException) as caught:
-        core(cluster).read_namespaced_config_map("m", "default")
-    assert caught.value.status == 403
-    status = json.loads(caught.value.body)
+    # a principal without an access entry: 401 (a new token: the real server caches a
+    # successful authentication for 10 s per token); with one but no RBAC: 403
+    backend.revoke_access_entry()
+    fresh = token(backend, expires=61)
+    assert status_of(lambda: core(backend, fresh).read_namespaced_config_map("m", ns)) == 401
+    backend.restore_access_entry()
+    forbidden = failure(lambda: core(backend).read_namespaced_config_map("m", "default"))
+    assert forbidden.status == 403
+    status = json.loads(forbidden.body)
     assert (status["kind"], status["reason"], status["code"]) == ("Status", "Forbidden", 403)
     assert status["message"] == (
         'configmaps "m" is forbidden: User "pusher" cannot get resource "configmaps" in API group "" '
@@ -183,48 +258,69 @@ def test_authentication_like_eks(cluster):
     )
 
 
-def test_token_review_verifies_service_account_tokens(cluster):
-    authn = k8s.AuthenticationV1Api(
-        api_client(ClusterEndpoint("blue", cluster.url), EksTokenBuilder(sts()).token("blue"))
-    )
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_token_review_verifies_service_account_tokens(backend: Backend) -> None:
+    authn = k8s.AuthenticationV1Api(client(backend))
+    ns = backend.namespace
 
-    def review(token, audience="pods.eks.amazonaws.com"):
-        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=[audience]))
+    def review(bearer: str, audience: str = "pods.eks.amazonaws.com") -> Any:
+        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=bearer, audiences=[audience]))
         return authn.create_token_review(body).status
 
-    good = review(cluster.identity.issue("payments", "api", pod_name="api-1"))
+    issued = backend.service_account_token(ns, "api", "api-1", "pods.eks.amazonaws.com")
+    # without the right to create TokenReviews: 403 (the agent answers 503, retryable)
+    assert status_of(lambda: review(issued)) == 403
+    backend.grant(["create"], "tokenreviews")
+    good = review(issued)
     assert good.authenticated
-    assert good.user.username == "system:serviceaccount:payments:api"
+    assert good.audiences == ["pods.eks.amazonaws.com"]
+    assert good.user.username == f"system:serviceaccount:{ns}:api"
+    assert {"system:serviceaccounts", f"system:serviceaccounts:{ns}"} <= set(good.user.groups)
     assert good.user.extra["authentication.kubernetes.io/pod-name"] == ["api-1"]
-    assert not review(cluster.identity.issue("payments", "api", audience="other")).authenticated
+    assert good.user.extra["authentication.kubernetes.io/pod-uid"][0]
+    other = backend.service_account_token(ns, "api", "api-1", "other")
+    assert not review(other).authenticated
     assert not review("garbage").authenticated
 
 
-def test_rbac_resource_names_limit_a_rule_to_those_objects_and_never_allow_create(server):
-    # Given a user whose only rule is get/update on one named ConfigMap (as the push's Role)
-    api = server.add_cluster("green", aws_credentials={"AKIDPUSH": AwsCredential("s3cr3t", PUSHER)})
-    try:
-        user = api.add_access_entry(PUSHER, "pusher")
-        api.grant(
-            user, ["get", "update", "create"], "configmaps", "kube-system", resource_names=["map"]
+@pytest.mark.parametrize("backend", REAL_ONLY, indirect=True)
+def test_a_pod_bound_token_dies_with_its_pod(backend: Backend) -> None:
+    backend.grant(["create"], "tokenreviews")
+    authn = k8s.AuthenticationV1Api(client(backend))
+    issued = backend.service_account_token(
+        backend.namespace, "api", "api-2", "pods.eks.amazonaws.com"
+    )
+
+    def review() -> Any:
+        body = k8s.V1TokenReview(
+            spec=k8s.V1TokenReviewSpec(token=issued, audiences=["pods.eks.amazonaws.com"])
         )
-        api.put_configmap_directly("kube-system", "map", {})
-        api.put_configmap_directly("kube-system", "aws-auth", {"mapRoles": "[]"})
-        token = EksTokenBuilder(sts()).token("green")
-        v1 = k8s.CoreV1Api(api_client(ClusterEndpoint("green", api.url), token))
-        # Then that one object may be read and replaced
-        current = v1.read_namespaced_config_map("map", "kube-system")
-        body = configmap("map", {"a": "1"}, current.metadata.resource_version)
-        v1.replace_namespaced_config_map("map", "kube-system", body)
-        # And nothing else, and no create at all: the authorizer sees no name on a create
-        with pytest.raises(ApiException) as denied:
-            v1.read_namespaced_config_map("aws-auth", "kube-system")
-        assert denied.value.status == 403
-        with pytest.raises(ApiException) as denied:
-            v1.create_namespaced_config_map("kube-system", configmap("map", {}))
-        assert denied.value.status == 403
-        with pytest.raises(ApiException) as denied:
-            v1.list_namespaced_config_map("kube-system")
-        assert denied.value.status == 403
-    finally:
-        server.remove_cluster("green")
+        return authn.create_token_review(body).status
+
+    assert review().authenticated
+    backend.delete_pod(backend.namespace, "api-2")
+    # the server caches a success for 10 s per (token, audiences): wait it out
+    deadline = time.monotonic() + 15
+    while review().authenticated:
+        assert time.monotonic() < deadline, "a deleted pod's token still authenticates"
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_rbac_resource_names_limit_a_rule_to_those_objects_and_never_allow_create(
+    backend: Backend,
+) -> None:
+    # Given a user whose only rule is get/update on one named ConfigMap (as the push's Role)
+    ns = backend.namespace
+    backend.grant(["get", "update", "create"], "configmaps", ns, resource_names=["map"])
+    backend.put_configmap(ns, "map", {})
+    backend.put_configmap(ns, "aws-auth", {"mapRoles": "[]"})
+    v1 = core(backend)
+    # Then that one object may be read and replaced
+    current = v1.read_namespaced_config_map("map", ns)
+    body = configmap("map", {"a": "1"}, current.metadata.resource_version)
+    v1.replace_namespaced_config_map("map", ns, body)
+    # And nothing else, and no create at all: the authorizer sees no name on a create
+    assert status_of(lambda: v1.read_namespaced_config_map("aws-auth", ns)) == 403
+    assert status_of(lambda: v1.create_namespaced_config_map(ns, configmap("map", {}))) == 403
+    assert status_of(lambda: v1.list_namespaced_config_map(ns)) == 403

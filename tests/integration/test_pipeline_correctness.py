@@ -212,7 +212,7 @@ def test_the_fifo_window_drops_a_repeated_id_like_sqs(world):
 def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monkeypatch):
     from functions.aws.eks import EksAdapter
 
-    monkeypatch.setattr(eks_emulation, "MAX_ASSOCIATIONS_PER_CLUSTER", 20)
+    monkeypatch.setattr(eks_emulation.limits, "MAX_ASSOCIATIONS_PER_CLUSTER", 20)
     world.create_role("payments-api")
     world.enroll("blue")
     eks = world.client("eks")

@@ -5,7 +5,9 @@ import json
 import os
 
 from functions.core.association_map import FULL_MAP_KEY, parse_full_map
+from sandbox import eks_cluster_endpoint
 from sandbox.kube_api import LocalKubernetes
+from sandbox.localkube.tls import CertificateAuthority
 from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
@@ -72,7 +74,8 @@ def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
 
 def test_missing_rbac_is_parked_with_an_actionable_reason(world):
     world.create_cluster("blue", fleet="prod")
-    world.apis["blue"].grants.clear()  # access entry, but no RBAC
+    # access entry, but the manifest's RoleBinding is gone: no RBAC
+    world.apis["blue"].remove("rolebindings", "kube-system", "podid-webhook-push")
     world.create_role("payments-api")
     world.reconcile_event(fixture_event("scheduled_event"))
     world.declare_in_payments("payments-api", "api")
@@ -168,8 +171,7 @@ def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_creat
     # Given a cluster whose map ConfigMap was deleted (or the manifest never applied)
     world.given_payments_api("blue")
     api = world.apis["blue"]
-    with api._lock:
-        del api.state.objects[("configmaps", *CONFIGMAP)]
+    api.remove("configmaps", *CONFIGMAP)
     # When a change is pushed
     world.declare_in_payments("worker", "worker")
     world.settle()
@@ -182,3 +184,21 @@ def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_creat
         assert "kubectl apply -f deploy/webhook-push-rbac.yaml" in message["reason"]
     assert not [r for r in api.requests if r[0] == "POST"]
     assert api.configmap(*CONFIGMAP) is None
+
+
+def test_the_push_verifies_the_server_with_the_clusters_ca_and_never_skips_it(world):
+    # Given a cluster whose DescribeCluster CA is not the CA that signed the server it reaches
+    world.given_payments_api("blue")
+    api = world.apis["blue"]
+    eks_cluster_endpoint.publish(ACCOUNT, REGION, "blue", api.url, CertificateAuthority().data)
+    before = len(api.requests)
+    # When a change is pushed
+    world.declare_in_payments("worker", "worker")
+    world.settle(timeout=60)
+    # Then the handshake failed: no request (no token) reached that server, the map is as it was
+    assert len(api.requests) == before
+    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    assert [i["serviceAccount"] for i in identities] == ["api"]
+    parked = world.dead_letters()
+    assert parked
+    assert all("CERTIFICATE_VERIFY_FAILED" in m["reason"] for m in parked)

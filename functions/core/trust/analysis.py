@@ -106,47 +106,11 @@ def required_actions(usage: Usage) -> tuple[str, ...]:
     return (ASSUME_ROLE,) if usage.disable_session_tags else (ASSUME_ROLE, TAG_SESSION)
 
 
-@dataclass(frozen=True, slots=True)
-class ActionVerdict:
-    """What IAM would decide for one action, every statement reaching the pod
-    principal counted (the sandbox's EKS emulation relies on this)."""
-
-    usage: Usage
-    action: str
-    allow: tuple[tuple[StatementView, ConditionResult], ...]
-    deny: tuple[tuple[StatementView, ConditionResult], ...]
-
-    @property
-    def allowed(self) -> Tri:
-        return _any(result.outcome for _, result in self.allow)
-
-    @property
-    def denied(self) -> Tri:
-        return _any(result.outcome for _, result in self.deny)
-
-
 def _any(outcomes: Iterable[Tri]) -> Tri:
     found = set(outcomes)
     if Tri.TRUE in found:
         return Tri.TRUE
     return Tri.UNKNOWN if Tri.UNKNOWN in found else Tri.FALSE
-
-
-def verdicts(statements: list[StatementView], usage: Usage) -> list[ActionVerdict]:
-    context = request_context(usage)
-    reaching = [v for v in statements if v.reaches_pod_principal]
-    result = []
-    for action in required_actions(usage):
-        covering = [v for v in reaching if v.covers(action)]
-        result.append(
-            ActionVerdict(
-                usage,
-                action,
-                tuple((v, evaluate(v.condition(), context)) for v in covering if v.allows),
-                tuple((v, evaluate(v.condition(), context)) for v in covering if not v.allows),
-            )
-        )
-    return result
 
 
 class Standing(IntEnum):

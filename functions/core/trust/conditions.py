@@ -59,10 +59,10 @@ _BASES = {
     "StringNotEqualsIgnoreCase": ("iequals", True),
     "StringLike": ("like", False),
     "StringNotLike": ("like", True),
-    "ArnEquals": ("like", False),
-    "ArnLike": ("like", False),
-    "ArnNotEquals": ("like", True),
-    "ArnNotLike": ("like", True),
+    "ArnEquals": ("arn", False),
+    "ArnLike": ("arn", False),
+    "ArnNotEquals": ("arn", True),
+    "ArnNotLike": ("arn", True),
 }
 
 
@@ -98,12 +98,21 @@ def _like(pattern: str, value: str) -> bool:
     return re.fullmatch(regex, value, re.DOTALL) is not None
 
 
+def _arn_like(pattern: str, value: str) -> bool:
+    """IAM matches each of an ARN's six colon-separated parts on its own, so a
+    wildcard never spans a colon (the resource part keeps any further colons)."""
+    wanted, found = pattern.split(":", 5), value.split(":", 5)
+    return len(wanted) == len(found) == 6 and all(map(_like, wanted, found))
+
+
 def value_matches(operator: Operator, pattern: str, value: str) -> bool:
     kind = _BASES[operator.base][0]
     if kind == "equals":
         return pattern == value
     if kind == "iequals":
         return pattern.lower() == value.lower()
+    if kind == "arn":
+        return _arn_like(pattern, value)
     return _like(pattern, value)
 
 
@@ -163,8 +172,8 @@ def evaluate_key(
     if isinstance(found, _Unknown):
         return Tri.UNKNOWN
     if operator.base == "Null":
-        wants_absent = bool(patterns) and patterns[0].lower() == "true"
-        return _tri((found is None) == wants_absent)
+        # like every condition, the listed values are alternatives
+        return _tri(any((p.lower() == "true") == (found is None) for p in patterns))
     if found is None:
         if operator.qualifier == "ForAllValues" or operator.if_exists:
             return Tri.TRUE
