@@ -44,6 +44,10 @@ class ClusterIdentity:
     issuer: str
     _key: rsa.RSAPrivateKey = field(repr=False)
     key_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    # (namespace, pod name) -> uid of the pods whose tokens it issued and that still exist:
+    # like the real API server, a token bound to a deleted pod no longer authenticates
+    _pods: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _pods_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, cluster_arn: str) -> ClusterIdentity:
@@ -64,6 +68,8 @@ class ClusterIdentity:
     ) -> str:
         issued = int(now if now is not None else time.time())
         pod = pod_name or f"{service_account}-{secrets.token_hex(3)}"
+        with self._pods_lock:  # a rotated token of a live pod keeps the pod's uid
+            pod_uid = self._pods.setdefault((namespace, pod), str(uuid.uuid4()))
         claims: dict[str, Any] = {
             "aud": [audience],
             "iss": self.issuer,
@@ -73,7 +79,7 @@ class ClusterIdentity:
             "exp": issued + ttl_seconds,
             "kubernetes.io": {
                 "namespace": namespace,
-                "pod": {"name": pod, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, pod))},
+                "pod": {"name": pod, "uid": pod_uid},
                 "serviceaccount": {
                     "name": service_account,
                     "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{service_account}")),
@@ -81,6 +87,11 @@ class ClusterIdentity:
             },
         }
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})
+
+    def delete_pod(self, namespace: str, pod_name: str) -> None:
+        """The pod is gone: the tokens bound to it stop authenticating."""
+        with self._pods_lock:
+            self._pods.pop((namespace, pod_name), None)
 
     def verify(
         self, token: str, *, audience: str = POD_IDENTITY_AUDIENCE
@@ -102,7 +113,7 @@ class ClusterIdentity:
             raise TokenRejected(f"token is not valid for this cluster: {exc}") from exc
         info = claims.get("kubernetes.io") or {}
         try:
-            return ServiceAccountIdentity(
+            subject = ServiceAccountIdentity(
                 namespace=info["namespace"],
                 service_account=info["serviceaccount"]["name"],
                 pod_name=info["pod"]["name"],
@@ -114,6 +125,15 @@ class ClusterIdentity:
             )
         except (KeyError, TypeError) as exc:
             raise TokenRejected("token lacks the kubernetes.io service account claims") from exc
+        with self._pods_lock:
+            bound_pod_exists = (
+                self._pods.get((subject.namespace, subject.pod_name)) == subject.pod_uid
+            )
+        if not bound_pod_exists:
+            raise TokenRejected(
+                f'the pod "{subject.pod_name}" this token is bound to no longer exists'
+            )
+        return subject
 
     def jwks(self) -> dict[str, Any]:
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)

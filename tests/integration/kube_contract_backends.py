@@ -97,7 +97,8 @@ class LightBackend:
         return self._identity.issue(namespace, service_account, pod_name=pod, audience=audience)
 
     def delete_pod(self, namespace: str, pod: str) -> None:
-        """The light API has no pods: its tokens name one but are not bound to it."""
+        # the light API serves no Pod objects; its issuer tracks the pods its tokens name
+        self._identity.delete_pod(namespace, pod)
 
     def close(self) -> None:
         self._server.remove_cluster(self.cluster_name)

@@ -5,17 +5,14 @@ official client against the real kube-apiserver AND the light local API
 below. The real server is the reference: where the light API diverged, the
 test asserts the real server's behaviour.
 
-Divergences found (the light API is wrong; these cases run only against the
-real server until sandbox.kube_api is fixed, then move them to BOTH). Fixed and
-run against both since: PUT replaces labels/annotations with the body's
-(test_replace_sets_labels_and_annotations_to_the_bodys); the 1 MiB limit counts
-values only (test_the_size_limit_counts_values_up_to_one_mebibyte). Open:
-- a service-account token bound to a Pod stops authenticating once the Pod
-  is deleted (TokenReview: not authenticated); the light API has no Pods and
-  keeps accepting it. The node agent's sts backend relies on the real
-  behaviour: a deleted pod's token gets no credentials.
-  (test_a_pod_bound_token_dies_with_its_pod; the real server caches the last
-  success for up to 10 s, so the agent may serve a just-deleted pod that long)
+Divergences found (the light API was wrong; the real server is the reference),
+all fixed and run against both since: PUT replaces labels/annotations with the
+body's (test_replace_sets_labels_and_annotations_to_the_bodys); the 1 MiB limit
+counts values only (test_the_size_limit_counts_values_up_to_one_mebibyte); a
+service-account token bound to a Pod stops authenticating once the Pod is
+deleted, which the node agent's sts backend relies on
+(test_a_pod_bound_token_dies_with_its_pod; the real server caches the last
+success for up to 10 s, so the agent may serve a just-deleted pod that long).
 
 Real-server behaviour the tests allow for: a successful authentication is
 cached for 10 s per token (kube-apiserver's token cache, not configurable), so
@@ -49,7 +46,6 @@ from tests.integration.kube_contract_backends import (
 )
 
 BOTH = ["real", "light"]
-REAL_ONLY = ["real"]  # divergences of the light API, listed in the module docstring
 MEBIBYTE = 1024 * 1024
 
 
@@ -283,7 +279,7 @@ def test_token_review_verifies_service_account_tokens(backend: Backend) -> None:
     assert not review("garbage").authenticated
 
 
-@pytest.mark.parametrize("backend", REAL_ONLY, indirect=True)
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
 def test_a_pod_bound_token_dies_with_its_pod(backend: Backend) -> None:
     backend.grant(["create"], "tokenreviews")
     authn = k8s.AuthenticationV1Api(client(backend))
