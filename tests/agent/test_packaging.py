@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from kubernetes import client as k8s
 
@@ -61,18 +62,30 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     assert 'ENTRYPOINT ["python", "-m", "node_agent"]' in text
 
 
-def test_every_privilege_is_reduced_or_explained_in_the_manifest():
-    """Issue 14, item 7: no `latest`, seccomp everywhere, and each privilege that
-    stays (root + NET_ADMIN in the init container, privilege escalation for the
-    file capability) carries its reason next to it."""
+AGENT_DAEMONSETS = ["node_agent/deploy/daemonset.yaml", "deploy/self-managed/node-agent.yaml"]
+
+
+def _documents(path):
+    return [d for d in yaml.safe_load_all((ROOT / path).read_text()) if d]
+
+
+def _version():
     import tomllib
 
-    text = (ROOT / "node_agent" / "deploy" / "daemonset.yaml").read_text()
-    daemonset = load({"ServiceAccount": "V1ServiceAccount", "DaemonSet": "V1DaemonSet"})[
-        "DaemonSet"
-    ]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.mark.parametrize("path", AGENT_DAEMONSETS)
+def test_every_privilege_is_reduced_or_explained_in_the_manifest(path):
+    """Issue 14, item 7: no `latest`, seccomp everywhere, and each privilege that
+    stays (root + NET_ADMIN in the init container, privilege escalation for the
+    file capability) carries its reason next to it; in every DaemonSet that runs
+    the agent (EKS and self-managed)."""
+    text = (ROOT / path).read_text()
+    (document,) = [d for d in _documents(path) if d["kind"] == "DaemonSet"]
+    daemonset = k8s.ApiClient()._ApiClient__deserialize(document, "V1DaemonSet")
     pod = daemonset.spec.template.spec
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version = _version()
     for container in (*pod.init_containers, *pod.containers):
         assert not container.image.endswith(":latest")
         assert ":" in container.image
@@ -88,6 +101,25 @@ def test_every_privilege_is_reduced_or_explained_in_the_manifest():
     assert "Why root:" in before_init[-800:]
     before_escalation = text[: text.index("allowPrivilegeEscalation: true")]
     assert "Why true:" in before_escalation[-900:]
+
+
+def test_the_webhooks_map_sync_runs_the_released_agent_image_unprivileged():
+    (document,) = [
+        d for d in _documents("deploy/self-managed/webhook.yaml") if d["kind"] == "Deployment"
+    ]
+    deployment = k8s.ApiClient()._ApiClient__deserialize(document, "V1Deployment")
+    pod = deployment.spec.template.spec
+    assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod.security_context.run_as_non_root is True
+    (sync,) = [c for c in pod.init_containers if c.name == "map-sync"]
+    assert sync.image == f"podid-node-agent:{_version()}"
+    assert sync.security_context.allow_privilege_escalation is False
+    assert sync.security_context.capabilities.drop == ["ALL"]
+    for container in (*pod.init_containers, *pod.containers):
+        assert not container.image.endswith(":latest"), container.image
+
+
+def test_the_image_strips_setuid_and_takes_its_base_by_digest():
     dockerfile = (ROOT / "node_agent" / "Dockerfile").read_text()
     # what escalation could gain is bounded to the one file capability
     assert "-perm /6000 -exec chmod ug-s" in dockerfile
