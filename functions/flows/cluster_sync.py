@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from botocore.exceptions import ClientError
 
@@ -39,7 +40,7 @@ from functions.core.models import (
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.self_managed import decide_self_managed
-from functions.core.status import Outcome, decide_statuses
+from functions.core.status import Outcome, StatusDecision, decide_statuses
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -485,6 +486,19 @@ def _record(
         ),
         now=now,
     )
+    write_statuses(svc, cluster, decision, result, now=now)
+
+
+def write_statuses(
+    svc: Services,
+    cluster: Cluster,
+    decision: StatusDecision,
+    result: ClusterResult,
+    *,
+    now: datetime,
+) -> None:
+    """Records what the status decision says and whether the cluster's map must be pushed.
+    Raises StaleWrite when a status moved since it was read: the caller re-plans."""
     for gone in decision.delete:
         svc.repo.delete_association_status(gone.key, gone.version)
         result.statuses_written += 1

@@ -4,7 +4,6 @@ this records their statuses and says whether the map must be pushed."""
 
 from __future__ import annotations
 
-from functions.core.association_map import build_association_map
 from functions.core.fleet import DesiredState
 from functions.core.models import Cluster, Mode
 from functions.core.planner import OpKind
@@ -14,7 +13,7 @@ from functions.flows.cluster_sync import (
     REPLAN_ATTEMPTS,
     ClusterResult,
     StatusKeptChanging,
-    live_associations,
+    write_statuses,
 )
 from functions.flows.services import Services
 from functions.observability import logger
@@ -46,17 +45,7 @@ def _sync_once(svc: Services, cluster: Cluster, desired_state: DesiredState) -> 
         result.planned = operations
     else:
         result.applied = operations
-    for gone in decision.delete:
-        svc.repo.delete_association_status(gone.key, gone.version)
-        result.statuses_written += 1
-    for status in decision.save:
-        svc.repo.save_association_status(status)
-        result.statuses_written += 1
-    for declaration_id, problem in sorted(decision.problems.items()):
-        svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
-    pushed = svc.repo.pushed_map(cluster.name)
-    built = build_association_map(cluster, live_associations(decision.after.values()))
-    result.push_needed = pushed is None or pushed.sha256 != built.sha256
+    write_statuses(svc, cluster, decision, result, now=now)
     logger.info(
         "self-managed cluster reconciled (map entries only, no EKS call)",
         cluster=cluster.name,
