@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
 from functions.aws import clients
 from functions.aws.eks import EksAdapter
@@ -14,8 +15,12 @@ from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
 from functions.aws.tagging import TaggingAdapter
 from functions.dal.repository import Repository
-from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, api_client
 from functions.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # only webhook_push talks to Kubernetes: sync, reconcile and trust_guard never
+    # load the client (their packages do not even hold it, see infra/bundling.py)
+    from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter
 
 
 def utc_now() -> datetime:
@@ -38,6 +43,8 @@ class Services:
         """Where the push may send a signed token: what EKS says now, never the
         table (a table writer could point it at a listener). None: EKS has no
         such cluster any more."""
+        from functions.kube.configmap import ClusterEndpoint
+
         info = self.eks.describe_cluster(name)
         if info is None:
             return None
@@ -51,6 +58,8 @@ class Services:
         return ClusterEndpoint(name, url, info.certificate_authority)
 
     def configmap_writer(self, endpoint: ClusterEndpoint) -> ConfigMapWriter:
+        from functions.kube.configmap import ConfigMapWriter, api_client
+
         token = self.tokens.token(endpoint.name, self.settings.kube_token_seconds)
         return ConfigMapWriter(api_client(endpoint, token), endpoint)
 
