@@ -15,9 +15,9 @@ from rich.text import Text
 from cli import output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core.models import AssociationStatus, ReconcileReceipt
 
 if TYPE_CHECKING:
+    from functions.core.models import AssociationStatus, ReconcileReceipt
     from functions.flows.services import Services
 
 QueueOption = Annotated[
