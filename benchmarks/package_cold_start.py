@@ -114,17 +114,6 @@ def twin(lock_name: str, functions_dir: Path, target: Path) -> None:
     )
 
 
-def report(
-    title: str, rows: list[tuple[str, str, tuple[float, int], float]], boto3_ms: float
-) -> None:
-    print(f"\n{title}")
-    print(
-        f"{'function':<14}{'unzipped MB':>12}{'zipped MB':>10}{'modules':>9}{'import ms':>11}{'x boto3':>9}"
-    )
-    for name, size, (ms, modules), _ in rows:
-        print(f"{name:<14}{size:>22}{modules:>9}{ms:>11.0f}{ms / boto3_ms:>9.2f}")
-
-
 def run(args: argparse.Namespace) -> None:
     version = LOCKS_BY_NAME["lambda"].python
     python = lambda_python(version)
@@ -177,20 +166,12 @@ def before(work: Path, python: str, version: str, args: argparse.Namespace) -> N
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     package = work / "before"
     twin("lambda-push", source / "functions", package)
-    shipped = work / "before-shipped"
-    LocalPythonBundler(LOCKS_BY_NAME["lambda-push"]).dependencies_dir()
-    shutil.copytree(
-        LocalPythonBundler(LOCKS_BY_NAME["lambda-push"]).dependencies_dir(),
-        shipped,
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    shutil.copytree(source / "functions", shipped / "functions")
-    unzipped, zipped = size_mb(shipped)
     modules = ["boto3", *(f"functions.handlers.{n}" for n in PACKAGES)]
     got = measure(python, package, modules, args.runs)
+    # today's lock for all four (main resolved ranges at synth time instead)
     print(
-        f"\nbefore ({args.rev}: one package for all four, no bytecode): "
-        f"{unzipped:.1f} MB unzipped, {zipped:.1f} MB zipped; import boto3 {got['boto3'][0]:.0f} ms"
+        f"\nbefore ({args.rev}'s sources, one package with every dependency, no bytecode): "
+        f"import boto3 {got['boto3'][0]:.0f} ms"
     )
     for name in PACKAGES:
         ms, count = got[f"functions.handlers.{name}"]
