@@ -83,3 +83,19 @@ def test_event_patterns_are_constants_only() -> None:
 def test_synth_loads_no_aws_sdk_nor_kubernetes() -> None:
     top_level = loaded_by("infra.stack")
     assert not top_level & {"kubernetes", "boto3", "aws_lambda_powertools"}
+
+
+def test_cli_help_loads_only_what_it_shows() -> None:
+    # Given `podid --help` in a fresh interpreter
+    probe = (
+        "import json, sys; sys.argv = ['podid', '--help']\n"
+        "from cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    # Then no AWS SDK, no domain models, no flows: each command loads those when it runs
+    assert not loaded & {"botocore", "boto3", "functions.core.models", "functions.flows.services"}
