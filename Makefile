@@ -9,7 +9,7 @@ PIP_NOISE_FILTER := { grep -v -e '^WARNING: Location' -e 'is ignored: it is neit
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: demo test lint typecheck unit install synth clean tools
+.PHONY: demo test lint typecheck unit install synth clean tools lock
 
 # The whole control plane on an embedded local AWS, narrated; exits 0 only if every step checked out.
 demo: install
@@ -18,7 +18,7 @@ demo: install
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	set -o pipefail; { $(PY) -m pip install --quiet --upgrade pip && \
-	  $(PY) -m pip install --quiet -e ".[dev,agent,infra,cli]"; } 2>&1 | $(PIP_NOISE_FILTER)
+	  $(PY) -m pip install --quiet -e ".[dev,infra,sandbox]"; } 2>&1 | $(PIP_NOISE_FILTER)
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,6 +43,12 @@ test: lint typecheck tools
 # pinned in tools/*/go.mod and built from the Go module proxy into .tools/bin.
 tools:
 	bash tools/build.sh
+
+# Re-resolve every deployable's lock file (locks/*.txt, hashes included) from
+# pyproject.toml's ranges; needs the package index. `make test` fails while a lock
+# is older than pyproject's dependency sets.
+lock: install
+	$(PY) -m infra.locks
 
 # cdk synth without the CDK CLI: templates in cdk.out, cdk-nag enforced
 synth: install

@@ -10,9 +10,9 @@ import typer
 from cli import checks, output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core.models import AssociationKey, AssociationStatus, Declaration, SyncState
 
 if TYPE_CHECKING:
+    from functions.core.models import AssociationStatus, Declaration
     from functions.flows.services import Services
 
 
@@ -27,6 +27,8 @@ def status(
 ) -> None:
     """Associations and their state on every enrolled cluster, with the reason
     of any that is not in sync."""
+    from functions.core.models import SyncState
+
     if state and state not in {s.value for s in SyncState}:
         output.fail(
             f"unknown state {state!r}: use one of {', '.join(s.value for s in SyncState)}", 2
@@ -119,6 +121,8 @@ def wait(
 ) -> None:
     """Block until a declaration is in sync on every target cluster; says when
     its credentials are effective. Exits 2 at once when it could never be, 3 on timeout."""
+    from functions.core.models import SyncState
+
     svc = connect(table)
     declaration = _waitable(svc, declaration_id)
     deadline = time.monotonic() + timeout
@@ -150,6 +154,7 @@ def wait(
 
 def _waitable(svc: Services, declaration_id: str) -> Declaration:
     """The declaration, or exit 2 with why waiting for it could never end."""
+    from functions.core.models import Declaration
     from functions.dal.repository import parse_declaration
 
     item = svc.repo.get_declaration_item(declaration_id)
@@ -180,6 +185,8 @@ def _waitable(svc: Services, declaration_id: str) -> Declaration:
 def _states(svc: Services, declaration: Declaration) -> dict[str, AssociationStatus | None]:
     """Each target cluster's status for the declaration's key; named clusters
     count before they are enrolled (the declaration enrolls them)."""
+    from functions.core.models import AssociationKey
+
     enrolled = [
         c.name for c in svc.repo.list_clusters() if c.enrolled and declaration.target.matches(c)
     ]

@@ -9,10 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from functions.core.fleet import Conflict, DesiredState, expand
-from functions.core.models import FLEET_TAG, Cluster, Declaration
-
 if TYPE_CHECKING:
+    from functions.core.fleet import Conflict, DesiredState
+    from functions.core.models import Cluster, Declaration
     from functions.dal.repository import DeclarationSet
     from functions.flows.services import Services
 
@@ -32,6 +31,7 @@ class Fleet:
 
 
 def fleet_with(svc: Services, changed: Iterable[Declaration] = ()) -> Fleet:
+    from functions.core.fleet import expand
     from functions.dal.repository import DeclarationSet
 
     new = list(changed)
@@ -84,6 +84,8 @@ def missing_cluster_message(svc: Services, declaration: Declaration, name: str) 
 
 
 def empty_fleet_message(declaration: Declaration) -> str:
+    from functions.core.models import FLEET_TAG
+
     fleet = declaration.target.fleet
     return (
         f"no enrolled cluster is in fleet {fleet!r} (target.fleet of {declaration.id!r}): tag "

@@ -16,9 +16,9 @@ from rich.text import Text
 from cli import output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core.models import AssociationStatus, Cluster, ReconcileReceipt
 
 if TYPE_CHECKING:
+    from functions.core.models import AssociationStatus, Cluster, ReconcileReceipt
     from functions.flows.services import Services
 
 MAX_CA_FILE_BYTES = 64 * 1024

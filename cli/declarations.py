@@ -14,19 +14,14 @@ from pydantic import ValidationError
 from cli import checks, output, views
 from cli.connection import connect
 from cli.output import Format, OutputOption, TableOption
-from functions.core import records
-from functions.core.errors import describe_validation_error
-from functions.core.fleet import DesiredState, expand
-from functions.core.models import (
-    AssociationStatus,
-    Declaration,
-    DeclarationState,
-    FindingAction,
-    FindingRecord,
-    Severity,
-)
 
 if TYPE_CHECKING:
+    from functions.core.fleet import DesiredState
+    from functions.core.models import (
+        AssociationStatus,
+        Declaration,
+        FindingRecord,
+    )
     from functions.flows.services import Services
 
 ExistingFile: dict[str, Any] = {"exists": True, "dir_okay": False, "readable": True}
@@ -59,6 +54,9 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 
 def validated(raw_records: list[dict[str, Any]]) -> list[Declaration]:
+    from functions.core.errors import describe_validation_error
+    from functions.core.models import Declaration
+
     declarations = []
     for index, record in enumerate(raw_records):
         try:
@@ -96,6 +94,8 @@ def declare(  # noqa: PLR0917 - one parameter per command-line option
 ) -> None:
     """Declare (create or replace) associations, validated before anything is
     written; warns when it conflicts with another declaration."""
+    from functions.core import records
+
     if file is not None:
         raw_records = load_records(file)
     else:
@@ -163,6 +163,8 @@ def delete(
 ) -> None:
     """Undeclare: remove a declaration. Its associations are deleted on every
     cluster, except where another declaration asks for the same one."""
+    from functions.core import records
+    from functions.core.models import Declaration
     from functions.dal.repository import StaleWrite, parse_declaration
 
     svc = connect(table)
@@ -215,6 +217,8 @@ def delete(
 
 def removal(svc: Services, declaration_id: str) -> list[dict[str, Any]]:
     """Per association recorded for the declaration: what its removal does."""
+    from functions.core.fleet import expand
+
     fleet = checks.fleet_with(svc)
     others = [d for d in fleet.declarations.valid if d.id != declaration_id]
     after = expand(others, fleet.enrolled, managed_by=svc.settings.owner, scope=svc.settings.scope)
@@ -277,6 +281,9 @@ def list_declarations(
 def declaration_rows(svc: Services) -> list[dict[str, Any]]:
     """The table's declarations, each with its recorded status. A record whose
     validity differs from its status (changed, not processed yet) is Pending."""
+    from functions.core import records
+    from functions.core.models import DeclarationState
+
     declarations = svc.repo.load_declarations()
     statuses = svc.repo.declaration_statuses(
         [d.id for d in declarations.valid] + list(declarations.invalid)
@@ -329,6 +336,8 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
 
 def trust_errors(record: FindingRecord | None) -> list[str]:
     """The role's error findings still standing after its latest check."""
+    from functions.core.models import FindingAction, Severity
+
     if record is None or record.action is FindingAction.REPAIRED:
         return []
     return [f"{f.code}: {f.message}" for f in record.findings if f.severity is Severity.ERROR]
@@ -341,6 +350,8 @@ def import_(
 ) -> None:
     """Adopt the existing associations of a cluster as declarations."""
     from functions.aws.eks import ClusterNotFound
+    from functions.core.errors import describe_validation_error
+    from functions.core.models import Declaration
     from functions.dal.repository import StaleWrite
 
     svc = connect(table)
@@ -408,4 +419,6 @@ def import_(
 
 def schema() -> None:
     """The JSON Schema of a declaration record, for writing records directly."""
+    from functions.core.models import Declaration
+
     output.print_json(Declaration.model_json_schema(by_alias=True))

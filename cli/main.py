@@ -40,22 +40,25 @@ def main(argv: list[str] | None = None) -> None:
     """Console script entry point. AWS refusing or unreachable is the user's
     to fix: one line saying what to do, exit 1. Anything else is a bug and
     keeps its traceback (tests call `app` directly and see it too)."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
     try:
         app(args=argv, prog_name="podid")
-    except EndpointConnectionError as error:
-        _exit(
-            f"cannot reach {error.kwargs.get('endpoint_url', 'AWS')}: start the sandbox "
-            "(`podid sandbox up`), or check AWS_ENDPOINT_URL and AWS_REGION"
-        )
-    except NoCredentialsError:
-        _exit(
-            "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY) for the stack's account, or start `podid sandbox up`"
-        )
-    except ClientError as error:
-        _exit(describe_client_error(error))
+    except Exception as error:
+        # botocore loads only when something failed: `podid --help` stays fast
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        if isinstance(error, EndpointConnectionError):
+            _exit(
+                f"cannot reach {error.kwargs.get('endpoint_url', 'AWS')}: start the sandbox "
+                "(`podid sandbox up`), or check AWS_ENDPOINT_URL and AWS_REGION"
+            )
+        if isinstance(error, NoCredentialsError):
+            _exit(
+                "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY) for the stack's account, or start `podid sandbox up`"
+            )
+        if isinstance(error, ClientError):
+            _exit(describe_client_error(error))
+        raise
 
 
 def describe_client_error(error: Any) -> str:

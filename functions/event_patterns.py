@@ -1,12 +1,36 @@
-"""The EventBridge patterns each function subscribes to: one source of truth
-for the deployed rules (infra/events.py) and the sandbox's local router."""
+"""The CloudTrail events each function reacts to and the EventBridge patterns
+that subscribe to them: one source of truth for the deployed rules
+(infra/events.py), the sandbox's local router and the flows. Constants only:
+it imports nothing of ours, so synth never loads boto3, Powertools or the
+Kubernetes client through it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from functions.flows.reconcile import ASSOCIATION_EVENTS, CLUSTER_EVENTS
-from functions.flows.trust_guard import WATCHED_EVENTS
+# IAM changes that can alter what a declared role's trust allows
+WATCHED_EVENTS = frozenset(
+    {
+        "CreateRole",
+        "UpdateAssumeRolePolicy",
+        "DeleteRole",
+        "UpdateRole",
+        "PutRolePermissionsBoundary",
+        "DeleteRolePermissionsBoundary",
+        "TagRole",
+        "UntagRole",
+    }
+)
+# hand-made association changes: drift to heal or report
+ASSOCIATION_EVENTS = frozenset(
+    {
+        "CreatePodIdentityAssociation",
+        "UpdatePodIdentityAssociation",
+        "DeletePodIdentityAssociation",
+    }
+)
+# fleet membership: clusters appear, go, or change their fleet tag
+CLUSTER_EVENTS = frozenset({"CreateCluster", "DeleteCluster", "TagResource", "UntagResource"})
 
 CLOUDTRAIL = "AWS API Call via CloudTrail"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-SERVICE = "podid"
-NAMESPACE = "PodIdentityControlPlane"
+from functions.service_names import NAMESPACE, SERVICE
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)

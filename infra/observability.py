@@ -11,7 +11,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from functions.observability import NAMESPACE, SERVICE
+from functions.service_names import NAMESPACE, SERVICE
 from infra.functions import ControlPlaneFunctions
 from infra.queues import ControlPlaneQueues
 

@@ -18,6 +18,7 @@ from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
 from functions.core.models import Cluster, Mode, ReconcileReceipt
 from functions.dal.repository import DeclarationSet
+from functions.event_patterns import ASSOCIATION_EVENTS, CLUSTER_EVENTS
 from functions.events import CloudTrailDetail, ClusterMessage
 from functions.flows.cluster_sync import ClusterResult, sync_cluster
 from functions.flows.discovery import Discovery, discover, forget, named_clusters, refresh_cluster
@@ -25,12 +26,6 @@ from functions.flows.self_managed import sync_self_managed
 from functions.flows.services import Services
 from functions.observability import logger, metrics
 
-ASSOCIATION_EVENTS = {
-    "CreatePodIdentityAssociation",
-    "UpdatePodIdentityAssociation",
-    "DeletePodIdentityAssociation",
-}
-CLUSTER_EVENTS = {"CreateCluster", "DeleteCluster", "TagResource", "UntagResource"}
 RECEIPT_RETENTION = timedelta(days=1)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
 from functions.aws import clients
 from functions.aws.eks import EksAdapter
@@ -15,13 +16,12 @@ from functions.aws.messaging import Messenger
 from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
 from functions.dal.repository import Repository
-from functions.kube.configmap import (
-    ClusterEndpoint,
-    ConfigMapWriter,
-    UntrustedEndpoint,
-    api_client,
-)
 from functions.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # only webhook_push talks to Kubernetes: sync, reconcile and trust_guard never
+    # load the client (their packages do not even hold it, see infra/bundling.py)
+    from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter
 
 
 def utc_now() -> datetime:
@@ -47,6 +47,8 @@ class Services:
         a cluster enroller wrote (nothing else knows where it is), refused when
         EKS has a cluster of that name (a record cannot redirect an EKS
         cluster's token by claiming to be self-managed)."""
+        from functions.kube.configmap import ClusterEndpoint, UntrustedEndpoint
+
         info = self.eks.describe_cluster(cluster.name)
         if cluster.self_managed:
             if info is not None:
@@ -72,6 +74,8 @@ class Services:
         return ClusterEndpoint(cluster.name, url, info.certificate_authority)
 
     def configmap_writer(self, endpoint: ClusterEndpoint) -> ConfigMapWriter:
+        from functions.kube.configmap import ConfigMapWriter, api_client
+
         token = self.tokens.token(endpoint.name, self.settings.kube_token_seconds)
         return ConfigMapWriter(api_client(endpoint, token), endpoint)
 

@@ -46,20 +46,11 @@ from functions.core.trust import (
     role_missing_findings,
 )
 from functions.core.trust.node_trust import NodeUsage
+from functions.event_patterns import WATCHED_EVENTS
 from functions.events import CloudTrailDetail
 from functions.flows.services import Services
 from functions.observability import logger, metrics
 
-WATCHED_EVENTS = {
-    "CreateRole",
-    "UpdateAssumeRolePolicy",
-    "DeleteRole",
-    "UpdateRole",
-    "PutRolePermissionsBoundary",
-    "DeleteRolePermissionsBoundary",
-    "TagRole",
-    "UntagRole",
-}
 FINDINGS_SOURCE = "podid.trust-guard"
 FINDINGS_DETAIL_TYPE = "Pod Identity Trust Finding"
 
