@@ -388,10 +388,11 @@ def emulated_account() -> tuple[Any, str, Any, UpstreamCounter, Any]:
 
     from sandbox import eks_emulation
     from sandbox.cluster_identity import REGISTRY
+    from sandbox.eks_emulation import auth as eks_auth
     from sandbox.stack import POD_TRUST
 
     eks_emulation.install()
-    upstream = UpstreamCounter(eks_emulation)
+    upstream = UpstreamCounter(eks_auth)  # the wire layer calls auth's function
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, moto_port = moto.get_host_and_port()
