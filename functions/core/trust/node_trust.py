@@ -193,7 +193,7 @@ def node_findings(
                     severity=Severity.ERROR,
                     message=f"Statement[{view.index}] trusts the node role {role} for {action} "
                     f"but its condition ({keys}) leaves out {usage}: the role owner wrote that "
-                    "restriction, so podid never widens it; the owner must",
+                    "restriction, so podid never widens it; the role owner must widen it",
                     statement=view.index,
                 )
             )
