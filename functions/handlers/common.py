@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
 from functions.flows.services import Services
+from functions.handlers.batch import SqsRecord
 from functions.observability import logger, metrics
 
 
@@ -23,14 +22,13 @@ def park(svc: Services, payload: Any, reason: str, source: str) -> None:
         svc.messenger.dead_letter(queue, payload, reason, source)
 
 
-def final_attempt(svc: Services, record: SQSRecord) -> bool:
+def final_attempt(svc: Services, record: SqsRecord) -> bool:
     """This delivery is the queue's last before its redrive moves the message
     to the dead-letter queue (which carries no reason)."""
-    received = int(record.attributes.approximate_receive_count or 1)
-    return received >= svc.settings.max_receive_count
+    return record.receive_count >= svc.settings.max_receive_count
 
 
-def run_or_park(svc: Services, record: SQSRecord, work: Callable[[], object], source: str) -> None:
+def run_or_park(svc: Services, record: SqsRecord, work: Callable[[], object], source: str) -> None:
     """Run the work; a failure is retried by the queue, and the last failure
     is parked with its reason instead of landing in the DLQ without one."""
     try:

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    SqsFifoPartialProcessor,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from functions.events import CloudTrailEvent, ClusterMessage, ScheduledEvent
 from functions.flows.reconcile import on_eks_event, reconcile_cluster, scheduled_pass
 from functions.flows.services import services
+from functions.handlers.batch import SqsRecord, process
 from functions.handlers.common import park, run_or_park
-from functions.observability import logger, metrics, tracer
-
-standard = BatchProcessor(event_type=EventType.SQS)
-# FIFO grouped by cluster: a failed message holds back only its own cluster's later ones.
-fifo = SqsFifoPartialProcessor(skip_group_on_error=True)
+from functions.observability import logger, metrics
 
 
-def _reconcile_message(record: SQSRecord) -> None:
+def _reconcile_message(record: SqsRecord) -> None:
     svc = services()
     try:
         message = ClusterMessage.model_validate_json(record.body)
@@ -44,31 +34,24 @@ def _reconcile_message(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
         records = event["Records"]
         is_fifo = bool(records) and records[0].get("eventSourceARN", "").endswith(".fifo")
-        return dict(
-            process_partial_response(
-                event=event,
-                record_handler=_reconcile_message,
-                processor=fifo if is_fifo else standard,
-                context=context,
-            )
-        )
+        # FIFO grouped by cluster: a failed message holds back only its own cluster's later ones
+        return process(event, SqsRecord, _reconcile_message, skip_failed_groups=is_fifo)
     svc = services()
     try:
         if event.get("detail-type") == "Scheduled Event":
-            scheduled = parse(event=event, model=ScheduledEvent)
+            scheduled = ScheduledEvent.model_validate(event)
             summary = scheduled_pass(svc, deep=bool(scheduled.detail.get("deep", False)))
             return {
                 "status": "scheduled",
                 "clusters": summary.clusters,
                 "fannedOut": summary.fanned_out,
             }
-        parsed = parse(event=event, model=CloudTrailEvent)
+        parsed = CloudTrailEvent.model_validate(event)
     except ValidationError as error:
         park(svc, event, f"not a schedule nor a CloudTrail event: {error}", "reconcile")
         return {"status": "parked"}

@@ -3,6 +3,8 @@ repair trust."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -10,48 +12,58 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent,
 )
-from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
-from functions.aws.clients import RETRIES
+from functions.aws import clients
 from functions.core import records
 from functions.events import CloudTrailEvent, ScheduledEvent
 from functions.flows.services import services
 from functions.flows.trust_guard import on_iam_event, sweep
 from functions.handlers.common import park
-from functions.observability import logger, metrics, tracer
+from functions.observability import logger, metrics
 from functions.settings import get_settings
 
-# The same CloudTrail event (or scheduled event) delivered twice is handled once.
-persistence = DynamoDBPersistenceLayer(
-    table_name=get_settings().table_name,
-    key_attr=records.PK,
-    sort_key_attr=records.SK,
-    static_pk_value=records.TRUST_GUARD_IDEMPOTENCY_PK,
-    expiry_attr=records.TTL_ATTRIBUTE,
-    boto_config=RETRIES,
-)
 config = IdempotencyConfig(
     event_key_jmespath="detail.eventID || id", expires_after_seconds=6 * 3600
 )
 
 
+@cache
+def _once() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The same CloudTrail event (or scheduled event) delivered twice is handled
+    once. Built on the first invocation, with the DynamoDB client the flows use
+    (not a second one at import)."""
+    settings = get_settings()
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.table_name,
+        key_attr=records.PK,
+        sort_key_attr=records.SK,
+        static_pk_value=records.TRUST_GUARD_IDEMPOTENCY_PK,
+        expiry_attr=records.TTL_ATTRIBUTE,
+        boto3_client=clients.client("dynamodb", settings.aws_region),
+    )
+    return idempotent(persistence_store=persistence, config=config)(_guard)
+
+
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
-@idempotent(persistence_store=persistence, config=config)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _once()(event, context)
+
+
+def _guard(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
     try:
         if event.get("detail-type") == "Scheduled Event":
-            parse(event=event, model=ScheduledEvent)
+            ScheduledEvent.model_validate(event)
             outcomes = sweep(svc)
             return {
                 "status": "swept",
                 "roles": len(outcomes),
                 "changed": [o.role_arn for o in outcomes if o.skipped is None],
             }
-        parsed = parse(event=event, model=CloudTrailEvent)
+        parsed = CloudTrailEvent.model_validate(event)
     except ValidationError as error:
         park(svc, event, f"not a schedule nor a CloudTrail event: {error}", "trust_guard")
         return {"status": "parked"}

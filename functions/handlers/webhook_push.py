@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    SqsFifoPartialProcessor,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import ValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from functions.events import ClusterMessage
 from functions.flows.push import push_map
 from functions.flows.services import services
+from functions.handlers.batch import SqsRecord, process
 from functions.handlers.common import park, run_or_park
 from functions.kube.configmap import KubeSetupError
-from functions.observability import logger, metrics, tracer
-
-standard = BatchProcessor(event_type=EventType.SQS)
-# FIFO: a failed cluster holds back only its own later messages.
-fifo = SqsFifoPartialProcessor(skip_group_on_error=True)
+from functions.observability import logger, metrics
 
 
-def _push(record: SQSRecord) -> None:
+def _push(record: SqsRecord) -> None:
     svc = services()
     try:
         message = ClusterMessage.model_validate_json(record.body)
@@ -41,16 +31,9 @@ def _push(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
     is_fifo = bool(records) and records[0].get("eventSourceARN", "").endswith(".fifo")
-    return dict(
-        process_partial_response(
-            event=event,
-            record_handler=_push,
-            processor=fifo if is_fifo else standard,
-            context=context,
-        )
-    )
+    # FIFO: a failed cluster holds back only its own later messages
+    return process(event, SqsRecord, _push, skip_failed_groups=is_fifo)

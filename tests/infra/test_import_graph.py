@@ -26,7 +26,6 @@ def loaded_by(module: str) -> set[str]:
         "TABLE_NAME": "podid-test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "1",
     }
     result = subprocess.run(
         [sys.executable, "-c", PROBE, module],
@@ -47,6 +46,41 @@ def test_handlers_without_kubernetes_never_load_it(name: str) -> None:
     top_level = loaded_by(f"functions.handlers.{name}")
     # Then the Kubernetes client stays out (its package does not hold it)
     assert "kubernetes" not in top_level
+
+
+# what a cold start once paid for and no handler uses (README, "Lambda packages
+# and cold starts"): the X-Ray SDK behind Powertools' Tracer (Powertools itself
+# imports the Tracer class, which loads the SDK only when made), pydantic-settings,
+# Powertools' parser models and batch utility (every event source's data classes)
+NOT_AT_COLD_START = (
+    "aws_xray_sdk",
+    "pydantic_settings",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.batch",
+    "aws_lambda_powertools.utilities.data_classes",
+)
+
+
+@pytest.mark.parametrize("name", ["sync", "reconcile", "trust_guard", "webhook_push"])
+def test_handlers_load_nothing_they_do_not_use(name: str) -> None:
+    probe = (
+        "import importlib, json, sys; importlib.import_module(sys.argv[1]); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, f"functions.handlers.{name}"],
+        cwd=ROOT,
+        env={**os.environ, "TABLE_NAME": "podid-test", "AWS_DEFAULT_REGION": "us-east-1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    loaded = json.loads(result.stdout)
+    found = sorted(
+        m for m in loaded if any(m == p or m.startswith(p + ".") for p in NOT_AT_COLD_START)
+    )
+    assert found == [], found
 
 
 def test_webhook_push_loads_the_synchronous_kubernetes_client_only() -> None:

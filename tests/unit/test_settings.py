@@ -23,3 +23,19 @@ def test_a_bad_deployment_fails_at_cold_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_settings_read_their_variables_in_any_case_and_arguments_win(monkeypatch):
+    # Given the deployment's variables, one in lower case, and an unrelated one
+    monkeypatch.setenv("TABLE_NAME", "podid")
+    monkeypatch.setenv("repair_limit", "7")
+    monkeypatch.setenv("ENROLL_NAMED_CLUSTERS", "true")
+    monkeypatch.setenv("PODID_SOMETHING_ELSE", "ignored")
+    # When settings are read from the environment, or given one value explicitly
+    from_environment = Settings()
+    given = Settings(table_name="other", repair_limit=2)
+    # Then each field takes its variable, and an argument wins over it
+    assert (from_environment.table_name, from_environment.repair_limit) == ("podid", 7)
+    assert from_environment.enroll_named_clusters is True
+    assert (given.table_name, given.repair_limit) == ("other", 2)
+    assert given.enroll_named_clusters is True
