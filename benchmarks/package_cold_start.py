@@ -5,14 +5,16 @@ Method: each package is built as infra/bundling.py builds it (its lock, its
 bytecode). The shipped package holds manylinux aarch64 wheels, which cannot
 load on this x86_64 machine, so imports are timed on its twin: the same lock
 (same versions, same hashes) installed with the host's wheels, the same
-sources and bytecode, run by an interpreter of the runtime's exact Python.
-Each sample is a fresh interpreter (`-s -E`, cwd an empty directory, only the
-package on sys.path, Lambda's environment variables) timing one `import` with
-perf_counter; the median of --runs samples is printed. `--before` also builds
-main's layout (one package with every dependency, no bytecode, the sources of
-git revision --rev) to put side by side.
+sources, compiled to bytecode as shipped, run by an interpreter of the
+runtime's exact Python. Each sample is a fresh interpreter (`-s`, cwd an empty
+directory, only the package on sys.path, only Lambda's environment
+variables) timing one `import` with perf_counter; the median of --runs
+samples is printed. A second column times what a first invocation builds
+before its first AWS call (`services()`: the boto3 clients). `--before`
+builds git revision --rev's packages (its locks, its sources) the same way
+and samples them interleaved with today's, so load on the machine hits both.
 
-    .venv/bin/python benchmarks/package_cold_start.py [--runs 7] [--before]
+    .venv/bin/python benchmarks/package_cold_start.py [--runs 7] [--before] [--rev main]
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from infra.bundling import (
+    PIP_PLATFORM,
     ROOT,
-    LocalPythonBundler,
     build_dependencies,
     compile_tree,
     lambda_python,
 )
-from infra.locks import LOCKS_BY_NAME
+from infra.locks import LOCKS_BY_NAME, Lock
 
 HOST_PLATFORM = "manylinux2014_x86_64"
 PACKAGES = {
@@ -46,11 +50,28 @@ PACKAGES = {
     "trust_guard": "lambda",
     "webhook_push": "lambda-push",
 }
-CHILD = (
+IMPORT = (
     "import sys, time, json; before = len(sys.modules); t = time.perf_counter(); "
     "__import__(sys.argv[1]); ms = (time.perf_counter() - t) * 1000; "
     "print(json.dumps({'ms': ms, 'modules': len(sys.modules) - before}))"
 )
+# after the import (not timed): the clients a first invocation builds
+SETUP = (
+    "import sys, time, json; __import__(sys.argv[1]); "
+    "from functions.flows.services import services; t = time.perf_counter(); services(); "
+    "print(json.dumps({'ms': (time.perf_counter() - t) * 1000, 'modules': 0}))"
+)
+
+
+@dataclass(frozen=True)
+class LockAt(Lock):
+    """A lock read from another file (a revision's copy)."""
+
+    at: Path = Path()
+
+    @property
+    def path(self) -> Path:
+        return self.at
 
 
 def lambda_env(package: Path) -> dict[str, str]:
@@ -66,32 +87,38 @@ def lambda_env(package: Path) -> dict[str, str]:
         "TABLE_NAME": "podid-bench",
         "POWERTOOLS_SERVICE_NAME": "podid",
         "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
+        # Lambda's credentials (never used: no call is made)
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
     }
 
 
-def sample(python: str, package: Path, module: str) -> dict[str, float]:
+def sample(python: str, package: Path, code: str, module: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as empty:
         out = subprocess.run(
-            [python, "-s", "-c", CHILD, module],
+            [python, "-s", "-c", code, module],
             cwd=empty,
             env=lambda_env(package),
             capture_output=True,
             text=True,
             check=True,
         )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return got
 
 
 def measure(
-    python: str, package: Path, modules: list[str], runs: int
+    python: str, jobs: list[tuple[str, Path, str, str]], runs: int
 ) -> dict[str, tuple[float, int]]:
-    samples: dict[str, list[dict[str, float]]] = {m: [] for m in modules}
-    for _ in range(runs):  # interleaved, so load on the machine hits all alike
-        for module in modules:
-            samples[module].append(sample(python, package, module))
+    """jobs: (key, package, code, module); interleaved, so load hits all alike."""
+    samples: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in jobs}
+    for _ in range(runs):
+        for key, package, code, module in jobs:
+            samples[key].append(sample(python, package, code, module))
     return {
-        m: (statistics.median(s["ms"] for s in got), int(got[0]["modules"]))
-        for m, got in samples.items()
+        key: (statistics.median(s["ms"] for s in got), int(got[0]["modules"]))
+        for key, got in samples.items()
     }
 
 
@@ -106,12 +133,50 @@ def size_mb(directory: Path) -> tuple[float, float]:
         return unzipped, archive.stat().st_size / 1e6
 
 
-def twin(lock_name: str, functions_dir: Path, target: Path) -> None:
-    """The shipped package's host-platform twin, without bytecode yet."""
-    build_dependencies(LOCKS_BY_NAME[lock_name], target, platform=HOST_PLATFORM)
+def package(lock: Lock, functions_dir: Path, target: Path, platform: str) -> None:
+    """What infra/bundling.py ships: the lock's wheels, our sources, bytecode."""
+    build_dependencies(lock, target, platform=platform)
     shutil.copytree(
         functions_dir, target / "functions", ignore=shutil.ignore_patterns("__pycache__")
     )
+    compile_tree(target, lock.python)
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    functions_dir: Path
+    locks: Mapping[str, Lock]
+
+
+def revision(work: Path, rev: str) -> Variant:
+    """`rev`'s sources and locks, unpacked from git."""
+    source = work / "rev-src"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "functions", "locks"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    locks = {
+        name: LockAt(
+            lock.name,
+            lock.sets,
+            lock.python,
+            lock.platform,
+            lock.excludes,
+            at=source / "locks" / f"{name}.txt",
+        )
+        for name, lock in LOCKS_BY_NAME.items()
+    }
+    return Variant(f"before ({rev} {commit})", source / "functions", locks)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -120,69 +185,61 @@ def run(args: argparse.Namespace) -> None:
     print(f"interpreter: {python} (Python {version}); median of {args.runs} fresh interpreters")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shipped_sizes = {}
-        for lock_name in sorted(set(PACKAGES.values())):
-            out = work / f"shipped-{lock_name}"
-            LocalPythonBundler(LOCKS_BY_NAME[lock_name]).try_bundle(str(out))
-            unzipped, zipped = size_mb(out)
-            shipped_sizes[lock_name] = f"{unzipped:>12.1f}{zipped:>10.1f}"
-        rows = []
-        for lock_name in sorted(set(PACKAGES.values())):
-            package = work / f"twin-{lock_name}"
-            twin(lock_name, ROOT / "functions", package)
-            names = [n for n, lock in PACKAGES.items() if lock == lock_name]
-            modules = ["boto3", *(f"functions.handlers.{n}" for n in names)]
-            cold = measure(python, package, modules, args.runs)
-            compile_tree(package, version)
-            warm = measure(python, package, modules, args.runs)
-            for name in names:
-                rows.append((name, lock_name, cold[f"functions.handlers.{name}"], cold["boto3"][0]))
-                rows.append(
-                    (name + "+pyc", lock_name, warm[f"functions.handlers.{name}"], warm["boto3"][0])
+        variants = [Variant("after (this tree)", ROOT / "functions", LOCKS_BY_NAME)]
+        if args.before:
+            variants.insert(0, revision(work, args.rev))
+        sizes: dict[tuple[str, str], str] = {}
+        jobs: list[tuple[str, Path, str, str]] = []
+        for v, variant in enumerate(variants):
+            for lock_name in sorted(set(PACKAGES.values())):
+                lock = variant.locks[lock_name]
+                shipped = work / f"shipped-{v}-{lock_name}"
+                package(lock, variant.functions_dir, shipped, PIP_PLATFORM)
+                unzipped, zipped = size_mb(shipped)
+                sizes[variant.label, lock_name] = f"{unzipped:.1f}/{zipped:.1f}"
+                shutil.rmtree(shipped)
+                twin = work / f"twin-{v}-{lock_name}"
+                package(lock, variant.functions_dir, twin, HOST_PLATFORM)
+                jobs.append((f"{v}:{lock_name}:boto3", twin, IMPORT, "boto3"))
+                for name in (n for n, ln in PACKAGES.items() if ln == lock_name):
+                    handler = f"functions.handlers.{name}"
+                    jobs.append((f"{v}:{name}", twin, IMPORT, handler))
+                    jobs.append((f"{v}:{name}:setup", twin, SETUP, handler))
+        got = measure(python, jobs, args.runs)
+        for v, variant in enumerate(variants):
+            print(f"\n{variant.label}")
+            print(
+                f"{'function':<14}{'package':<13}{'unzip/zip MB':>14}{'modules':>9}"
+                f"{'import ms':>11}{'x boto3*':>10}{'services() ms':>15}"
+            )
+            for name, lock_name in PACKAGES.items():
+                boto3_ms = got[f"{v}:{lock_name}:boto3"][0]
+                ms, count = got[f"{v}:{name}"]
+                setup_ms = got[f"{v}:{name}:setup"][0]
+                print(
+                    f"{name:<14}{lock_name:<13}{sizes[variant.label, lock_name]:>14}{count:>9}"
+                    f"{ms:>11.0f}{ms / boto3_ms:>10.2f}{setup_ms:>15.0f}"
                 )
             print(
-                f"{lock_name}: import boto3 {cold['boto3'][0]:.0f} ms without bytecode, "
-                f"{warm['boto3'][0]:.0f} ms with"
+                "  import boto3: "
+                + ", ".join(
+                    f"{ln} {got[f'{v}:{ln}:boto3'][0]:.0f} ms"
+                    for ln in sorted(set(PACKAGES.values()))
+                )
             )
         print(
-            f"\n{'function':<20}{'package':<13}{'unzip/zip MB':>22}{'modules':>9}{'import ms':>11}{'x boto3*':>10}"
+            "* `import boto3` from the same package, with bytecode, same run; services(): "
+            "the boto3 clients a first invocation builds, after the import"
         )
-        for name, lock_name, (ms, count), boto3_ms in rows:
-            print(
-                f"{name:<20}{lock_name:<13}{shipped_sizes[lock_name]:>22}{count:>9}{ms:>11.0f}{ms / boto3_ms:>10.2f}"
-            )
-        print("* `import boto3` from the same package, same bytecode state, same run")
-        if args.before:
-            before(work, python, version, args)
-
-
-def before(work: Path, python: str, version: str, args: argparse.Namespace) -> None:
-    """main's layout: one package with every dependency, no bytecode."""
-    source = work / "before-src"
-    source.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", args.rev, "functions"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    package = work / "before"
-    twin("lambda-push", source / "functions", package)
-    modules = ["boto3", *(f"functions.handlers.{n}" for n in PACKAGES)]
-    got = measure(python, package, modules, args.runs)
-    # today's lock for all four (main resolved ranges at synth time instead)
-    print(
-        f"\nbefore ({args.rev}'s sources, one package with every dependency, no bytecode): "
-        f"import boto3 {got['boto3'][0]:.0f} ms"
-    )
-    for name in PACKAGES:
-        ms, count = got[f"functions.handlers.{name}"]
-        print(f"  {name:<14}{count:>6} modules{ms:>8.0f} ms{ms / got['boto3'][0]:>7.2f} x boto3")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--before", action="store_true", help="also measure main's layout")
-    parser.add_argument("--rev", default="main", help="the revision --before takes sources from")
+    parser.add_argument(
+        "--before", action="store_true", help="also measure --rev's packages, interleaved"
+    )
+    parser.add_argument("--rev", default="main", help="the revision --before builds")
     run(parser.parse_args())
 
 
