@@ -103,7 +103,7 @@ def test_every_privilege_is_reduced_or_explained_in_the_manifest(path):
     assert "Why true:" in before_escalation[-900:]
 
 
-def test_the_webhooks_map_sync_runs_the_released_agent_image_unprivileged():
+def test_the_webhooks_map_sync_runs_the_released_map_sync_image_unprivileged():
     (document,) = [
         d for d in _documents("deploy/self-managed/webhook.yaml") if d["kind"] == "Deployment"
     ]
