@@ -46,9 +46,10 @@ tools:
 
 # Re-resolve every deployable's lock file (locks/*.txt, hashes included) from
 # pyproject.toml's ranges; needs the package index. `make test` fails while a lock
-# is older than pyproject's dependency sets.
+# is older than pyproject's dependency sets. `make lock ONLY="agent map-sync"`
+# re-resolves just those.
 lock: install
-	$(PY) -m infra.locks
+	$(PY) -m infra.locks $(ONLY)
 
 # cdk synth without the CDK CLI: templates in cdk.out, cdk-nag enforced
 synth: install

@@ -27,7 +27,8 @@ LOCKS = ROOT / "locks"
 # in step with infra/functions.py (a test checks they agree).
 LAMBDA_PYTHON = "3.13"
 LAMBDA_PLATFORM = "aarch64-manylinux2014"
-# The agent image's base (node_agent/Dockerfile: python:3.13-slim, amd64 or arm64)
+# The agent image's base (node_agent/Dockerfile: python:3.13-slim, amd64 or arm64),
+# for both its targets (the agent, the webhook's map-sync sidecar)
 AGENT_PYTHON = "3.13"
 # The CLI installs wherever an operator runs it: the project's oldest Python
 CLI_PYTHON = "3.11"
@@ -67,6 +68,8 @@ LOCKS_BY_NAME = {
             excludes=("aiohttp", "aiohttp-retry"),
         ),
         Lock("agent", ("agent",), AGENT_PYTHON, None),
+        # the webhook's map-sync sidecar: the agent image's Python, its own image target
+        Lock("map-sync", ("map-sync",), AGENT_PYTHON, None, excludes=("aiohttp", "aiohttp-retry")),
         Lock("cli", ("dependencies", "push", "cli"), CLI_PYTHON, None),
     )
 }
@@ -164,12 +167,16 @@ def compile_lock(lock: Lock) -> None:
     )
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Re-resolve the named locks, or every lock."""
+    unknown = set(names) - set(LOCKS_BY_NAME)
+    if unknown:
+        raise SystemExit(f"no such lock: {', '.join(sorted(unknown))} ({', '.join(LOCKS_BY_NAME)})")
     LOCKS.mkdir(exist_ok=True)
-    for lock in LOCKS_BY_NAME.values():
+    for lock in (LOCKS_BY_NAME[n] for n in names or LOCKS_BY_NAME):
         compile_lock(lock)
         print(f"{lock.path.relative_to(ROOT)}: {len(pins(lock.path))} packages")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

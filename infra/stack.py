@@ -77,6 +77,18 @@ class ControlPlaneStack(Stack):
             ignore_mode=IgnoreMode.DOCKER,
         )
         CfnOutput(self, "NodeAgentImageUri", value=self.agent_image.image_uri)
+        # the webhook's map-sync sidecar on self-managed clusters: the Dockerfile's
+        # map-sync target, with the Kubernetes client the agent image leaves out
+        self.map_sync_image = ecr_assets.DockerImageAsset(
+            self,
+            "MapSyncImage",
+            directory=str(ROOT),
+            file="node_agent/Dockerfile",
+            target="map-sync",
+            platform=ecr_assets.Platform.LINUX_ARM64,
+            ignore_mode=IgnoreMode.DOCKER,
+        )
+        CfnOutput(self, "MapSyncImageUri", value=self.map_sync_image.image_uri)
         CfnOutput(self, "TableName", value=self.table.table_name)
         CfnOutput(self, "FindingsTopicArn", value=self.findings.topic_arn)
         CfnOutput(

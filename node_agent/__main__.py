@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import botocore.session
 import uvloop
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from node_agent.backends import Backend
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
+from node_agent.logs import JsonFormatter
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings, parse_args
 
@@ -60,7 +60,7 @@ def cluster_jwks(settings: AgentSettings) -> JwksVerifier:
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(LambdaPowertoolsFormatter(service="podid-node-agent"))
+    handler.setFormatter(JsonFormatter(service="podid-node-agent"))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     verifier = cluster_jwks(settings) if settings.local_validation else None
     agent = Agent(settings, build_backend(settings), verifier=verifier)

@@ -136,25 +136,9 @@ class CredentialCache:
         return len(self._entries)
 
     # --- the hot path -------------------------------------------------------------
-    def lookup(self, key: bytes) -> Entry | None:
-        """A usable entry, refreshed in the LRU order; None on a miss."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry.usable_until <= self.clock():
-            self._drop(key)
-            return None
-        self._entries.move_to_end(key)
-        self.stats.hits += 1
-        return entry
-
-    def _drop(self, key: bytes) -> None:
-        entry = self._entries.pop(key)
-        if entry.pod_uid and self._by_pod.get(entry.pod_uid) == key:
-            del self._by_pod[entry.pod_uid]
-
-    def lookup_for_serving(self, key: bytes) -> tuple[Entry | None, bool]:
-        """The hot path: the entry if usable, and whether to refresh it (one clock read)."""
+    def lookup(self, key: bytes) -> tuple[Entry | None, bool]:
+        """A usable entry (moved to the LRU's fresh end) and whether it is due for a
+        refresh, from one clock read; (None, False) on a miss."""
         entry = self._entries.get(key)
         if entry is None:
             return None, False
@@ -166,8 +150,10 @@ class CredentialCache:
         self.stats.hits += 1
         return entry, not entry.refreshing and entry.refresh_at <= now
 
-    def needs_refresh(self, entry: Entry) -> bool:
-        return not entry.refreshing and entry.refresh_at <= self.clock()
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key)
+        if entry.pod_uid and self._by_pod.get(entry.pod_uid) == key:
+            del self._by_pod[entry.pod_uid]
 
     # --- misses and refreshes ------------------------------------------------------------
     def reuse_for_pod(
@@ -217,7 +203,7 @@ class CredentialCache:
         """The cached entry, the call in flight, or a new call once `admit` (which
         raises to refuse, e.g. a rate limit) lets it start; what admit returns is
         called when the call ends."""
-        entry = self.lookup(key)
+        entry, _ = self.lookup(key)
         if entry is not None:
             return entry
         pending = self.join(key)

@@ -112,7 +112,7 @@ class CredentialsApp:
         if not token:
             return None
         key = token_key(token)
-        entry, refresh = self.cache.lookup_for_serving(key)
+        entry, refresh = self.cache.lookup(key)
         if entry is None:
             return None
         if refresh:
@@ -158,7 +158,7 @@ class CredentialsApp:
         if AUDIENCE not in claims.audiences:
             raise AgentError(401, "InvalidToken", f"the token's audience must be {AUDIENCE}")
         key = token_key(token)
-        entry = self.cache.lookup(key)
+        entry, _ = self.cache.lookup(key)
         if entry is not None:
             return entry
         pending = self.cache.join(key)  # the same token, already verified and in flight

@@ -1,20 +1,23 @@
 """Agent configuration: flags override environment (PODID_AGENT_*), one model.
 
-A frozen dataclass validated in __post_init__ rather than pydantic: the agent
-must stay small (pydantic would cost ~8.5 MiB of resident memory per node).
+A frozen dataclass validated in __post_init__, with one explicit converter per
+field type, rather than pydantic(-settings): the eks-auth agent must stay small
+(pydantic would cost ~8.5 MiB of resident memory on every node).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 ENV_PREFIX = "PODID_AGENT_"
 DEFAULT_BINDS = ("169.254.170.23:80", "[fd00:ec2::23]:80")
 BACKENDS = ("eks-auth", "sts")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -100,6 +103,10 @@ class AgentSettings:
             problems.append("refresh_ahead_seconds >= 60 and min_remaining_seconds >= 0")
         if self.renew_after_seconds < 60:
             problems.append("renew_after_seconds must be at least 60")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
         if self.backend == "sts" and not self.association_map:
             problems.append("the sts backend needs --association-map (the mounted full map)")
         if problems:
@@ -107,37 +114,95 @@ class AgentSettings:
 
     @classmethod
     def create(cls, **values: Any) -> AgentSettings:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(values) - set(fields)
-        if unknown:
-            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
-        typed: dict[str, Any] = {}
-        for name, value in values.items():
-            kind = str(fields[name].type)
-            try:
-                if kind.startswith("bool"):
-                    typed[name] = (
-                        value
-                        if isinstance(value, bool)
-                        else str(value).lower() in ("1", "true", "yes")
-                    )
-                elif kind.startswith("int"):
-                    typed[name] = int(value)
-                elif kind.startswith("float"):
-                    typed[name] = float(value)
-                elif name == "binds" and isinstance(value, str):
-                    typed[name] = tuple(v.strip() for v in value.split(",") if v.strip())
-                else:
-                    typed[name] = tuple(value) if name == "binds" else value
-            except (TypeError, ValueError) as exc:
-                raise SettingsError(f"{name}: {value!r} is not a valid {kind}") from exc
-        return cls(**typed)
+        """Settings from values of any origin (strings from the environment, typed
+        values from code), each converted to its field's type."""
+        return cls(**typed(values, origin=lambda name: name))
+
+
+def typed(values: dict[str, Any], origin: Callable[[str], str]) -> dict[str, Any]:
+    """`values` converted to the fields' types; an error names the value's origin
+    (the environment variable or flag it came from)."""
+    unknown = set(values) - set(_CONVERTERS)
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            converted[name] = _CONVERTERS[name](value)
+        except (TypeError, ValueError) as error:
+            raise SettingsError(f"{origin(name)}: {value!r} {error}") from None
+    return converted
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not a boolean: use true or false")
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise ValueError("is not a whole number")
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number")
+    return number
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("is not text")
+    return value
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    """host:port list: comma-separated text (the environment) or a sequence (flags)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+        return tuple(value)
+    raise TypeError("is not a list of host:port addresses")
+
+
+# by each field's resolved type: a field of a new type fails at import until it has one
+_BY_TYPE: dict[object, Callable[[Any], Any]] = {
+    str: _text,
+    str | None: _optional_text,
+    int: _integer,
+    float: _number,
+    bool: _boolean,
+    tuple[str, ...]: _addresses,
+}
+_CONVERTERS = {name: _BY_TYPE[kind] for name, kind in get_type_hints(AgentSettings).items()}
 
 
 def from_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     source = os.environ if environ is None else environ
-    names = (f.name for f in dataclasses.fields(AgentSettings))
-    return {n: source[ENV_PREFIX + n.upper()] for n in names if ENV_PREFIX + n.upper() in source}
+    return {n: source[env_name(n)] for n in _CONVERTERS if env_name(n) in source}
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
 
 
 def parse_args(argv: list[str] | None = None) -> AgentSettings:
@@ -153,9 +218,14 @@ def parse_args(argv: list[str] | None = None) -> AgentSettings:
     parser.add_argument("--log-level")
     parser.add_argument("--local-validation", action="store_true", default=None)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    flags = {"binds": "--bind"}
     try:
-        return AgentSettings.create(**{**from_environment(), **given})
-    except (SettingsError, TypeError) as error:
+        environment = typed(from_environment(), origin=env_name)
+        typed_flags = typed(
+            given, origin=lambda name: flags.get(name, "--" + name.replace("_", "-"))
+        )
+        return AgentSettings(**{**environment, **typed_flags})
+    except SettingsError as error:
         parser.error(str(error))
         raise  # unreachable: parser.error exits
 

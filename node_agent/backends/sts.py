@@ -14,18 +14,16 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from functions.core.association_map import parse_full_map
+from node_agent.backends.token_review import TokenReviewer
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError
-from node_agent.tokens import AUDIENCE, TokenClaims
+from node_agent.tokens import TokenClaims
 
 log = logging.getLogger("podid.agent")
 CREDENTIAL_SECONDS = 6 * 3600
@@ -39,54 +37,6 @@ _STS_ERRORS = {
     "ServiceUnavailable": (503, True),
     "InternalFailure": (503, True),
 }
-
-
-@dataclass(frozen=True)
-class Identity:
-    namespace: str
-    service_account: str
-    pod_name: str
-    pod_uid: str
-
-
-class TokenReviewer:
-    """Asks the cluster whether a service-account token is genuine."""
-
-    def __init__(self, api: k8s.AuthenticationV1Api) -> None:
-        self._api = api
-
-    def review(self, token: str) -> Identity:
-        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=[AUDIENCE]))
-        try:
-            status = self._api.create_token_review(body, _request_timeout=1.0).status
-        except ApiException as error:
-            raise AgentError(
-                503,
-                "TokenReviewFailed",
-                f"the cluster could not review the token ({error.status})",
-                retryable=error.status >= 500,
-            ) from None
-        if not status or not status.authenticated or status.user is None:
-            raise AgentError(
-                401, "InvalidToken", "the cluster did not accept the service account token"
-            )
-        # an authenticator that ignores audiences answers authenticated for a token meant
-        # for another audience (the API server's): only an echo of ours proves it checked
-        if AUDIENCE not in (status.audiences or []):
-            raise AgentError(
-                401, "InvalidToken", f"the cluster did not confirm the token's audience {AUDIENCE}"
-            )
-        username = status.user.username or ""
-        parts = username.split(":")
-        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
-            raise AgentError(401, "InvalidToken", "the token is not a service account token")
-        extra = status.user.extra or {}
-        return Identity(
-            namespace=parts[2],
-            service_account=parts[3],
-            pod_name=(extra.get("authentication.kubernetes.io/pod-name") or [""])[0],
-            pod_uid=(extra.get("authentication.kubernetes.io/pod-uid") or [""])[0],
-        )
 
 
 class AssociationMap:
@@ -150,19 +100,14 @@ class StsBackend:
         self._reviewer = reviewer
         self.associations = associations
         self._sts = sts
+        self._session = botocore.session.get_session()  # for chained clients, not boto3's
 
     @classmethod
     def from_settings(cls, settings: Any, sts: Any) -> StsBackend:
         if not settings.association_map:
             raise ValueError("the sts backend needs --association-map (the mounted full map)")
-        configuration = k8s.Configuration()
-        configuration.host = settings.kube_api
-        with open(settings.kube_token_file, encoding="utf-8") as handle:
-            configuration.api_key = {"authorization": handle.read().strip()}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
-        configuration.ssl_ca_cert = settings.kube_ca_file
-        api = k8s.AuthenticationV1Api(k8s.ApiClient(configuration))
-        return cls(TokenReviewer(api), AssociationMap(settings.association_map), sts)
+        reviewer = TokenReviewer(settings.kube_api, settings.kube_token_file, settings.kube_ca_file)
+        return cls(reviewer, AssociationMap(settings.association_map), sts)
 
     def fetch(self, token: str, claims: TokenClaims) -> Credentials:
         identity = self._reviewer.review(token)
@@ -195,7 +140,7 @@ class StsBackend:
             params["Policy"] = entry["policy"]
         raw = self._assume(self._sts, params)
         if entry.get("targetRoleArn"):
-            chained = boto3.client(
+            chained = self._session.create_client(
                 "sts",
                 aws_access_key_id=raw["AccessKeyId"],
                 aws_secret_access_key=raw["SecretAccessKey"],

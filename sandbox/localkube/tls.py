@@ -75,6 +75,11 @@ class CertificateAuthority:
                 ),
                 critical=True,
             )
+            # key identifiers: Python 3.13 verifies strictly (VERIFY_X509_STRICT) and
+            # refuses a chain without them, as the agent image's Python does
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.pem = self.certificate.public_bytes(serialization.Encoding.PEM)
@@ -104,6 +109,10 @@ class CertificateAuthority:
             .not_valid_after(now + LIFETIME)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)

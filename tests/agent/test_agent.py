@@ -12,6 +12,7 @@ import pytest
 
 from sandbox.eks_emulation import FAULTS
 from tests.agent.conftest import get_credentials, request
+from tests.builders import EC2_ONLY
 from tests.integration.conftest import REGION
 
 SIX_HOURS = 6 * 3600
@@ -87,18 +88,7 @@ def test_every_failure_has_the_right_status_and_no_token_in_logs(
     elif case == "trust policy refuses":
         setup.world.client("iam").update_assume_role_policy(
             RoleName="app",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            PolicyDocument=json.dumps(EC2_ONLY),
         )
     elif case == "throttled":
         FAULTS.inject("AssumeRoleForPodIdentity", "ThrottlingException", status=429, times=10)

@@ -103,7 +103,7 @@ def test_every_privilege_is_reduced_or_explained_in_the_manifest(path):
     assert "Why true:" in before_escalation[-900:]
 
 
-def test_the_webhooks_map_sync_runs_the_released_agent_image_unprivileged():
+def test_the_webhooks_map_sync_runs_the_released_map_sync_image_unprivileged():
     (document,) = [
         d for d in _documents("deploy/self-managed/webhook.yaml") if d["kind"] == "Deployment"
     ]
@@ -112,7 +112,8 @@ def test_the_webhooks_map_sync_runs_the_released_agent_image_unprivileged():
     assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
     assert pod.security_context.run_as_non_root is True
     (sync,) = [c for c in pod.init_containers if c.name == "map-sync"]
-    assert sync.image == f"podid-node-agent:{_version()}"
+    # the Dockerfile's map-sync target (with the Kubernetes client), not the agent image
+    assert sync.image == f"podid-map-sync:{_version()}"
     assert sync.security_context.allow_privilege_escalation is False
     assert sync.security_context.capabilities.drop == ["ALL"]
     for container in (*pod.init_containers, *pod.containers):
@@ -124,10 +125,47 @@ def test_the_image_strips_setuid_and_takes_its_base_by_digest():
     # what escalation could gain is bounded to the one file capability
     assert "-perm /6000 -exec chmod ug-s" in dockerfile
     # base images: by digest, or by a build argument documented to carry the digest
+    stages: list[str] = []
     for line in dockerfile.splitlines():
         if line.startswith("FROM "):
             image = line.split()[1]
-            assert "@sha256:" in image or image == "${PYTHON_IMAGE}", line
+            # or a stage of this file, itself built on the pinned base
+            assert "@sha256:" in image or image == "${PYTHON_IMAGE}" or image in stages, line
+            stages.append(line.split()[-1])
     assert "PYTHON_IMAGE=public.ecr.aws/docker/library/python:3.13-slim@sha256:<digest>" in (
         dockerfile
     )
+
+
+# image name in the manifests -> the node_agent/Dockerfile target it is built from
+IMAGE_TARGETS = {"podid-node-agent": "agent", "podid-map-sync": "map-sync"}
+
+
+@pytest.mark.parametrize(
+    "path", [*AGENT_DAEMONSETS, "deploy/self-managed/webhook.yaml"], ids=lambda p: p
+)
+def test_each_container_runs_the_image_target_that_holds_its_program(path):
+    from tests.agent.image import Dockerfile
+
+    dockerfile = Dockerfile.parse()
+    containers = [
+        container
+        for document in _documents(path)
+        if document["kind"] in ("DaemonSet", "Deployment")
+        for kind in ("initContainers", "containers")
+        for container in document["spec"]["template"]["spec"].get(kind, [])
+        if container["image"].rsplit(":", 1)[0] in IMAGE_TARGETS
+    ]
+    assert containers
+    for container in containers:
+        target = IMAGE_TARGETS[container["image"].rsplit(":", 1)[0]]
+        program = container.get("command") or dockerfile.entrypoint(target)
+        if "functions.kube.webhook_sync" in program:
+            assert target == "map-sync", container["name"]
+        elif program == ["python", "-m", "node_agent"]:
+            assert target == "agent", container["name"]
+        else:  # the link-local address setup: `ip`, which only the agent target installs
+            assert target == "agent", container["name"]
+            assert "ip addr" in program[-1] or "ip -6 addr" in program[-1]
+            (apt,) = [r for r in dockerfile.stages["agent"].all("RUN") if "apt-get install" in r]
+            assert "iproute2" in apt

@@ -7,12 +7,11 @@ import time
 
 import botocore.session
 import pytest
-from kubernetes import client as k8s
 
 from functions.core.association_map import build_association_map
 from functions.core.models import AssociationKey, AssociationSpec, Cluster, DesiredAssociation
-from functions.kube.configmap import ClusterEndpoint, api_client
 from node_agent.backends.sts import AssociationMap, StsBackend, TokenReviewer
+from node_agent.errors import AgentError
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
 from sandbox.cluster_identity import ClusterIdentity
@@ -53,11 +52,9 @@ def self_managed(world, kube, tmp_path):
             ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
         },
     )
-    reviewer = TokenReviewer(
-        k8s.AuthenticationV1Api(
-            api_client(ClusterEndpoint("onprem", api.url, kube.ca_data), AGENT_TOKEN)
-        )
-    )
+    token_file = tmp_path / "agent-token"
+    token_file.write_text(AGENT_TOKEN + "\n")
+    reviewer = TokenReviewer(api.url, str(token_file), str(kube.ca_file))
     sts = botocore.session.get_session().create_client("sts", region_name=REGION)
     calls = []
     sts.meta.events.register(
@@ -80,6 +77,9 @@ def self_managed(world, kube, tmp_path):
         "calls": calls,
         "roles": (app, other),
         "sts": sts,
+        "api": api,
+        "token_file": token_file,
+        "ca_file": str(kube.ca_file),
     }
     agent.stop_thread()
 
@@ -199,9 +199,7 @@ def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(self_m
     identity, calls = self_managed["identity"], self_managed["calls"]
     blind = _AudienceBlindApiServer("system:serviceaccount:payments:api")
     try:
-        configuration = k8s.Configuration()
-        configuration.host = blind.url
-        reviewer = TokenReviewer(k8s.AuthenticationV1Api(k8s.ApiClient(configuration)))
+        reviewer = TokenReviewer(blind.url)
         backend = StsBackend(
             reviewer, self_managed["agent"].backend.associations, self_managed["sts"]
         )
@@ -221,3 +219,56 @@ def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(self_m
         blind.close()
     assert (status, body["Code"]) == (401, "InvalidToken")
     assert calls == []
+
+
+def test_a_target_role_is_reached_by_chaining_from_the_mapped_role(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    app, other = self_managed["roles"]
+    # Given payments/api maps to app, which chains on to the target role `other`
+    write_map(
+        self_managed["path"],
+        {("payments", "api"): {"role_arn": app, "target_role_arn": other}},
+    )
+    # When a pod asks for credentials
+    status, body = get_credentials(agent.ports[0], identity.issue("payments", "api"))
+    # Then it gets the target role's, assumed with the mapped role's credentials
+    assert status == 200
+    assert [c["RoleArn"] for c in self_managed["calls"]] == [app]
+    sts = botocore.session.get_session().create_client(
+        "sts",
+        region_name=REGION,
+        aws_access_key_id=body["AccessKeyId"],
+        aws_secret_access_key=body["SecretAccessKey"],
+        aws_session_token=body["Token"],
+    )
+    assert ":assumed-role/other/" in sts.get_caller_identity()["Arn"]
+
+
+def test_the_reviewer_reads_a_rotated_agent_token(self_managed):
+    # Given the agent's own token file was rotated to a token the cluster does not know
+    identity, token_file = self_managed["identity"], self_managed["token_file"]
+    reviewer = TokenReviewer(self_managed["api"].url, str(token_file), self_managed["ca_file"])
+    assert reviewer.review(identity.issue("payments", "api")).service_account == "api"
+    token_file.write_text("rotated-unknown-token\n")
+    # Then the next review is sent with it (and the cluster's 401 is a clear 503)
+    with pytest.raises(AgentError) as refused:
+        reviewer.review(identity.issue("payments", "api"))
+    assert (refused.value.status, refused.value.code) == (503, "TokenReviewFailed")
+    assert "(401)" in refused.value.message
+    assert not refused.value.retryable
+
+
+def test_an_unreachable_api_server_is_a_retryable_503(self_managed, tmp_path):
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    reviewer = TokenReviewer(f"https://127.0.0.1:{port}", None, self_managed["ca_file"])
+    with pytest.raises(AgentError) as failed:
+        reviewer.review(self_managed["identity"].issue("payments", "api"))
+    assert (failed.value.status, failed.value.code, failed.value.retryable) == (
+        503,
+        "TokenReviewFailed",
+        True,
+    )

@@ -14,6 +14,7 @@ from botocore.utils import ContainerMetadataFetcher
 from sandbox.cluster_identity import ClusterIdentity
 from sandbox.eks_emulation import FAULTS
 from tests.agent.conftest import get_credentials
+from tests.builders import EC2_ONLY
 
 
 def sdk_attempt(port: int, token: str) -> tuple[int | None, float]:
@@ -148,18 +149,7 @@ def test_a_token_for_another_audience_is_refused_before_any_upstream_call(setup,
 def refuse_the_role(setup) -> None:
     setup.world.client("iam").update_assume_role_policy(
         RoleName="app",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        PolicyDocument=json.dumps(EC2_ONLY),
     )
 
 

@@ -60,6 +60,27 @@ def test_agent_lock_has_no_tracer_nor_boto3() -> None:
     assert "boto3" not in pinned
 
 
+def test_agent_lock_holds_no_lambda_toolkit_nor_kubernetes_client() -> None:
+    pinned = locks.pins(locks.LOCKS_BY_NAME["agent"].path)
+    assert not {"aws-lambda-powertools", "aws-xray-sdk", "kubernetes", "boto3"} & set(pinned)
+
+
+def test_map_sync_lock_holds_the_kubernetes_client_without_its_asyncio_part() -> None:
+    pinned = locks.pins(locks.LOCKS_BY_NAME["map-sync"].path)
+    assert "kubernetes" in pinned
+    assert not {"aiohttp", "aiohttp-retry", "aws-lambda-powertools", "boto3"} & set(pinned)
+
+
+def test_the_lock_command_refreshes_only_the_named_locks(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled: list[str] = []
+    monkeypatch.setattr(locks, "compile_lock", lambda lock: compiled.append(lock.name))
+    monkeypatch.setattr(locks, "pins", lambda _path: {})
+    locks.main(["map-sync"])
+    assert compiled == ["map-sync"]
+    with pytest.raises(SystemExit, match="no such lock: nope"):
+        locks.main(["nope"])
+
+
 def test_lambda_locks_are_for_the_deployed_runtime() -> None:
     runtime_python = functions.RUNTIME.name.removeprefix("python")
     assert runtime_python == locks.LAMBDA_PYTHON

@@ -333,16 +333,32 @@ def test_outputs_give_the_cli_its_table_and_reconcile_queue(audit):
     assert not queue.startswith("QueuesReconcileDlq")
 
 
-def test_the_node_agent_image_is_an_arm64_asset_built_at_publish_time(audit):
+def test_the_node_agent_images_are_arm64_assets_built_at_publish_time(audit):
+    from tests.agent.image import ROOT, Dockerfile
+
     stack = audit["stacks"]["PodIdentityControlPlane"]
-    assert "NodeAgentImageUri" in stack.template["Outputs"]
+    assert {"NodeAgentImageUri", "MapSyncImageUri"} <= set(stack.template["Outputs"])
     manifest = json.loads(Path(audit["dir"], "PodIdentityControlPlane.assets.json").read_text())
-    (image,) = manifest["dockerImages"].values()
-    assert image["source"]["dockerFile"] == "node_agent/Dockerfile"
-    assert image["source"]["platform"] == "linux/arm64"
-    context = Path(audit["dir"], image["source"]["directory"])
-    staged = sorted(p.name for p in context.iterdir() if p.name != ".dockerignore")
-    assert staged == ["README.md", "functions", "node_agent", "pyproject.toml"]
+    images = {i["source"].get("dockerBuildTarget"): i for i in manifest["dockerImages"].values()}
+    # the agent is the Dockerfile's default (last) target; map-sync is named
+    assert set(images) == {None, "map-sync"}
+    # the build context holds exactly the files the Dockerfile copies in, nothing else
+    copied = set()
+    for stage in Dockerfile.parse().stages.values():
+        for rest in stage.all("COPY"):
+            if not rest.startswith("--from="):
+                for source in rest.split()[:-1]:
+                    copied |= {p.relative_to(ROOT) for p in ROOT.glob(source)}
+    for image in images.values():
+        assert image["source"]["dockerFile"] == "node_agent/Dockerfile"
+        assert image["source"]["platform"] == "linux/arm64"
+        context = Path(audit["dir"], image["source"]["directory"])
+        staged = {
+            p.relative_to(context)
+            for p in context.rglob("*")
+            if p.is_file() and p.name not in (".dockerignore", "Dockerfile")
+        }
+        assert staged == copied
 
 
 def test_service_principals_use_the_key_only_for_this_stack(template):

@@ -14,6 +14,7 @@ from moto.eks.models import eks_backends
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.stack import POD_TRUST
+from tests.builders import EC2_ONLY
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -396,18 +397,7 @@ def test_eks_auth_refuses_what_eks_auth_refuses(aws):
     # a trust policy that does not let the pod principal in: AccessDenied, as STS would
     iam.update_assume_role_policy(
         RoleName="app",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        PolicyDocument=json.dumps(EC2_ONLY),
     )
     assert error_code(
         lambda: auth.assume_role_for_pod_identity(

@@ -32,7 +32,8 @@ def assert_converged(world: World, clusters: tuple[str, ...], count: int) -> Non
         assert sorted(found) == sorted(("apps", f"svc-{i}") for i in range(count))
         for i in range(count):
             status = world.item(f"CLUSTER#{cluster}", f"ASSOC#apps#svc-{i}")
-            assert status["state"] == "InSync"
+            # the status's own reason and anything parked say why when it is not
+            assert status["state"] == "InSync", (status, world.dead_letters())
             assert status["associationId"] == found[("apps", f"svc-{i}")]["associationId"]
 
 
@@ -114,6 +115,7 @@ def test_a_lost_create_response_is_the_same_call_when_retried(world, monkeypatch
     world.settle()
     assert lost["left"] == 0
     assert_converged(world, ("blue",), 1)
+    assert world.dead_letters() == []  # retried by the queue, not given up on
 
 
 @pytest.mark.parametrize("times", [1, 3])

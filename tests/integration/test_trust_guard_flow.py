@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from sandbox.stack import POD_TRUST
 from tests.builders import EC2_ONLY, OPT_IN
 from tests.integration.conftest import ACCOUNT, GUARD_ROLE, REGION, World, fixture_event
 
@@ -268,16 +269,7 @@ def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
 # --- never widen, breakage vs hardening, refusals recorded, role scope ----------------
 
 HARDEN = {"pod-identity/managed-trust": "harden"}
-POD_MINIMAL = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"},
-            "Action": ["sts:AssumeRole", "sts:TagSession"],
-        }
-    ],
-}
+POD_MINIMAL = POD_TRUST  # what the pod principal needs, nothing more
 ONLY_ORDERS = {
     "Version": "2012-10-17",
     "Statement": [
