@@ -23,7 +23,7 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from functions.aws.eks import AssociationExists, AssociationSummary, request_token
-from functions.core.association_map import build_association_map, canonical_json
+from functions.core.association_map import canonical_json
 from functions.core.fleet import DesiredState
 from functions.core.models import (
     DECLARATION_TAG,
@@ -32,15 +32,20 @@ from functions.core.models import (
     AssociationSpec,
     AssociationStatus,
     Cluster,
-    Declaration,
     DesiredAssociation,
     Mode,
     SyncState,
-    least_writing,
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.self_managed import decide_self_managed
 from functions.core.status import Outcome, StatusDecision, decide_statuses
+from functions.core.sync_plan import (
+    adoptable_keys,
+    owned_ids,
+    push_needed,
+    same_spec,
+    triage,
+)
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.flows.services import Services
 from functions.observability import logger, metrics
@@ -102,12 +107,6 @@ def _known(
         spec=status.observed,
         external_id=status.external_id,
     )
-
-
-def effective_mode(declaration: Declaration | None, default: Mode) -> Mode:
-    """A declaration may ask for less than the deployment allows, never more:
-    a table writer cannot turn an audit deployment into an enforcing one."""
-    return least_writing(default, declaration.mode if declaration else None)
 
 
 class StatusKeptChanging(Exception):
@@ -177,24 +176,21 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
         for key, association in actual.items()
         if association.spec.tags.get(DECLARATION_TAG) in declarations.invalid
     }
-    planning = svc.settings.mode is Mode.PLAN
-    owned = _owned(statuses)
-    if not planning:
+    mode = svc.settings.mode
+    owned = owned_ids(statuses)
+    if mode is not Mode.PLAN:
         owned |= _claim_lost_creates(svc, statuses, desired, actual)
-    adoptable = _adoptable(desired, by_id, heal_drift, svc.settings.mode)
+    adoptable = adoptable_keys(desired, by_id, heal_drift, mode)
     result.blocked = foreign(desired, actual, owned=owned, adoptable=adoptable)
     final: dict[AssociationKey, ActualAssociation | None] = dict(actual)
     tokens: dict[AssociationKey, str] = {}
-    for op in plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold):
-        declaration = by_id.get(op.declaration_id or "")
+    operations = plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold)
+    decided = triage(operations, statuses, by_id, heal_drift=heal_drift, mode=mode)
+    result.planned, result.drifted = decided.planned, decided.drifted
+    for op in decided.planned:
+        logger.info("plan mode: change not made", operation=op.describe())
+    for op in decided.apply:
         status = statuses.get(op.key)
-        if planning:
-            logger.info("plan mode: change not made", operation=op.describe())
-            result.planned.append(op)
-            continue
-        if _is_drift(op, status) and not _heals(heal_drift, declaration, svc.settings.mode):
-            result.drifted.append(op)
-            continue
         token = intent_token(op, status)
         try:
             if op.kind is OpKind.CREATE:
@@ -230,26 +226,6 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
     return result
 
 
-def _owned(statuses: Mapping[AssociationKey, AssociationStatus]) -> set[str]:
-    return {s.association_id for s in statuses.values() if s.owned and s.association_id}
-
-
-def _adoptable(
-    desired: Mapping[AssociationKey, DesiredAssociation],
-    by_id: Mapping[str, Declaration],
-    heal_drift: bool | None,
-    mode: Mode,
-) -> set[AssociationKey]:
-    """Adoption is explicit (the declaration asks) and only where podid may heal."""
-    return {
-        key
-        for key, wanted in desired.items()
-        if (declaration := by_id.get(wanted.declaration_id)) is not None
-        and declaration.adopt
-        and _heals(heal_drift, declaration, mode)
-    }
-
-
 def preview(
     svc: Services, cluster: str, declarations: DeclarationSet, desired_state: DesiredState
 ) -> tuple[list[Operation], dict[AssociationKey, str]]:
@@ -270,9 +246,9 @@ def preview(
         return operations, {}
     hold = set(desired_state.held_keys(cluster))
     actual = observe(svc, cluster, statuses, relevant=set(desired) | hold)
-    owned = _owned(statuses)
+    owned = owned_ids(statuses)
     by_id = {d.id: d for d in declarations.valid}
-    adoptable = _adoptable(desired, by_id, None, svc.settings.mode)
+    adoptable = adoptable_keys(desired, by_id, None, svc.settings.mode)
     operations = plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold)
     return operations, foreign(desired, actual, owned=owned, adoptable=adoptable)
 
@@ -338,25 +314,6 @@ def intent_token(op: Operation, status: AssociationStatus | None) -> str:
     )
 
 
-def _is_drift(op: Operation, status: AssociationStatus | None) -> bool:
-    """EKS changed under a declaration that did not: someone edited by hand."""
-    if status is None or status.state not in (SyncState.IN_SYNC, SyncState.DRIFTED):
-        return False
-    if op.kind is OpKind.DELETE:
-        return False  # only an owned, undeclared association is deleted: intent, not drift
-    return status.observed is not None and op.spec is not None and _same(status.observed, op.spec)
-
-
-def _same(one: AssociationSpec, other: AssociationSpec) -> bool:
-    return canonical_json(one.model_dump()) == canonical_json(other.model_dump())
-
-
-def _heals(heal_drift: bool | None, declaration: Declaration | None, default: Mode) -> bool:
-    if heal_drift is not None:
-        return heal_drift
-    return effective_mode(declaration, default) is Mode.ENFORCE
-
-
 class WriteMismatch(ValueError):
     """EKS answered a write with something other than what was asked."""
 
@@ -397,7 +354,7 @@ def _check(op: Operation, answered: AssociationSpec, *, tags: bool) -> None:
     if op.spec is None:
         raise ValueError(f"{op.describe()} has no desired spec")
     asked = op.spec if tags else op.spec.model_copy(update={"tags": answered.tags})
-    if not _same(asked, answered):
+    if not same_spec(asked, answered):
         differ = ", ".join(
             f"{name} {getattr(answered, name)!r} (asked {getattr(asked, name)!r})"
             for name in type(asked).model_fields
@@ -428,7 +385,7 @@ def _create_or_adopt(
                 f"association {existing.association_id} appeared on {key}, made outside podid; "
                 "it is left alone (set adopt: true on the declaration to take it over)"
             ) from None
-        if _same(existing.spec, spec):
+        if same_spec(existing.spec, spec):
             return existing
         adopt_op = Operation(
             OpKind.UPDATE,
@@ -508,18 +465,7 @@ def write_statuses(
     for declaration_id, problem in sorted(decision.problems.items()):
         svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
     pushed = svc.repo.pushed_map(cluster.name)
-    built = build_association_map(cluster, live_associations(decision.after.values()))
-    # a cluster never enrolled gets nothing; one that left gets its map emptied
-    result.push_needed = pushed.sha256 != built.sha256 if pushed is not None else cluster.enrolled
-
-
-def live_associations(statuses: Iterable[AssociationStatus]) -> list[ActualAssociation]:
-    """Associations known to exist, as last observed: what the pushed map lists."""
-    return [
-        ActualAssociation(key=s.key, association_id=s.association_id, spec=s.observed)
-        for s in statuses
-        if s.observed is not None and s.association_id
-    ]
+    result.push_needed = push_needed(cluster, decision.after.values(), pushed)
 
 
 def _count(result: ClusterResult) -> None:
