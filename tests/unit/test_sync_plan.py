@@ -75,6 +75,12 @@ def test_an_update_back_to_what_was_recorded_in_sync_is_drift() -> None:
     assert is_drift(update(), status(state=SyncState.DRIFTED))
 
 
+def test_recreating_an_association_deleted_by_hand_is_drift() -> None:
+    create = Operation(OpKind.CREATE, KEY, spec=NEW, declaration_id="app")
+    assert is_drift(create, status())
+    assert not is_drift(create, None)  # never recorded: a new declaration
+
+
 def test_a_declaration_change_a_delete_or_a_key_not_in_sync_is_not_drift() -> None:
     # Given the declaration moved on: what was recorded is not what is asked now
     assert not is_drift(update(), status(observed=OLD))
