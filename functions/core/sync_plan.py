@@ -118,7 +118,7 @@ def live_associations(statuses: Iterable[AssociationStatus]) -> list[ActualAssoc
     ]
 
 
-def push_needed(
+def map_push_needed(
     cluster: Cluster, statuses: Iterable[AssociationStatus], pushed: PushedMap | None
 ) -> bool:
     """The map the statuses make differs from the one last pushed; a cluster never

@@ -17,8 +17,6 @@ elsewhere on the cluster cost one list page entry, not a call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from botocore.exceptions import ClientError
 
@@ -38,33 +36,22 @@ from functions.core.models import (
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.self_managed import decide_self_managed
-from functions.core.status import Outcome, StatusDecision, decide_statuses
+from functions.core.status import Outcome, decide_statuses
 from functions.core.sync_plan import (
     adoptable_keys,
     owned_ids,
-    push_needed,
     same_spec,
     triage,
 )
 from functions.dal.repository import DeclarationSet, StaleWrite
+from functions.flows.recording import (
+    REPLAN_ATTEMPTS,
+    ClusterResult,
+    StatusKeptChanging,
+    write_statuses,
+)
 from functions.flows.services import Services
 from functions.observability import logger, metrics
-
-
-@dataclass
-class ClusterResult:
-    cluster: str
-    applied: list[Operation] = field(default_factory=list)
-    drifted: list[Operation] = field(default_factory=list)
-    failed: dict[AssociationKey, str] = field(default_factory=dict)
-    planned: list[Operation] = field(default_factory=list)  # plan mode: reported, not made
-    blocked: dict[AssociationKey, str] = field(default_factory=dict)  # declared, not ours
-    statuses_written: int = 0
-    push_needed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 def observe(
@@ -109,10 +96,6 @@ def _known(
     )
 
 
-class StatusKeptChanging(Exception):
-    """Another writer moved this cluster's statuses on every attempt (retried later)."""
-
-
 def sync_cluster(
     svc: Services,
     cluster: Cluster,
@@ -142,9 +125,6 @@ def sync_cluster(
         _count(result)
         return result
     raise StatusKeptChanging(f"cluster {cluster.name}: statuses kept changing during the sync")
-
-
-REPLAN_ATTEMPTS = 3
 
 
 class _Replan(Exception):
@@ -444,28 +424,6 @@ def _record(
         now=now,
     )
     write_statuses(svc, cluster, decision, result, now=now)
-
-
-def write_statuses(
-    svc: Services,
-    cluster: Cluster,
-    decision: StatusDecision,
-    result: ClusterResult,
-    *,
-    now: datetime,
-) -> None:
-    """Records what the status decision says and whether the cluster's map must be pushed.
-    Raises StaleWrite when a status moved since it was read: the caller re-plans."""
-    for gone in decision.delete:
-        svc.repo.delete_association_status(gone.key, gone.version)
-        result.statuses_written += 1
-    for status in decision.save:
-        svc.repo.save_association_status(status)
-        result.statuses_written += 1
-    for declaration_id, problem in sorted(decision.problems.items()):
-        svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
-    pushed = svc.repo.pushed_map(cluster.name)
-    result.push_needed = push_needed(cluster, decision.after.values(), pushed)
 
 
 def _count(result: ClusterResult) -> None:

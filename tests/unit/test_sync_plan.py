@@ -25,8 +25,8 @@ from functions.core.sync_plan import (
     effective_mode,
     is_drift,
     live_associations,
+    map_push_needed,
     owned_ids,
-    push_needed,
     triage,
 )
 from tests.builders import OWNER, cluster, declaration, role_arn
@@ -213,12 +213,12 @@ def test_the_map_is_pushed_when_it_differs_from_the_last_push() -> None:
     blue = cluster("blue")
     statuses = [status(KEYS[0]), status(KEYS[1], observed=OLD)]
     built = build_association_map(blue, live_associations(statuses))
-    assert not push_needed(blue, statuses, pushed(built.sha256))
-    assert push_needed(blue, statuses, pushed("0" * 64))
-    assert push_needed(blue, statuses[:1], pushed(built.sha256))
+    assert not map_push_needed(blue, statuses, pushed(built.sha256))
+    assert map_push_needed(blue, statuses, pushed("0" * 64))
+    assert map_push_needed(blue, statuses[:1], pushed(built.sha256))
 
 
 def test_a_cluster_never_pushed_gets_a_map_only_when_enrolled() -> None:
     blue = cluster("blue")
-    assert push_needed(blue, [], None)  # an empty map still tells the webhook: nothing
-    assert not push_needed(blue.model_copy(update={"enrolled": False}), [status()], None)
+    assert map_push_needed(blue, [], None)  # an empty map still tells the webhook: nothing
+    assert not map_push_needed(blue.model_copy(update={"enrolled": False}), [status()], None)
