@@ -3,8 +3,9 @@ bad deployment fails loudly before it touches anything."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> Settings:
+        """Settings from these variables (named as in the environment), which win
+        over the process's own: the CLI connects without editing os.environ."""
+        given = {name.lower(): value for name, value in environment.items()}
+        values: dict[str, Any] = {name: given[name] for name in cls.model_fields if name in given}
+        return cls(**values)
 
     @property
     def scope(self) -> Scope:
