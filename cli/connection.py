@@ -17,6 +17,7 @@ from cli import output
 from functions.core.errors import describe_validation_error
 
 if TYPE_CHECKING:
+    from functions.aws.clients import Access
     from functions.flows.services import Services
 
 _PROBE_SECONDS = 1.0
@@ -83,28 +84,42 @@ def why_stale(state: SandboxState) -> str | None:
 
 
 def connect(table: str | None, *, queue_url: str | None = None) -> Services:
-    """Point the functions' settings at the sandbox or the given table."""
+    """The functions' services on the sandbox or the given table, from settings
+    built here: the process environment is read, never edited."""
     from functions.flows import services as services_module
+    from functions.settings import Settings
 
     state = None if table else read_state()
-    if state is not None:
-        os.environ.update(state.environment)
+    environment = dict(os.environ) | (state.environment if state else {})
     if table:
-        os.environ["TABLE_NAME"] = table
+        environment["TABLE_NAME"] = table
     if queue_url:
-        os.environ["RECONCILE_QUEUE_URL"] = queue_url
-    if not os.environ.get("TABLE_NAME"):
+        environment["RECONCILE_QUEUE_URL"] = queue_url
+    if not environment.get("TABLE_NAME"):
         output.fail(
             "no table: start `podid sandbox up`, or pass --table / set TABLE_NAME to the "
             "stack output TableName"
         )
-    services_module.reset()
     try:
-        return services_module.services()
+        settings = Settings.from_environment(environment)
     except ValidationError as error:
         # settings come from the environment: name the variables, not the fields
         problems = [_as_variable(problem) for problem in describe_validation_error(error)]
         output.fail("the environment is not a valid configuration:\n  " + "\n  ".join(problems), 2)
+    services_module.reset()  # clients made for another endpoint or account are not reused
+    return services_module.build_services(settings, _access(state) if state else None)
+
+
+def _access(state: SandboxState) -> Access:
+    """The sandbox's endpoint, and the operator's keys its state file names."""
+    from functions.aws.clients import Access
+
+    given = state.environment
+    return Access(
+        endpoint_url=given.get("AWS_ENDPOINT_URL"),
+        access_key_id=given.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=given.get("AWS_SECRET_ACCESS_KEY"),
+    )
 
 
 def _as_variable(problem: str) -> str:

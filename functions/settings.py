@@ -8,6 +8,7 @@ a cold start) for a job of a few lines here."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -80,6 +81,14 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str]) -> Settings:
+        """Settings from these variables (named as in the environment), which win
+        over the process's own: the CLI connects without editing os.environ."""
+        given = {name.lower(): value for name, value in environment.items()}
+        values: dict[str, Any] = {name: given[name] for name in cls.model_fields if name in given}
+        return cls(**values)
 
     @property
     def scope(self) -> Scope:

@@ -17,13 +17,11 @@ elsewhere on the cluster cost one list page entry, not a call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from botocore.exceptions import ClientError
 
 from functions.aws.eks import AssociationExists, AssociationSummary, request_token
-from functions.core.association_map import build_association_map, canonical_json
+from functions.core.association_map import canonical_json
 from functions.core.fleet import DesiredState
 from functions.core.models import (
     DECLARATION_TAG,
@@ -32,34 +30,28 @@ from functions.core.models import (
     AssociationSpec,
     AssociationStatus,
     Cluster,
-    Declaration,
     DesiredAssociation,
     Mode,
     SyncState,
-    least_writing,
 )
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.self_managed import decide_self_managed
-from functions.core.status import Outcome, StatusDecision, decide_statuses
+from functions.core.status import Outcome, decide_statuses
+from functions.core.sync_plan import (
+    adoptable_keys,
+    owned_ids,
+    same_spec,
+    triage,
+)
 from functions.dal.repository import DeclarationSet, StaleWrite
+from functions.flows.recording import (
+    REPLAN_ATTEMPTS,
+    ClusterResult,
+    StatusKeptChanging,
+    write_statuses,
+)
 from functions.flows.services import Services
 from functions.observability import logger, metrics
-
-
-@dataclass
-class ClusterResult:
-    cluster: str
-    applied: list[Operation] = field(default_factory=list)
-    drifted: list[Operation] = field(default_factory=list)
-    failed: dict[AssociationKey, str] = field(default_factory=dict)
-    planned: list[Operation] = field(default_factory=list)  # plan mode: reported, not made
-    blocked: dict[AssociationKey, str] = field(default_factory=dict)  # declared, not ours
-    statuses_written: int = 0
-    push_needed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 def observe(
@@ -104,16 +96,6 @@ def _known(
     )
 
 
-def effective_mode(declaration: Declaration | None, default: Mode) -> Mode:
-    """A declaration may ask for less than the deployment allows, never more:
-    a table writer cannot turn an audit deployment into an enforcing one."""
-    return least_writing(default, declaration.mode if declaration else None)
-
-
-class StatusKeptChanging(Exception):
-    """Another writer moved this cluster's statuses on every attempt (retried later)."""
-
-
 def sync_cluster(
     svc: Services,
     cluster: Cluster,
@@ -145,9 +127,6 @@ def sync_cluster(
     raise StatusKeptChanging(f"cluster {cluster.name}: statuses kept changing during the sync")
 
 
-REPLAN_ATTEMPTS = 3
-
-
 class _Replan(Exception):
     def __init__(self, result: ClusterResult, written_ids: set[str]) -> None:
         super().__init__(result.cluster)
@@ -177,24 +156,21 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
         for key, association in actual.items()
         if association.spec.tags.get(DECLARATION_TAG) in declarations.invalid
     }
-    planning = svc.settings.mode is Mode.PLAN
-    owned = _owned(statuses)
-    if not planning:
+    mode = svc.settings.mode
+    owned = owned_ids(statuses)
+    if mode is not Mode.PLAN:
         owned |= _claim_lost_creates(svc, statuses, desired, actual)
-    adoptable = _adoptable(desired, by_id, heal_drift, svc.settings.mode)
+    adoptable = adoptable_keys(desired, by_id, heal_drift, mode)
     result.blocked = foreign(desired, actual, owned=owned, adoptable=adoptable)
     final: dict[AssociationKey, ActualAssociation | None] = dict(actual)
     tokens: dict[AssociationKey, str] = {}
-    for op in plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold):
-        declaration = by_id.get(op.declaration_id or "")
+    operations = plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold)
+    decided = triage(operations, statuses, by_id, heal_drift=heal_drift, mode=mode)
+    result.planned, result.drifted = decided.planned, decided.drifted
+    for op in decided.planned:
+        logger.info("plan mode: change not made", operation=op.describe())
+    for op in decided.apply:
         status = statuses.get(op.key)
-        if planning:
-            logger.info("plan mode: change not made", operation=op.describe())
-            result.planned.append(op)
-            continue
-        if _is_drift(op, status) and not _heals(heal_drift, declaration, svc.settings.mode):
-            result.drifted.append(op)
-            continue
         token = intent_token(op, status)
         try:
             if op.kind is OpKind.CREATE:
@@ -230,26 +206,6 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
     return result
 
 
-def _owned(statuses: Mapping[AssociationKey, AssociationStatus]) -> set[str]:
-    return {s.association_id for s in statuses.values() if s.owned and s.association_id}
-
-
-def _adoptable(
-    desired: Mapping[AssociationKey, DesiredAssociation],
-    by_id: Mapping[str, Declaration],
-    heal_drift: bool | None,
-    mode: Mode,
-) -> set[AssociationKey]:
-    """Adoption is explicit (the declaration asks) and only where podid may heal."""
-    return {
-        key
-        for key, wanted in desired.items()
-        if (declaration := by_id.get(wanted.declaration_id)) is not None
-        and declaration.adopt
-        and _heals(heal_drift, declaration, mode)
-    }
-
-
 def preview(
     svc: Services, cluster: str, declarations: DeclarationSet, desired_state: DesiredState
 ) -> tuple[list[Operation], dict[AssociationKey, str]]:
@@ -270,9 +226,9 @@ def preview(
         return operations, {}
     hold = set(desired_state.held_keys(cluster))
     actual = observe(svc, cluster, statuses, relevant=set(desired) | hold)
-    owned = _owned(statuses)
+    owned = owned_ids(statuses)
     by_id = {d.id: d for d in declarations.valid}
-    adoptable = _adoptable(desired, by_id, None, svc.settings.mode)
+    adoptable = adoptable_keys(desired, by_id, None, svc.settings.mode)
     operations = plan(desired, actual, owned=owned, adoptable=adoptable, hold=hold)
     return operations, foreign(desired, actual, owned=owned, adoptable=adoptable)
 
@@ -338,25 +294,6 @@ def intent_token(op: Operation, status: AssociationStatus | None) -> str:
     )
 
 
-def _is_drift(op: Operation, status: AssociationStatus | None) -> bool:
-    """EKS changed under a declaration that did not: someone edited by hand."""
-    if status is None or status.state not in (SyncState.IN_SYNC, SyncState.DRIFTED):
-        return False
-    if op.kind is OpKind.DELETE:
-        return False  # only an owned, undeclared association is deleted: intent, not drift
-    return status.observed is not None and op.spec is not None and _same(status.observed, op.spec)
-
-
-def _same(one: AssociationSpec, other: AssociationSpec) -> bool:
-    return canonical_json(one.model_dump()) == canonical_json(other.model_dump())
-
-
-def _heals(heal_drift: bool | None, declaration: Declaration | None, default: Mode) -> bool:
-    if heal_drift is not None:
-        return heal_drift
-    return effective_mode(declaration, default) is Mode.ENFORCE
-
-
 class WriteMismatch(ValueError):
     """EKS answered a write with something other than what was asked."""
 
@@ -397,7 +334,7 @@ def _check(op: Operation, answered: AssociationSpec, *, tags: bool) -> None:
     if op.spec is None:
         raise ValueError(f"{op.describe()} has no desired spec")
     asked = op.spec if tags else op.spec.model_copy(update={"tags": answered.tags})
-    if not _same(asked, answered):
+    if not same_spec(asked, answered):
         differ = ", ".join(
             f"{name} {getattr(answered, name)!r} (asked {getattr(asked, name)!r})"
             for name in type(asked).model_fields
@@ -428,7 +365,7 @@ def _create_or_adopt(
                 f"association {existing.association_id} appeared on {key}, made outside podid; "
                 "it is left alone (set adopt: true on the declaration to take it over)"
             ) from None
-        if _same(existing.spec, spec):
+        if same_spec(existing.spec, spec):
             return existing
         adopt_op = Operation(
             OpKind.UPDATE,
@@ -487,39 +424,6 @@ def _record(
         now=now,
     )
     write_statuses(svc, cluster, decision, result, now=now)
-
-
-def write_statuses(
-    svc: Services,
-    cluster: Cluster,
-    decision: StatusDecision,
-    result: ClusterResult,
-    *,
-    now: datetime,
-) -> None:
-    """Records what the status decision says and whether the cluster's map must be pushed.
-    Raises StaleWrite when a status moved since it was read: the caller re-plans."""
-    for gone in decision.delete:
-        svc.repo.delete_association_status(gone.key, gone.version)
-        result.statuses_written += 1
-    for status in decision.save:
-        svc.repo.save_association_status(status)
-        result.statuses_written += 1
-    for declaration_id, problem in sorted(decision.problems.items()):
-        svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
-    pushed = svc.repo.pushed_map(cluster.name)
-    built = build_association_map(cluster, live_associations(decision.after.values()))
-    # a cluster never enrolled gets nothing; one that left gets its map emptied
-    result.push_needed = pushed.sha256 != built.sha256 if pushed is not None else cluster.enrolled
-
-
-def live_associations(statuses: Iterable[AssociationStatus]) -> list[ActualAssociation]:
-    """Associations known to exist, as last observed: what the pushed map lists."""
-    return [
-        ActualAssociation(key=s.key, association_id=s.association_id, spec=s.observed)
-        for s in statuses
-        if s.observed is not None and s.association_id
-    ]
 
 
 def _count(result: ClusterResult) -> None:

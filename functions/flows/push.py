@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from functions.core.association_map import build_association_map
 from functions.core.models import Mode, PushedMap
+from functions.core.sync_plan import live_associations
 from functions.dal.repository import StaleWrite
 from functions.events import ClusterMessage
-from functions.flows.cluster_sync import live_associations
 from functions.flows.services import Services
 from functions.kube.configmap import PushOutcome
 from functions.observability import logger, metrics

@@ -20,8 +20,9 @@ from functions.core.models import Cluster, Mode, ReconcileReceipt
 from functions.dal.repository import DeclarationSet
 from functions.event_patterns import ASSOCIATION_EVENTS, CLUSTER_EVENTS
 from functions.events import CloudTrailDetail, ClusterMessage
-from functions.flows.cluster_sync import ClusterResult, sync_cluster
+from functions.flows.cluster_sync import sync_cluster
 from functions.flows.discovery import Discovery, discover, forget, named_clusters, refresh_cluster
+from functions.flows.recording import ClusterResult
 from functions.flows.self_managed import sync_self_managed
 from functions.flows.services import Services
 from functions.observability import logger, metrics

@@ -9,7 +9,7 @@ from functions.core.models import Cluster, Mode
 from functions.core.planner import OpKind
 from functions.core.self_managed import decide_self_managed
 from functions.dal.repository import StaleWrite
-from functions.flows.cluster_sync import (
+from functions.flows.recording import (
     REPLAN_ATTEMPTS,
     ClusterResult,
     StatusKeptChanging,

@@ -80,20 +80,21 @@ class Services:
         return ConfigMapWriter(api_client(endpoint, token), endpoint)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, access: clients.Access | None = None) -> Services:
+    """`access`: how to reach AWS when not as the process environment says."""
     region = settings.aws_region
     return Services(
         settings=settings,
-        repo=Repository(clients.table(settings.table_name, region)),
-        eks=EksAdapter(clients.client("eks", region)),
-        iam=IamAdapter(clients.client("iam", region)),
+        repo=Repository(clients.table(settings.table_name, region, access)),
+        eks=EksAdapter(clients.client("eks", region, access)),
+        iam=IamAdapter(clients.client("iam", region, access)),
         messenger=Messenger(
-            clients.client("sqs", region),
-            clients.client("events", region),
-            clients.client("sns", region),
+            clients.client("sqs", region, access),
+            clients.client("events", region, access),
+            clients.client("sns", region, access),
         ),
-        tokens=EksTokenBuilder(clients.client("sts", region)),
-        tagging=TaggingAdapter(clients.client("resourcegroupstaggingapi", region)),
+        tokens=EksTokenBuilder(clients.client("sts", region, access)),
+        tagging=TaggingAdapter(clients.client("resourcegroupstaggingapi", region, access)),
     )
 
 

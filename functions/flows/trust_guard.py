@@ -20,7 +20,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.aws.iam import RoleInfo
 from functions.core.arns import parse_role_arn
 from functions.core.errors import MalformedPolicy
-from functions.core.fleet import targets_of
 from functions.core.models import (
     Cluster,
     Declaration,
@@ -29,7 +28,6 @@ from functions.core.models import (
     FindingRecord,
     Mode,
     Severity,
-    least_writing,
 )
 from functions.core.trust import (
     HARDEN_VALUE,
@@ -37,7 +35,6 @@ from functions.core.trust import (
     Code,
     Consent,
     TrustContext,
-    Usage,
     consent_of,
     iam_failure_findings,
     outside_scope_findings,
@@ -45,7 +42,14 @@ from functions.core.trust import (
     review,
     role_missing_findings,
 )
-from functions.core.trust.node_trust import NodeUsage
+from functions.core.trust.guarding import (
+    declarations_of_role,
+    in_role_scope,
+    is_news,
+    node_usages,
+    role_mode,
+    usages,
+)
 from functions.event_patterns import WATCHED_EVENTS
 from functions.events import CloudTrailDetail
 from functions.flows.services import Services
@@ -60,35 +64,6 @@ class GuardOutcome:
     role_arn: str
     record: FindingRecord | None
     skipped: str | None = None
-
-
-def role_mode(declarations: list[Declaration], default: Mode) -> Mode:
-    """The deployment's mode, or less where a declaration asks for less: a table
-    writer can never make an audit deployment write IAM."""
-    return least_writing(default, *(d.mode for d in declarations))
-
-
-def usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
-    """Usages on EKS clusters: the role must trust pods.eks.amazonaws.com."""
-    return tuple(
-        Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id)
-        for d in declarations
-        for c in targets_of(d, clusters)
-        if c.account == d.role_account and not c.self_managed
-    )
-
-
-def node_usages(declarations: list[Declaration], clusters: list[Cluster]) -> tuple[NodeUsage, ...]:
-    """Usages on self-managed clusters: the role must trust the cluster's node role."""
-    return tuple(
-        NodeUsage(
-            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
-            c.node_role_arn,
-        )
-        for d in declarations
-        for c in targets_of(d, clusters)
-        if c.account == d.role_account and c.self_managed and c.node_role_arn
-    )
 
 
 def on_iam_event(svc: Services, detail: CloudTrailDetail) -> GuardOutcome | None:
@@ -113,7 +88,7 @@ def sweep(svc: Services) -> list[GuardOutcome]:
     clusters = _enrolled_clusters(svc)
     arns = {parse_role_arn(d.role_arn) for d in declared}
     return [
-        _guard(svc, name, _named(declared, name, account), clusters)
+        _guard(svc, name, declarations_of_role(declared, name, account), clusters)
         for account, name in sorted({(arn.account, arn.name) for arn in arns})
     ]
 
@@ -122,14 +97,10 @@ def check_role(
     svc: Services, role_name: str, account: str, *, event: CloudTrailDetail | None = None
 ) -> GuardOutcome | None:
     # by name from the table first: IAM is asked only about a declared role in scope
-    declarations = _named(svc.repo.load_declarations().valid, role_name, account)
+    declarations = declarations_of_role(svc.repo.load_declarations().valid, role_name, account)
     if not declarations:
         return None  # not a pod identity role we manage
     return _guard(svc, role_name, declarations, _enrolled_clusters(svc), event)
-
-
-def _in_role_scope(role_arn: str, role_path: str) -> bool:
-    return parse_role_arn(role_arn).path.startswith(role_path)
 
 
 def _guard(
@@ -142,7 +113,7 @@ def _guard(
     """Scope first, then one role's IAM calls, whose errors stay this role's."""
     scope = svc.settings.role_path
     mode = role_mode(declarations, svc.settings.mode)
-    inside = [d for d in declarations if _in_role_scope(d.role_arn, scope)]
+    inside = [d for d in declarations if in_role_scope(d.role_arn, scope)]
     if not inside:
         return _outside(svc, declarations[0].role_arn, declarations, mode, event)
     try:
@@ -151,7 +122,7 @@ def _guard(
         findings = iam_failure_findings(inside[0].role_arn, *_describe(error, "GetRole"))
         logger.warning("reading a declared role failed", role=role_name, error=str(error))
         return _finish(svc, _record(svc, inside[0].role_arn, findings, mode, event))
-    if role is not None and not _in_role_scope(role.arn, scope):
+    if role is not None and not in_role_scope(role.arn, scope):
         return _outside(svc, role.arn, inside, mode, event)  # declared under another path
     exact = [d for d in inside if role is not None and d.role_arn == role.arn]
     return _check(svc, role, exact or inside, clusters, event)
@@ -215,16 +186,6 @@ def _check(
 
 def _enrolled_clusters(svc: Services) -> list[Cluster]:
     return [c for c in svc.repo.list_clusters() if c.enrolled]
-
-
-def _named(declarations: list[Declaration], role_name: str, account: str) -> list[Declaration]:
-    """The declarations of a role by name within the account (CloudTrail names a
-    role without its path; a name is unique within an account)."""
-    return [
-        d
-        for d in declarations
-        if parse_role_arn(d.role_arn).name == role_name and d.role_account in (account, "")
-    ]
 
 
 def _enforce(
@@ -299,29 +260,6 @@ def _record(
         event_name=event.event_name if event else None,
         observed_at=svc.clock(),
         detail=detail,
-    )
-
-
-def is_news(previous: FindingRecord | None, record: FindingRecord) -> bool:
-    """Whether a check says something the role's latest record does not.
-
-    A repair always is. A repeat of the latest result is not (a sweep every few
-    minutes, or an IAM event that left the policy as it was). Neither is a
-    check right after a repair that finds nothing the repair did not already
-    report: that is the repair's own outcome, seen again.
-    """
-    if previous is None or record.action is FindingAction.REPAIRED:
-        return True
-    if (previous.action, previous.findings, previous.detail) == (
-        record.action,
-        record.findings,
-        record.detail,
-    ):
-        return False
-    return not (
-        previous.action is FindingAction.REPAIRED
-        and record.action is FindingAction.REPORTED
-        and all(f in previous.findings and not f.repairable for f in record.findings)
     )
 
 

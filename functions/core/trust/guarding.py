@@ -1,0 +1,91 @@
+"""The trust guard's decisions about one role, without I/O: which declarations
+rely on it, what they use it for, how much the guard may write, and whether
+a check says anything the role's latest finding record does not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from functions.core.arns import parse_role_arn
+from functions.core.fleet import targets_of
+from functions.core.models import (
+    Cluster,
+    Declaration,
+    FindingAction,
+    FindingRecord,
+    Mode,
+    least_writing,
+)
+from functions.core.trust.conditions import Usage
+from functions.core.trust.node_trust import NodeUsage
+
+
+def role_mode(declarations: Iterable[Declaration], default: Mode) -> Mode:
+    """The deployment's mode, or less where a declaration asks for less: a table
+    writer can never make an audit deployment write IAM."""
+    return least_writing(default, *(d.mode for d in declarations))
+
+
+def usages(declarations: Iterable[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
+    """Usages on EKS clusters: the role must trust pods.eks.amazonaws.com."""
+    return tuple(
+        Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id)
+        for d in declarations
+        for c in targets_of(d, clusters)
+        if c.account == d.role_account and not c.self_managed
+    )
+
+
+def node_usages(
+    declarations: Iterable[Declaration], clusters: list[Cluster]
+) -> tuple[NodeUsage, ...]:
+    """Usages on self-managed clusters: the role must trust the cluster's node role."""
+    return tuple(
+        NodeUsage(
+            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
+            c.node_role_arn,
+        )
+        for d in declarations
+        for c in targets_of(d, clusters)
+        if c.account == d.role_account and c.self_managed and c.node_role_arn
+    )
+
+
+def declarations_of_role(
+    declarations: Iterable[Declaration], role_name: str, account: str
+) -> list[Declaration]:
+    """The declarations of a role by name within the account (CloudTrail names a
+    role without its path; a name is unique within an account)."""
+    return [
+        d
+        for d in declarations
+        if parse_role_arn(d.role_arn).name == role_name and d.role_account in (account, "")
+    ]
+
+
+def in_role_scope(role_arn: str, role_path: str) -> bool:
+    """Under the deployment's role path: only such roles are ever asked for."""
+    return parse_role_arn(role_arn).path.startswith(role_path)
+
+
+def is_news(previous: FindingRecord | None, record: FindingRecord) -> bool:
+    """Whether a check says something the role's latest record does not.
+
+    A repair always is. A repeat of the latest result is not (a sweep every few
+    minutes, or an IAM event that left the policy as it was). Neither is a
+    check right after a repair that finds nothing the repair did not already
+    report: that is the repair's own outcome, seen again.
+    """
+    if previous is None or record.action is FindingAction.REPAIRED:
+        return True
+    if (previous.action, previous.findings, previous.detail) == (
+        record.action,
+        record.findings,
+        record.detail,
+    ):
+        return False
+    return not (
+        previous.action is FindingAction.REPAIRED
+        and record.action is FindingAction.REPORTED
+        and all(f in previous.findings and not f.repairable for f in record.findings)
+    )
