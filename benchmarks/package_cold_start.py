@@ -9,8 +9,10 @@ sources, compiled to bytecode as shipped, run by an interpreter of the
 runtime's exact Python. Each sample is a fresh interpreter (`-s`, cwd an empty
 directory, only the package on sys.path, only Lambda's environment
 variables) timing one `import` with perf_counter; the median of --runs
-samples is printed. A second column times what a first invocation builds
-before its first AWS call (`services()`: the boto3 clients). `--before`
+samples is printed, as wall time (perf_counter) and as the process's CPU
+time (process_time), which other load on a shared machine moves much less.
+A last column times what a first invocation builds before its first AWS call
+(`services()`: the boto3 clients). `--before`
 builds git revision --rev's packages (its locks, its sources) the same way
 and samples them interleaved with today's, so load on the machine hits both.
 
@@ -51,15 +53,16 @@ PACKAGES = {
     "webhook_push": "lambda-push",
 }
 IMPORT = (
-    "import sys, time, json; before = len(sys.modules); t = time.perf_counter(); "
-    "__import__(sys.argv[1]); ms = (time.perf_counter() - t) * 1000; "
-    "print(json.dumps({'ms': ms, 'modules': len(sys.modules) - before}))"
+    "import sys, time, json; before = len(sys.modules); "
+    "t, c = time.perf_counter(), time.process_time(); __import__(sys.argv[1]); "
+    "ms, cpu = (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000; "
+    "print(json.dumps({'ms': ms, 'cpu': cpu, 'modules': len(sys.modules) - before}))"
 )
 # after the import (not timed): the clients a first invocation builds
 SETUP = (
     "import sys, time, json; __import__(sys.argv[1]); "
-    "from functions.flows.services import services; t = time.perf_counter(); services(); "
-    "print(json.dumps({'ms': (time.perf_counter() - t) * 1000, 'modules': 0}))"
+    "from functions.flows.services import services; c = time.process_time(); services(); "
+    "print(json.dumps({'ms': 0, 'cpu': (time.process_time() - c) * 1000, 'modules': 0}))"
 )
 
 
@@ -110,14 +113,18 @@ def sample(python: str, package: Path, code: str, module: str) -> dict[str, floa
 
 def measure(
     python: str, jobs: list[tuple[str, Path, str, str]], runs: int
-) -> dict[str, tuple[float, int]]:
+) -> dict[str, tuple[float, float, int]]:
     """jobs: (key, package, code, module); interleaved, so load hits all alike."""
     samples: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in jobs}
     for _ in range(runs):
         for key, package, code, module in jobs:
             samples[key].append(sample(python, package, code, module))
     return {
-        key: (statistics.median(s["ms"] for s in got), int(got[0]["modules"]))
+        key: (
+            statistics.median(s["ms"] for s in got),
+            statistics.median(s["cpu"] for s in got),
+            int(got[0]["modules"]),
+        )
         for key, got in samples.items()
     }
 
@@ -210,26 +217,29 @@ def run(args: argparse.Namespace) -> None:
             print(f"\n{variant.label}")
             print(
                 f"{'function':<14}{'package':<13}{'unzip/zip MB':>14}{'modules':>9}"
-                f"{'import ms':>11}{'x boto3*':>10}{'services() ms':>15}"
+                f"{'wall ms':>9}{'x boto3':>9}{'CPU ms':>8}{'x boto3':>9}{'services() CPU ms':>19}"
             )
             for name, lock_name in PACKAGES.items():
-                boto3_ms = got[f"{v}:{lock_name}:boto3"][0]
-                ms, count = got[f"{v}:{name}"]
-                setup_ms = got[f"{v}:{name}:setup"][0]
+                boto3_ms, boto3_cpu, _ = got[f"{v}:{lock_name}:boto3"]
+                ms, cpu, count = got[f"{v}:{name}"]
+                setup_cpu = got[f"{v}:{name}:setup"][1]
                 print(
                     f"{name:<14}{lock_name:<13}{sizes[variant.label, lock_name]:>14}{count:>9}"
-                    f"{ms:>11.0f}{ms / boto3_ms:>10.2f}{setup_ms:>15.0f}"
+                    f"{ms:>9.0f}{ms / boto3_ms:>9.2f}{cpu:>8.0f}{cpu / boto3_cpu:>9.2f}"
+                    f"{setup_cpu:>19.0f}"
                 )
             print(
                 "  import boto3: "
                 + ", ".join(
-                    f"{ln} {got[f'{v}:{ln}:boto3'][0]:.0f} ms"
+                    f"{ln} {got[f'{v}:{ln}:boto3'][0]:.0f} ms wall, "
+                    f"{got[f'{v}:{ln}:boto3'][1]:.0f} ms CPU"
                     for ln in sorted(set(PACKAGES.values()))
                 )
             )
         print(
-            "* `import boto3` from the same package, with bytecode, same run; services(): "
-            "the boto3 clients a first invocation builds, after the import"
+            "x boto3: to `import boto3` from the same package, with bytecode, same run, same "
+            "clock (wall: perf_counter; CPU: process_time, less moved by other load on the "
+            "machine); services(): the boto3 clients a first invocation builds, after the import"
         )
 
 
