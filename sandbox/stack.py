@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
+from sandbox import arns, cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -291,7 +291,8 @@ class Sandbox:
         """The schedule rule's two targets: the reconcile pass and the trust sweep."""
         from functions.handlers import reconcile, trust_guard
 
-        rule = f"arn:aws:events:{self.region}:{ACCOUNT}:rule/podid-schedule"
+        partition = arns.partition_of(self.region)
+        rule = f"arn:{partition}:events:{self.region}:{ACCOUNT}:rule/podid-schedule"
         event = scheduled_event(rule, account=ACCOUNT, region=self.region)
         reconcile.handler(event, LambdaContext(function_name="podid-reconcile"))
         trust_guard.handler(event, LambdaContext(function_name="podid-trust-guard"))
@@ -351,7 +352,7 @@ class Sandbox:
         self, cluster: str, namespace: str, service_account: str, agent_port: int, workdir: str
     ) -> Iterator[None]:
         """Environment variables as the webhook injects them into a pod."""
-        arn = f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{cluster}"
+        arn = f"arn:{arns.partition_of(self.region)}:eks:{self.region}:{ACCOUNT}:cluster/{cluster}"
         token_file = os.path.join(workdir, "eks-pod-identity-token")
         with open(token_file, "w", encoding="utf-8") as handle:
             handle.write(

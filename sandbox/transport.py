@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox import arns
+
 Handler = Callable[[dict[str, Any], Any], Any]
 logger = logging.getLogger(__name__)
 
@@ -246,9 +248,12 @@ def cloudtrail_event(
     (detail-type "AWS API Call via CloudTrail")."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     identity: dict[str, Any] = {"accountId": account, "arn": caller_arn}
-    if ":assumed-role/" in caller_arn:
-        role_name, session = caller_arn.split(":assumed-role/", 1)[1].split("/", 1)
-        role_arn = f"arn:aws:iam::{account}:role/{role_name}"
+    caller = arns.parse(caller_arn)
+    # IAM is global: its events are recorded in the partition's IAM signing region
+    recorded_in = arns.global_region("iam", caller.partition) if service == "iam" else region
+    if caller.resource.startswith("assumed-role/"):
+        role_name, session = arns.session_of(caller_arn)
+        role_arn = arns.role_arn(caller.partition, account, role_name)
         identity |= {
             "type": "AssumedRole",
             "principalId": f"{_role_id(role_arn)}:{session}",
@@ -266,7 +271,7 @@ def cloudtrail_event(
         identity |= {
             "type": "IAMUser",
             "principalId": "AIDA" + "0" * 16,
-            "userName": caller_arn.rsplit("/", 1)[-1],
+            "userName": caller.resource_name,
         }
     detail: dict[str, Any] = {
         "eventVersion": "1.09",
@@ -274,7 +279,7 @@ def cloudtrail_event(
         "eventTime": now,
         "eventSource": f"{service}.amazonaws.com",
         "eventName": event_name,
-        "awsRegion": "us-east-1" if service == "iam" else region,
+        "awsRegion": recorded_in,
         "sourceIPAddress": "203.0.113.10",
         "userAgent": "podid-sandbox",
         "requestParameters": request_parameters,
@@ -295,7 +300,7 @@ def cloudtrail_event(
         "AWS API Call via CloudTrail",
         json.loads(json.dumps(detail, default=str)),
         account=account,
-        region="us-east-1" if service == "iam" else region,
+        region=recorded_in,
     )
 
 

@@ -9,6 +9,8 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any
 
+from functions.core.arns import parse_arn
+
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
 CLUSTER_HEADER = "x-k8s-aws-id"
 
@@ -37,7 +39,7 @@ class EksTokenBuilder:
     def caller_identity(self) -> CallerIdentity:
         """Whose credentials sign the tokens (the account a self-managed cluster is recorded in)."""
         found = self._sts.get_caller_identity()
-        return CallerIdentity(account=found["Account"], partition=found["Arn"].split(":")[1])
+        return CallerIdentity(account=found["Account"], partition=parse_arn(found["Arn"]).partition)
 
     def token(self, cluster_name: str, expires_in: int = 60) -> str:
         marker = _cluster_name.set(cluster_name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.core.arns import parse_cluster_arn
+
 CLUSTER_TYPE = "eks:cluster"
 
 
@@ -21,8 +23,9 @@ class TaggingAdapter:
         )
         for page in pages:
             for mapping in page["ResourceTagMappingList"]:
-                arn = mapping["ResourceARN"]
-                if ":cluster/" not in arn:
-                    continue
-                found[arn.rsplit("/", 1)[1]] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
+                try:
+                    name = parse_cluster_arn(mapping["ResourceARN"]).name
+                except ValueError:
+                    continue  # not a cluster ARN (the filter asks for clusters only)
+                found[name] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
         return found

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from functions.core.arns import parse_role_arn
 from functions.core.association_map import parse_full_map
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError
@@ -215,7 +216,7 @@ class StsBackend:
             access_key_id=raw["AccessKeyId"],
             secret_access_key=raw["SecretAccessKey"],
             session_token=raw["SessionToken"],
-            account_id=(entry.get("targetRoleArn") or entry["roleArn"]).split(":")[4],
+            account_id=parse_role_arn(entry.get("targetRoleArn") or entry["roleArn"]).account,
             expiration=raw["Expiration"],
             namespace=identity.namespace,
             service_account=identity.service_account,
