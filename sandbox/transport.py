@@ -21,9 +21,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox import arns
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_dynamodbstreams.literals import ShardIteratorTypeType
+    from mypy_boto3_dynamodbstreams.type_defs import RecordTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
 Handler = Callable[[dict[str, Any], Any], Any]
 logger = logging.getLogger(__name__)
@@ -51,10 +58,10 @@ def _epoch(value: Any) -> Any:
 
 @dataclass
 class StreamTailer:
-    streams: Any  # boto3 dynamodbstreams client
+    streams: DynamoDBStreamsClient
     stream_arn: str
     region: str
-    start: str = "TRIM_HORIZON"
+    start: ShardIteratorTypeType = "TRIM_HORIZON"
     batch_size: int = 100
     max_retries: int = 3
     _iterators: dict[str, str | None] = field(default_factory=dict)
@@ -85,7 +92,7 @@ class StreamTailer:
         self._pending[shard] = records
         return records
 
-    def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _lambda_record(self, record: RecordTypeDef) -> dict[str, Any]:
         dynamodb = dict(record["dynamodb"])
         if "ApproximateCreationDateTime" in dynamodb:
             dynamodb["ApproximateCreationDateTime"] = _epoch(
@@ -132,7 +139,7 @@ class StreamTailer:
 
 @dataclass
 class SqsPoller:
-    sqs: Any
+    sqs: SQSClient
     queue_url: str
     region: str
     batch_size: int = 10
@@ -155,7 +162,7 @@ class SqsPoller:
         if not received:
             return 0
         arn = self.queue_arn
-        records = [
+        records: list[dict[str, Any]] = [
             {
                 "messageId": m["MessageId"],
                 "receiptHandle": m["ReceiptHandle"],
@@ -170,7 +177,7 @@ class SqsPoller:
             for m in received
         ]
         failed = set(_failed_items(handler, records, lambda r: r["messageId"]))
-        done = [
+        done: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
             for i, r in enumerate(records)
             if r["messageId"] not in failed

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from functions.core.arns import parse_cluster_arn
+
+if TYPE_CHECKING:
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
 
 CLUSTER_TYPE = "eks:cluster"
 
 
 class TaggingAdapter:
-    def __init__(self, tagging_client: Any) -> None:
+    def __init__(self, tagging_client: ResourceGroupsTaggingAPIClient) -> None:
         self._tagging = tagging_client
 
     def cluster_tags(self) -> dict[str, dict[str, str]]:
@@ -19,7 +22,7 @@ class TaggingAdapter:
         found: dict[str, dict[str, str]] = {}
         pages = self._tagging.get_paginator("get_resources").paginate(
             ResourceTypeFilters=[CLUSTER_TYPE],
-            ResourcesPerPage=100,  # the API's maximum
+            PaginationConfig={"PageSize": 100},  # ResourcesPerPage: the API's maximum
         )
         for page in pages:
             for mapping in page["ResourceTagMappingList"]:

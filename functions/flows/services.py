@@ -85,15 +85,11 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         repo=Repository(clients.table(settings.table_name, region)),
-        eks=EksAdapter(clients.client("eks", region)),
-        iam=IamAdapter(clients.client("iam", region)),
-        messenger=Messenger(
-            clients.client("sqs", region),
-            clients.client("events", region),
-            clients.client("sns", region),
-        ),
-        tokens=EksTokenBuilder(clients.client("sts", region)),
-        tagging=TaggingAdapter(clients.client("resourcegroupstaggingapi", region)),
+        eks=EksAdapter(clients.eks(region)),
+        iam=IamAdapter(clients.iam(region)),
+        messenger=Messenger(clients.sqs(region), clients.events(region), clients.sns(region)),
+        tokens=EksTokenBuilder(clients.sts(region)),
+        tagging=TaggingAdapter(clients.tagging(region)),
     )
 
 
