@@ -64,6 +64,11 @@ def _endpoints() -> dict[str, Any]:
     return data
 
 
+def partitions() -> tuple[str, ...]:
+    """Every partition botocore knows (aws, aws-cn, aws-us-gov, aws-iso, ...)."""
+    return tuple(str(entry["partition"]) for entry in _endpoints()["partitions"])
+
+
 def partition_of(region: str) -> str:
     """The partition a region belongs to (us-east-1: aws, cn-north-1: aws-cn, ...)."""
     found = EndpointResolver(_endpoints()).get_partition_for_region(region)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox import arns
+from sandbox.eks_emulation import limits
 from sandbox.transport import cloudtrail_event
 
 
@@ -21,6 +22,15 @@ from sandbox.transport import cloudtrail_event
 def test_partition_of_a_region_and_where_its_iam_events_are_recorded(region, partition, iam_region):
     assert arns.partition_of(region) == partition
     assert arns.global_region("iam", partition) == iam_region
+
+
+def test_every_partition_is_known_to_the_emulated_role_arn_check():
+    assert {"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-eusc"} <= set(
+        arns.partitions()
+    )
+    for partition in arns.partitions():
+        assert limits.ROLE_ARN.match(f"arn:{partition}:iam::111122223333:role/app")
+    assert not limits.ROLE_ARN.match("arn:aws-mars:iam::111122223333:role/app")
 
 
 def test_an_unknown_partition_is_refused():
