@@ -20,9 +20,8 @@ from infra.config import DeployConfig
     ],
 )
 def test_principals_of_every_partition_are_accepted(arn):
-    assert DeployConfig(
-        rolePath="/pod-identity/", declarationWriters=[arn]
-    ).declaration_writers == (arn,)
+    config = DeployConfig(role_path="/pod-identity/", declaration_writers=(arn,))
+    assert config.declaration_writers == (arn,)
 
 
 @pytest.mark.parametrize(
@@ -36,4 +35,4 @@ def test_principals_of_every_partition_are_accepted(arn):
 )
 def test_anything_broader_or_foreign_is_refused(arn):
     with pytest.raises(ValidationError, match="is not an IAM role or user ARN of one account"):
-        DeployConfig(rolePath="/pod-identity/", clusterEnrollers=[arn])
+        DeployConfig(role_path="/pod-identity/", cluster_enrollers=(arn,))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -81,15 +80,15 @@ def edit_query(token: str, **changes: str) -> str:
 
 
 @pytest.fixture
-def signed_at() -> Iterator[Any]:
+def signed_at(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Presign as if at another time (botocore reads its clock here)."""
-    original = botocore.auth.get_current_datetime
 
     def at(moment: datetime.datetime) -> None:
-        botocore.auth.get_current_datetime = lambda **_: moment.replace(tzinfo=None)
+        monkeypatch.setattr(
+            botocore.auth, "get_current_datetime", lambda **_: moment.replace(tzinfo=None)
+        )
 
-    yield at
-    botocore.auth.get_current_datetime = original
+    return at
 
 
 def test_a_token_for_this_cluster_names_the_signing_principal():
