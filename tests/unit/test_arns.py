@@ -1,6 +1,7 @@
 import contextlib
 
 import pytest
+from botocore.loaders import create_loader
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -247,3 +248,13 @@ def test_cluster_and_association_arns_round_trip(partition, region, account, nam
     assert parse_association_arn(str(association)) == association
     generic = parse_arn(str(association))
     assert (generic.partition, generic.service, generic.region) == (partition, "eks", region)
+
+
+def test_partitions_and_regions_are_the_ones_botocore_knows():
+    # the product cannot load botocore's data in core, so the two are compared here
+    endpoints = create_loader().load_data("endpoints")
+    assert set(PARTITIONS) == {p["partition"] for p in endpoints["partitions"]}
+    for partition in endpoints["partitions"]:
+        for region in partition["regions"]:
+            arn = f"arn:{partition['partition']}:eks:{region}:111122223333:cluster/blue"
+            assert parse_cluster_arn(arn).region == region
