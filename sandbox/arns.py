@@ -4,16 +4,14 @@ emulations never use podid's parser (an oracle must not share its mistakes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.loaders import create_loader
 from botocore.regions import EndpointResolver
 
 
-@dataclass(frozen=True, slots=True)
-class Arn:
+class Arn(NamedTuple):
     partition: str
     service: str
     region: str
@@ -26,7 +24,7 @@ class Arn:
         return self.resource.rsplit("/", 1)[-1]
 
     def __str__(self) -> str:
-        return f"arn:{self.partition}:{self.service}:{self.region}:{self.account}:{self.resource}"
+        return ":".join(("arn", *self))
 
 
 def parse(value: str) -> Arn:
