@@ -79,7 +79,8 @@ def sample(python: str, package: Path, module: str) -> dict[str, float]:
             text=True,
             check=True,
         )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    return {str(key): float(value) for key, value in found.items()}
 
 
 def measure(

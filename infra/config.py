@@ -9,12 +9,13 @@ from typing import Any, Literal
 from constructs import Construct
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from functions.core.arns import PARTITION_PATTERN
 from functions.core.models import Mode
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # a role or user of one named account; wildcards only in the name (an account root,
 # or a wildcard account, would name every principal of some account)
-_PRINCIPAL = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[\w+=,.@/*?-]+$")
+_PRINCIPAL = re.compile(rf"^arn:(?:{PARTITION_PATTERN}):iam::\d{{12}}:(role|user)/[\w+=,.@/*?-]+$")
 
 
 class DeployConfig(BaseModel):
