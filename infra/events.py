@@ -122,6 +122,7 @@ class OrganizationBusPolicy(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         bus_arn = f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
+        # the L1: the L2 EventBusPolicy fails to resolve an AnyPrincipal statement in jsii
         self.policy = events.CfnEventBusPolicy(
             self,
             "Policy",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Aws, CfnCondition, CfnOutput, Duration, Fn, Stack, Token
+from aws_cdk import Aws, CfnCondition, CfnOutput, CfnResource, Duration, Fn, Stack, Token
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -125,13 +125,20 @@ class SpokeRole(Construct):
             )
 
 
-class HubForwarding(Construct):
-    """EKS (and, in us-east-1, IAM) CloudTrail events of this account -> the hub's bus."""
+class Forwarder(Construct):
+    """One rule forwarding to the hub's bus, with its own dead-letter queue."""
 
-    def __init__(self, scope: Construct, construct_id: str, hub_event_bus_arn: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        service: str,
+        pattern: events.EventPattern,
+        bus: events.IEventBus,
+        role: iam.IRole,
+    ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        bus = events.EventBus.from_event_bus_arn(self, "HubBus", hub_event_bus_arn)
         # what could not be delivered to the hub after retrying, kept 14 days
         self.undelivered = sqs.Queue(
             self,
@@ -143,8 +150,36 @@ class HubForwarding(Construct):
         acknowledge(
             self.undelivered,
             "AwsSolutions-SQS3",
-            "This queue is itself the forwarding rules' dead-letter destination.",
+            "This queue is itself the forwarding rule's dead-letter destination.",
         )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=f"{service} CloudTrail changes -> the podid hub's bus",
+            event_pattern=pattern,
+            # the target grants the role events:PutEvents on the hub's bus, nothing else
+            targets=[targets.EventBus(bus, role=role, dead_letter_queue=self.undelivered)],
+        )
+        # the L2 event-bus target has no retry options; EventBridge supports them
+        self.rule.node.default_child.add_property_override(  # type: ignore[union-attr]
+            "Targets.0.RetryPolicy",
+            {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 7200},
+        )
+
+    def only_if(self, condition: CfnCondition) -> None:
+        # the rule, its queue and the queue's policy (which names the rule) together
+        for child in self.node.find_all():
+            if isinstance(child, CfnResource):
+                child.cfn_options.condition = condition
+
+
+class HubForwarding(Construct):
+    """EKS (and, in us-east-1, IAM) CloudTrail events of this account -> the hub's bus."""
+
+    def __init__(self, scope: Construct, construct_id: str, hub_event_bus_arn: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        bus = events.EventBus.from_event_bus_arn(self, "HubBus", hub_event_bus_arn)
         rules = f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/*"
         self.role = iam.Role(
             self,
@@ -159,36 +194,38 @@ class HubForwarding(Construct):
             ),
             max_session_duration=MAX_SESSION,
         )
-        # the target grants this role events:PutEvents on the hub's bus, nothing else
-        self.target = targets.EventBus(bus, role=self.role, dead_letter_queue=self.undelivered)
-        self.eks_rule = self._rule("ForwardEksChanges", eks_event_pattern(stack.account), "EKS")
-        self.iam_rule: events.Rule | None = None
-        if Token.is_unresolved(stack.region):
-            # one template for every region (StackSet): CloudFormation decides per region
-            self.iam_rule = self._rule("ForwardIamChanges", iam_event_pattern(stack.account), "IAM")
-            in_iam_region = CfnCondition(
-                self,
-                "InIamEventsRegion",
-                expression=Fn.condition_equals(Aws.REGION, IAM_EVENTS_REGION),
-            )
-            self.iam_rule.node.default_child.cfn_options.condition = in_iam_region  # type: ignore[union-attr]
-        elif stack.region == IAM_EVENTS_REGION:
-            self.iam_rule = self._rule("ForwardIamChanges", iam_event_pattern(stack.account), "IAM")
-
-    def _rule(self, construct_id: str, pattern: events.EventPattern, service: str) -> events.Rule:
-        rule = events.Rule(
+        self.eks = Forwarder(
             self,
-            construct_id,
-            description=f"{service} CloudTrail changes -> the podid hub's bus",
-            event_pattern=pattern,
-            targets=[self.target],
+            "Eks",
+            service="EKS",
+            pattern=eks_event_pattern(stack.account),
+            bus=bus,
+            role=self.role,
         )
-        # the L2 event-bus target has no retry options; EventBridge supports them
-        rule.node.default_child.add_property_override(  # type: ignore[union-attr]
-            "Targets.0.RetryPolicy",
-            {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 7200},
-        )
-        return rule
+        self.iam: Forwarder | None = None
+        in_iam_region = not Token.is_unresolved(stack.region) and stack.region == IAM_EVENTS_REGION
+        if Token.is_unresolved(stack.region) or in_iam_region:
+            self.iam = Forwarder(
+                self,
+                "Iam",
+                service="IAM",
+                pattern=iam_event_pattern(stack.account),
+                bus=bus,
+                role=self.role,
+            )
+        if self.iam is not None and Token.is_unresolved(stack.region):
+            # one template for every region (StackSet): CloudFormation decides per region
+            self.iam.only_if(
+                CfnCondition(
+                    self,
+                    "InIamEventsRegion",
+                    expression=Fn.condition_equals(Aws.REGION, IAM_EVENTS_REGION),
+                )
+            )
+
+    @property
+    def forwarders(self) -> list[Forwarder]:
+        return [f for f in (self.eks, self.iam) if f is not None]
 
 
 class PodidSpokeStack(Stack):
