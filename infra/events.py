@@ -121,7 +121,9 @@ class OrganizationBusPolicy(Construct):
     def __init__(self, scope: Construct, construct_id: str, organization_id: str) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        bus_arn = f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
+        self.bus_arn = (
+            f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
+        )
         # the L1: the L2 EventBusPolicy fails to resolve an AnyPrincipal statement in jsii
         self.policy = events.CfnEventBusPolicy(
             self,
@@ -133,7 +135,7 @@ class OrganizationBusPolicy(Construct):
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "events:PutEvents",
-                "Resource": bus_arn,
+                "Resource": self.bus_arn,
                 "Condition": {"StringEquals": {"aws:PrincipalOrgID": organization_id}},
             },
         )

@@ -58,7 +58,13 @@ class ControlPlaneStack(Stack):
         )
         self.wiring = EventWiring(self, "Events", self.functions, shared, config)
         if config.organization_id:  # hub and spokes: the spokes forward to this bus
-            OrganizationBusPolicy(self, "OrganizationBus", config.organization_id)
+            bus = OrganizationBusPolicy(self, "OrganizationBus", config.organization_id)
+            CfnOutput(
+                self,
+                "HubEventBusArn",
+                value=bus.bus_arn,
+                description="The spokes' hubEventBusArn (-c hubEventBusArn=...)",
+            )
         self.observability = Observability(
             self,
             "Observability",

@@ -434,12 +434,15 @@ def test_cfn_lint_finds_nothing_in_the_spoke_and_stack_set_templates(
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_hub_bus_admits_only_the_organizations_accounts(template, tmp_path_factory):
+def test_the_hub_bus_admits_only_the_organizations_accounts(audit, template, tmp_path_factory):
     from tests.infra.conftest import synth
 
-    # without an organization id the hub is as before: no bus policy at all
+    # without an organization id the hub is as before: no bus policy, no spoke stacks
     assert template.find_resources("AWS::Events::EventBusPolicy") == {}
+    assert "HubEventBusArn" not in template.to_json()["Outputs"]
+    assert set(audit["stacks"]) == {"PodIdentityControlPlane", "PodIdentityControlPlane-IamEvents"}
     hub = template_of(synth(tmp_path_factory.mktemp("org"), organizationId=ORG))
+    assert resolve(hub.to_json()["Outputs"]["HubEventBusArn"]["Value"], HUB, {}) == BUS
     (policy,) = hub.find_resources("AWS::Events::EventBusPolicy").values()
     statement = resolve(policy["Properties"]["Statement"], HUB, {})
     assert policy["Properties"]["EventBusName"] == "default"
