@@ -15,15 +15,31 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import DeployConfig
-from infra.stack import IAM_EVENTS_REGION, ControlPlaneStack, IamEventForwarderStack
+from infra.config import DeployConfig, SpokeConfig, StackSetConfig
+from infra.events import IAM_EVENTS_REGION
+from infra.spoke import PodidSpokeStack
+from infra.spoke_stackset import PodidSpokeStackSetStack
+from infra.stack import ControlPlaneStack, IamEventForwarderStack
+
+
+def asked(app: cdk.App, key: str) -> bool:
+    return app.node.try_get_context(key) in (True, "true")
 
 
 def build_app(context: dict[str, object] | None = None) -> cdk.App:
     app = cdk.App(context=context)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    config = DeployConfig.from_context(app)
     account = os.environ.get("CDK_DEFAULT_ACCOUNT")
+    # a spoke account, or the StackSet's administrator, synthesizes only its own stack
+    here = cdk.Environment(account=account, region=os.environ.get("CDK_DEFAULT_REGION"))
+    if asked(app, "spoke"):
+        PodidSpokeStack(app, "PodidSpoke", SpokeConfig.from_context(app), env=here)
+        return app
+    if asked(app, "spokeStackSet"):
+        stack_set = StackSetConfig.from_context(app)
+        PodidSpokeStackSetStack(app, "PodidSpokeStackSet", stack_set, env=here)
+        return app
+    config = DeployConfig.from_context(app)
     region = config.home_region or os.environ.get("CDK_DEFAULT_REGION")
     name = str(app.node.try_get_context("stackName") or "PodIdentityControlPlane")
     ControlPlaneStack(app, name, config, env=cdk.Environment(account=account, region=region))

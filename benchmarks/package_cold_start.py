@@ -107,8 +107,8 @@ def sample(python: str, package: Path, code: str, module: str) -> dict[str, floa
             text=True,
             check=True,
         )
-    got: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return got
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    return {str(key): float(value) for key, value in found.items()}
 
 
 def measure(

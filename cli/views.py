@@ -14,6 +14,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from functions.core.arns import parse_role_arn
+
 STATE_STYLES = {
     "InSync": "green",
     "Accepted": "green",
@@ -74,19 +76,21 @@ def role_label(role_arn: str | None, account: str | None = None) -> str:
     """The role's name (with its path) when it is in `account`, else the ARN."""
     if not role_arn:
         return "-"
-    parts = role_arn.split(":", 5)
-    if len(parts) == 6 and parts[4] == account and parts[5].startswith("role/"):
-        return parts[5].removeprefix("role/")
-    return role_arn
+    try:
+        role = parse_role_arn(role_arn)
+    except ValueError:
+        return role_arn
+    return f"{role.path.removeprefix('/')}{role.name}" if role.account == account else role_arn
 
 
 def role_lines(role_arn: object) -> Text:
     """A role ARN as its name over its account: narrower than the ARN, and exact
     within one partition (JSON output keeps the ARN)."""
-    parts = str(role_arn or "-").split(":", 5)
-    if len(parts) != 6 or not parts[5].startswith("role/"):
+    try:
+        role = parse_role_arn(str(role_arn))
+    except ValueError:
         return Text(str(role_arn or "-"))
-    return lines(parts[5].removeprefix("role/"), dim(f"account {parts[4]}"))
+    return lines(f"{role.path.removeprefix('/')}{role.name}", dim(f"account {role.account}"))
 
 
 def target_label(target: Mapping[str, Any] | None) -> str:

@@ -16,6 +16,8 @@ from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
 from infra.config import DeployConfig
 from infra.functions import ControlPlaneFunctions, Shared
 
+IAM_EVENTS_REGION = "us-east-1"  # IAM is global: CloudTrail emits its events there
+
 
 def _pattern(pattern: dict[str, Any], account: str) -> events.EventPattern:
     # this account's events only, whatever a bus policy ever lets in
@@ -109,4 +111,31 @@ class EventWiring(Construct):
             description="Full reconcile pass and trust sweep of every declared role",
             schedule=events.Schedule.rate(Duration.minutes(config.schedule_minutes)),
             targets=[invoke(functions.reconcile), invoke(functions.trust_guard)],
+        )
+
+
+class OrganizationBusPolicy(Construct):
+    """The hub's default bus admits events put by the organization's accounts only
+    (the spokes' forwarding rules); anyone else's PutEvents stays refused."""
+
+    def __init__(self, scope: Construct, construct_id: str, organization_id: str) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.bus_arn = (
+            f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
+        )
+        # the L1: the L2 EventBusPolicy fails to resolve an AnyPrincipal statement in jsii
+        self.policy = events.CfnEventBusPolicy(
+            self,
+            "Policy",
+            event_bus_name="default",
+            statement_id="podid-organization-spokes",
+            statement={
+                "Sid": "podid-organization-spokes",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "events:PutEvents",
+                "Resource": self.bus_arn,
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": organization_id}},
+            },
         )

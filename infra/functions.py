@@ -40,6 +40,7 @@ PUSHED_MAP_ATTRIBUTES = [
     records.SK,
     *(field.alias or name for name, field in PushedMap.model_fields.items()),
 ]
+FUNCTIONS = ("sync", "trust_guard", "reconcile", "webhook_push")
 RETENTION = {
     7: logs.RetentionDays.ONE_WEEK,
     30: logs.RetentionDays.ONE_MONTH,
@@ -48,6 +49,11 @@ RETENTION = {
     365: logs.RetentionDays.ONE_YEAR,
     731: logs.RetentionDays.TWO_YEARS,
 }
+
+
+def function_name(stack_name: str, name: str) -> str:
+    """A function's name, and its role's: what a spoke's trust policy names."""
+    return f"{stack_name}-{name.replace('_', '-')}"[:64]
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,7 @@ class ControlPlaneFunctions(Construct):
         stack = Stack.of(self)
         # unique per stack unless chosen: two stacks in one account never share it
         self.owner = shared.config.owner or stack.stack_name[:64]
-        self.names = {
-            name: f"{stack.stack_name}-{name.replace('_', '-')}"[:64]
-            for name in ("sync", "trust_guard", "reconcile", "webhook_push")
-        }
+        self.names = {name: function_name(stack.stack_name, name) for name in FUNCTIONS}
         self.role_arns = {
             name: f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{self.names[name]}"
             for name in self.names

@@ -15,14 +15,12 @@ from constructs import Construct
 
 from infra.bundling import ROOT
 from infra.config import DeployConfig
-from infra.events import EventWiring, iam_event_pattern
+from infra.events import EventWiring, OrganizationBusPolicy, iam_event_pattern
 from infra.functions import ControlPlaneFunctions, Shared
 from infra.nag import acknowledge
 from infra.observability import Observability
 from infra.queues import ControlPlaneQueues
 from infra.table import ControlPlaneTable
-
-IAM_EVENTS_REGION = "us-east-1"  # IAM is global: CloudTrail emits its events there
 
 
 class ControlPlaneStack(Stack):
@@ -59,6 +57,14 @@ class ControlPlaneStack(Stack):
             declaration_functions=("sync", "reconcile"),
         )
         self.wiring = EventWiring(self, "Events", self.functions, shared, config)
+        if config.organization_id:  # hub and spokes: the spokes forward to this bus
+            bus = OrganizationBusPolicy(self, "OrganizationBus", config.organization_id)
+            CfnOutput(
+                self,
+                "HubEventBusArn",
+                value=bus.bus_arn,
+                description="The spokes' hubEventBusArn (-c hubEventBusArn=...)",
+            )
         self.observability = Observability(
             self,
             "Observability",

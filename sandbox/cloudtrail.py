@@ -19,7 +19,7 @@ from typing import Any
 import botocore.parsers
 from moto.core.responses import BaseResponse
 
-from functions.core.arns import parse_role_arn
+from sandbox import arns
 from sandbox.eks_emulation import service_model
 from sandbox.transport import cloudtrail_event
 
@@ -122,7 +122,8 @@ def _lower_first(params: dict[str, Any]) -> dict[str, Any]:
 
 def _as_session(caller: str) -> str:
     """A role signs as a session of itself; any other principal as itself."""
-    if ":role/" in caller:
-        role = parse_role_arn(caller)
-        return f"arn:{role.partition}:sts::{role.account}:assumed-role/{role.name}/{role.name}"
+    arn = arns.parse(caller)
+    if arn.service == "iam" and arn.resource.startswith("role/"):
+        name = arn.resource_name
+        return f"arn:{arn.partition}:sts::{arn.account}:assumed-role/{name}/{name}"
     return caller

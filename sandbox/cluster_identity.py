@@ -17,6 +17,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox import arns
+
 POD_IDENTITY_AUDIENCE = "pods.eks.amazonaws.com"
 
 
@@ -51,7 +53,7 @@ class ClusterIdentity:
 
     @classmethod
     def create(cls, cluster_arn: str) -> ClusterIdentity:
-        region = cluster_arn.split(":")[3]
+        region = arns.parse(cluster_arn).region
         issuer = f"https://oidc.eks.{region}.amazonaws.com/id/{secrets.token_hex(16).upper()}"
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return cls(cluster_arn, issuer, key)

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from rich.console import Console
@@ -55,9 +55,19 @@ class Steps:
         return table
 
 
+T = TypeVar("T")
+
+
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise DemoFailed(message)
+
+
+def present(value: T | None, message: str) -> T:
+    """The value, or the demo fails saying what was missing."""
+    if value is None:
+        raise DemoFailed(message)
+    return value
 
 
 def associations(sandbox: Sandbox, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -74,8 +84,8 @@ def associations(sandbox: Sandbox, cluster: str) -> dict[tuple[str, str], dict[s
 
 def identities(sandbox: Sandbox, cluster: str) -> list[dict[str, str]]:
     configmap = sandbox.apis[cluster].configmap("kube-system", "pod-identity-associations")
-    check(configmap is not None, f"no association map pushed to {cluster}")
-    return list(json.loads(configmap["data"]["identities.json"])["identities"])  # type: ignore[index]
+    pushed = present(configmap, f"no association map pushed to {cluster}")
+    return list(json.loads(pushed["data"]["identities.json"])["identities"])
 
 
 def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
@@ -126,7 +136,7 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                    "Principal": {"AWS": f"arn:{sandbox.partition}:iam::{ACCOUNT}:root"},
                     "Action": "sts:AssumeRole",
                 }
             ],
@@ -185,9 +195,9 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             ),
         )
         sandbox.pump()
-        latest = services().repo.latest_finding(role_arn)
-        check(latest is not None and latest.action.value == "repaired", f"finding {latest}")
-        codes = sorted({f.code for f in latest.findings})  # type: ignore[union-attr]
+        latest = present(services().repo.latest_finding(role_arn), "no finding recorded")
+        check(latest.action.value == "repaired", f"finding {latest}")
+        codes = sorted({f.code for f in latest.findings})
         policy = iam.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]
         policy = json.loads(policy) if isinstance(policy, str) else policy
         principals = [s["Principal"] for s in policy["Statement"]]
@@ -203,10 +213,11 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             clusterName="blue", associationId=before["associationId"]
         )
         sandbox.pump()
-        after = associations(sandbox, "blue").get(("payments", "api"))
-        check(after is not None, "association not healed")
-        check(after["associationId"] != before["associationId"], "same association?")  # type: ignore[index]
-        return f"association deleted by hand -> healed as {after['associationId']}"  # type: ignore[index]
+        after = present(
+            associations(sandbox, "blue").get(("payments", "api")), "association not healed"
+        )
+        check(after["associationId"] != before["associationId"], "same association?")
+        return f"association deleted by hand -> healed as {after['associationId']}"
 
     def join() -> str:
         sandbox.add_cluster("teal", fleet="prod")

@@ -1,26 +1,34 @@
 """Verify EKS bearer tokens (`k8s-aws-v1.` presigned STS GetCallerIdentity) the
-way the cluster's authenticator relies on STS to: here by recomputing the
-SigV4 query signature with the known secret of the signing access key, and
-checking expiry (at most 15 minutes), the signed x-k8s-aws-id header (this
-cluster's name), the action and the STS host. Written from the token format,
-not with the product's token code, so it can disagree with a product bug."""
+way the cluster's authenticator relies on STS to: botocore's SigV4 query signer
+recomputes the signature with the known secret of the signing key at the time
+the URL says it was signed, compared in constant time; then expiry (at most 15
+minutes), the signed x-k8s-aws-id header (this cluster's name), the action and
+the STS host and its region. Written from the token format, not with the
+product's token code, so it can disagree with a product bug."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from botocore.auth import SIGV4_TIMESTAMP, SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
 CLUSTER_HEADER = "x-k8s-aws-id"
 MAX_TOKEN_SECONDS = 15 * 60
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_TOKEN_CHARS = 8 * 1024  # a real token is ~1.5 KB
+SIGNATURE = "X-Amz-Signature"
+# sts.amazonaws.com (global: signed for us-east-1) or sts.<region>.amazonaws.com[.cn]
+_STS_HOST = re.compile(r"sts(?:\.(?P<region>[a-z0-9-]+))?\.amazonaws\.com(?:\.cn)?")
+_GLOBAL_STS_REGION = "us-east-1"
 
 
 class TokenInvalid(Exception):
@@ -31,6 +39,13 @@ class TokenInvalid(Exception):
 class AwsCredential:
     secret_access_key: str
     principal_arn: str  # what STS GetCallerIdentity would answer (role ARN for roles)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    access_key: str
+    region: str
+    service: str
 
 
 class EksTokenVerifier:
@@ -49,52 +64,52 @@ class EksTokenVerifier:
         self.extra_hosts = frozenset(extra_hosts)
 
     def principal(self, token: str, now: float | None = None) -> str:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TokenInvalid()
         try:
             url = urlsplit(presigned_url(token))
         except (ValueError, UnicodeDecodeError) as exc:
             raise TokenInvalid() from exc
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
-        sts_host = re.fullmatch(r"sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?(:\d+)?", url.netloc)
-        if not sts_host and url.netloc not in self.extra_hosts:
-            raise TokenInvalid()
+        pairs = parse_qsl(url.query, keep_blank_values=True)
+        query = dict(pairs)
+        if len(query) != len(pairs):
+            raise TokenInvalid()  # a repeated parameter: which one would STS read?
         if (
             query.get("Action") != "GetCallerIdentity"
             or query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256"
+            or CLUSTER_HEADER not in query.get("X-Amz-SignedHeaders", "").split(";")
         ):
             raise TokenInvalid()
-        signed_headers = query.get("X-Amz-SignedHeaders", "").split(";")
-        if CLUSTER_HEADER not in signed_headers:
+        scope = self._scope(url.netloc, query)
+        credential = self.credentials.get(scope.access_key)
+        if credential is None:
             raise TokenInvalid()
         try:
-            access_key, date, region, service, _ = query["X-Amz-Credential"].split("/")
-            issued = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            issued = datetime.strptime(query["X-Amz-Date"], SIGV4_TIMESTAMP).replace(tzinfo=UTC)
             expires = int(query["X-Amz-Expires"])
         except (KeyError, ValueError) as exc:
             raise TokenInvalid() from exc
         current = now if now is not None else time.time()
-        if expires > MAX_TOKEN_SECONDS or issued.timestamp() + expires < current:
+        if not 0 < expires <= MAX_TOKEN_SECONDS or issued.timestamp() + expires < current:
             raise TokenInvalid()
-        credential = self.credentials.get(access_key)
-        if credential is None:
-            raise TokenInvalid()
-        headers = {"host": url.netloc, CLUSTER_HEADER: self.cluster_name}
-        expected = {
-            _signature(
-                credential.secret_access_key,
-                date=date,
-                region=region,
-                service=service,
-                query=query,
-                headers=headers,
-                signed_headers=signed_headers,
-                path=url.path or "/",
-                payload_hash=payload_hash,
-            )
-            for payload_hash in (_EMPTY_SHA256, "UNSIGNED-PAYLOAD")
-        }
-        if query.get("X-Amz-Signature") not in expected:
+        expected = _signature(url.geturl(), query, scope, credential, self.cluster_name)
+        if not hmac.compare_digest(query.get(SIGNATURE, ""), expected):
             raise TokenInvalid()
         return credential.principal_arn
+
+    def _scope(self, host: str, query: Mapping[str, str]) -> _Scope:
+        """Who signed, for which region and service; the region must be the host's."""
+        try:
+            access_key, _date, region, service, terminal = query["X-Amz-Credential"].split("/")
+        except (KeyError, ValueError) as exc:
+            raise TokenInvalid() from exc
+        if service != "sts" or terminal != "aws4_request":
+            raise TokenInvalid()
+        if host not in self.extra_hosts:
+            found = _STS_HOST.fullmatch(host)
+            if found is None or region != (found["region"] or _GLOBAL_STS_REGION):
+                raise TokenInvalid()
+        return _Scope(access_key, region, service)
 
 
 def presigned_url(token: str) -> str:
@@ -105,41 +120,26 @@ def presigned_url(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
-def _uri_encode(value: str) -> str:
-    return quote(value, safe="-_.~")
-
-
 def _signature(
-    secret: str,
-    *,
-    date: str,
-    region: str,
-    service: str,
-    query: dict[str, str],
-    headers: dict[str, str],
-    signed_headers: list[str],
-    path: str,
-    payload_hash: str,
+    url: str, query: Mapping[str, str], scope: _Scope, credential: AwsCredential, cluster: str
 ) -> str:
-    canonical_query = "&".join(
-        f"{_uri_encode(k)}={_uri_encode(v)}"
-        for k, v in sorted(query.items())
-        if k != "X-Amz-Signature"
+    """botocore's SigV4 query signature of the URL as sent (all but the signature),
+    at its own X-Amz-Date, over the headers the authenticator sends to STS."""
+    parts = urlsplit(url)
+    unsigned = "&".join(
+        pair for pair in parts.query.split("&") if pair.partition("=")[0] != SIGNATURE
     )
-    canonical_headers = "".join(f"{h}:{headers.get(h, '').strip()}\n" for h in signed_headers)
-    canonical_request = "\n".join(
-        ["GET", path, canonical_query, canonical_headers, ";".join(signed_headers), payload_hash]
+    request = AWSRequest(
+        method="GET",
+        url=urlunsplit(parts._replace(query=unsigned)),
+        headers={CLUSTER_HEADER: cluster},
     )
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        [
-            "AWS4-HMAC-SHA256",
-            query["X-Amz-Date"],
-            scope,
-            hashlib.sha256(canonical_request.encode()).hexdigest(),
-        ]
+    request.context["timestamp"] = query["X-Amz-Date"]
+    signer = SigV4QueryAuth(
+        Credentials(scope.access_key, credential.secret_access_key),
+        scope.service,
+        scope.region,
+        expires=int(query["X-Amz-Expires"]),
     )
-    key = f"AWS4{secret}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    canonical = signer.canonical_request(request)
+    return str(signer.signature(signer.string_to_sign(request, canonical), request))

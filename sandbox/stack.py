@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
+from sandbox import arns, cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -47,12 +47,12 @@ from sandbox.transport import (
 
 ACCOUNT = "123456789012"  # moto's account
 TABLE = "podid-sandbox"
-OPERATOR = f"arn:aws:iam::{ACCOUNT}:user/operator"
-ROLES = {
-    "sync": f"arn:aws:iam::{ACCOUNT}:role/podid-sync",
-    "trust_guard": f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard",
-    "reconcile": f"arn:aws:iam::{ACCOUNT}:role/podid-reconcile",
-    "webhook_push": f"arn:aws:iam::{ACCOUNT}:role/podid-webhook-push",
+# the functions' roles, by function (their ARNs are in the region's partition)
+ROLE_NAMES = {
+    "sync": "podid-sync",
+    "trust_guard": "podid-trust-guard",
+    "reconcile": "podid-reconcile",
+    "webhook_push": "podid-webhook-push",
 }
 # the trust policy a Pod Identity role starts with
 POD_TRUST = {
@@ -134,6 +134,13 @@ class Sandbox:
     # where each cluster's admin kubeconfig is written (None: not written)
     kubeconfig_dir: Path | None = None
 
+    @property
+    def partition(self) -> str:
+        return arns.partition_of(self.region)
+
+    def role_arn(self, function: str) -> str:
+        return arns.role_arn(self.partition, ACCOUNT, ROLE_NAMES[function])
+
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Sandbox:
         eks_emulation.install()
@@ -201,7 +208,7 @@ class Sandbox:
             ROLE_PATH=ROLE_PATH,
             FINDINGS_TOPIC_ARN=resources.topic_arn,
             KUBE_ENDPOINT_TEMPLATE=self._kube().endpoint_template,
-            SELF_ROLE_ARNS=",".join(ROLES.values()),
+            SELF_ROLE_ARNS=",".join(self.role_arn(f) for f in ROLE_NAMES),
             MODE=self.mode,
         )
         from functions.flows import services
@@ -214,10 +221,10 @@ class Sandbox:
                 account=ACCOUNT,
                 region=self.region,
                 callers={
-                    (FUNCTIONS_KEY, "iam"): ROLES["trust_guard"],
-                    (FUNCTIONS_KEY, "eks"): ROLES["sync"],
+                    (FUNCTIONS_KEY, "iam"): self.role_arn("trust_guard"),
+                    (FUNCTIONS_KEY, "eks"): self.role_arn("sync"),
                 },
-                default_caller=OPERATOR,
+                default_caller=f"arn:{self.partition}:iam::{ACCOUNT}:user/operator",
                 deliver=self._deliver,
             )
         )
@@ -291,7 +298,7 @@ class Sandbox:
         """The schedule rule's two targets: the reconcile pass and the trust sweep."""
         from functions.handlers import reconcile, trust_guard
 
-        rule = f"arn:aws:events:{self.region}:{ACCOUNT}:rule/podid-schedule"
+        rule = f"arn:{self.partition}:events:{self.region}:{ACCOUNT}:rule/podid-schedule"
         event = scheduled_event(rule, account=ACCOUNT, region=self.region)
         reconcile.handler(event, LambdaContext(function_name="podid-reconcile"))
         trust_guard.handler(event, LambdaContext(function_name="podid-trust-guard"))
@@ -308,7 +315,7 @@ class Sandbox:
         tags = {FLEET_TAG: fleet} if fleet else {}
         cluster = self.client("eks").create_cluster(
             name=name,
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+            roleArn=arns.role_arn(self.partition, ACCOUNT, "eks-cluster"),
             resourcesVpcConfig={"subnetIds": ["subnet-sandbox"]},
             tags=tags,
         )["cluster"]
@@ -324,11 +331,13 @@ class Sandbox:
                 return api
             api = self._kube().add_cluster(
                 name,
-                aws_credentials={"sandbox": AwsCredential(FUNCTIONS_KEY, ROLES["webhook_push"])},
+                aws_credentials={
+                    "sandbox": AwsCredential(FUNCTIONS_KEY, self.role_arn("webhook_push"))
+                },
                 identity=REGISTRY.for_cluster(arn),
                 sts_hosts=[self.endpoint.removeprefix("http://")],
             )
-            grant_push_access(api, ROLES["webhook_push"])
+            grant_push_access(api, self.role_arn("webhook_push"))
             eks_cluster_endpoint.publish(ACCOUNT, self.region, name, api.url, self._kube().ca_data)
             self.apis[name] = api
             if self.kubeconfig_dir is not None:
@@ -351,7 +360,7 @@ class Sandbox:
         self, cluster: str, namespace: str, service_account: str, agent_port: int, workdir: str
     ) -> Iterator[None]:
         """Environment variables as the webhook injects them into a pod."""
-        arn = f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{cluster}"
+        arn = f"arn:{self.partition}:eks:{self.region}:{ACCOUNT}:cluster/{cluster}"
         token_file = os.path.join(workdir, "eks-pod-identity-token")
         with open(token_file, "w", encoding="utf-8") as handle:
             handle.write(

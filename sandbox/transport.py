@@ -21,7 +21,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sandbox import arns
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_dynamodbstreams.literals import ShardIteratorTypeType
+    from mypy_boto3_dynamodbstreams.type_defs import RecordTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
 Handler = Callable[[dict[str, Any], Any], Any]
 logger = logging.getLogger(__name__)
@@ -49,10 +59,10 @@ def _epoch(value: Any) -> Any:
 
 @dataclass
 class StreamTailer:
-    streams: Any  # boto3 dynamodbstreams client
+    streams: DynamoDBStreamsClient
     stream_arn: str
     region: str
-    start: str = "TRIM_HORIZON"
+    start: ShardIteratorTypeType = "TRIM_HORIZON"
     batch_size: int = 100
     max_retries: int = 3
     _iterators: dict[str, str | None] = field(default_factory=dict)
@@ -83,7 +93,7 @@ class StreamTailer:
         self._pending[shard] = records
         return records
 
-    def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _lambda_record(self, record: RecordTypeDef) -> dict[str, Any]:
         dynamodb = dict(record["dynamodb"])
         if "ApproximateCreationDateTime" in dynamodb:
             dynamodb["ApproximateCreationDateTime"] = _epoch(
@@ -130,7 +140,7 @@ class StreamTailer:
 
 @dataclass
 class SqsPoller:
-    sqs: Any
+    sqs: SQSClient
     queue_url: str
     region: str
     batch_size: int = 10
@@ -153,7 +163,7 @@ class SqsPoller:
         if not received:
             return 0
         arn = self.queue_arn
-        records = [
+        records: list[dict[str, Any]] = [
             {
                 "messageId": m["MessageId"],
                 "receiptHandle": m["ReceiptHandle"],
@@ -168,7 +178,7 @@ class SqsPoller:
             for m in received
         ]
         failed = set(_failed_items(handler, records, lambda r: r["messageId"]))
-        done = [
+        done: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
             for i, r in enumerate(records)
             if r["messageId"] not in failed
@@ -190,11 +200,11 @@ class SqsPoller:
         )
         return leaving + self._counts("ApproximateNumberOfMessages")
 
-    def _counts(self, *names: str) -> int:
+    def _counts(self, *names: QueueAttributeNameType) -> int:
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=list(names)
         )["Attributes"]
-        return sum(int(attributes.get(name, 0)) for name in names)
+        return sum(int(attributes.get(name) or 0) for name in names)
 
     def drain(self, handler: Handler, *, rounds: int = 50) -> int:
         return _drain(lambda: self.deliver(handler), rounds)
@@ -255,9 +265,12 @@ def cloudtrail_event(
     (detail-type "AWS API Call via CloudTrail")."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     identity: dict[str, Any] = {"accountId": account, "arn": caller_arn}
-    if ":assumed-role/" in caller_arn:
-        role_name, session = caller_arn.split(":assumed-role/", 1)[1].split("/", 1)
-        role_arn = f"arn:aws:iam::{account}:role/{role_name}"
+    caller = arns.parse(caller_arn)
+    # IAM is global: its events are recorded in the partition's IAM signing region
+    recorded_in = arns.global_region("iam", caller.partition) if service == "iam" else region
+    if caller.resource.startswith("assumed-role/"):
+        role_name, session = arns.session_of(caller_arn)
+        role_arn = arns.role_arn(caller.partition, account, role_name)
         identity |= {
             "type": "AssumedRole",
             "principalId": f"{_role_id(role_arn)}:{session}",
@@ -275,7 +288,7 @@ def cloudtrail_event(
         identity |= {
             "type": "IAMUser",
             "principalId": "AIDA" + "0" * 16,
-            "userName": caller_arn.rsplit("/", 1)[-1],
+            "userName": caller.resource_name,
         }
     detail: dict[str, Any] = {
         "eventVersion": "1.09",
@@ -283,7 +296,7 @@ def cloudtrail_event(
         "eventTime": now,
         "eventSource": f"{service}.amazonaws.com",
         "eventName": event_name,
-        "awsRegion": "us-east-1" if service == "iam" else region,
+        "awsRegion": recorded_in,
         "sourceIPAddress": "203.0.113.10",
         "userAgent": "podid-sandbox",
         "requestParameters": request_parameters,
@@ -304,7 +317,7 @@ def cloudtrail_event(
         "AWS API Call via CloudTrail",
         json.loads(json.dumps(detail, default=str)),
         account=account,
-        region="us-east-1" if service == "iam" else region,
+        region=recorded_in,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -15,6 +15,10 @@ from functions.core.models import (
     AssociationKey,
     AssociationSpec,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_eks import EKSClient
+    from mypy_boto3_eks.type_defs import PodIdentityAssociationTypeDef
 
 
 class ClusterNotFound(Exception):
@@ -55,7 +59,7 @@ def request_token(*parts: object) -> str:
     return hashlib.sha256(canonical_json([str(p) for p in parts]).encode()).hexdigest()[:64]
 
 
-def _actual(cluster: str, raw: dict[str, Any]) -> ActualAssociation:
+def _actual(cluster: str, raw: PodIdentityAssociationTypeDef) -> ActualAssociation:
     return ActualAssociation(
         key=AssociationKey(cluster, raw["namespace"], raw["serviceAccount"]),
         association_id=raw["associationId"],
@@ -72,7 +76,7 @@ def _actual(cluster: str, raw: dict[str, Any]) -> ActualAssociation:
 
 
 class EksAdapter:
-    def __init__(self, eks_client: Any) -> None:
+    def __init__(self, eks_client: EKSClient) -> None:
         self._eks = eks_client
 
     # clusters ------------------------------------------------------------------

@@ -7,7 +7,12 @@ from __future__ import annotations
 import base64
 import contextvars
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from functions.core.arns import parse_arn
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
 CLUSTER_HEADER = "x-k8s-aws-id"
@@ -28,7 +33,7 @@ class CallerIdentity:
 
 
 class EksTokenBuilder:
-    def __init__(self, sts_client: Any) -> None:
+    def __init__(self, sts_client: STSClient) -> None:
         self._sts = sts_client
         self._sts.meta.events.register(
             "before-sign.sts.GetCallerIdentity", _add_cluster_header, unique_id="podid-eks-token"
@@ -37,7 +42,7 @@ class EksTokenBuilder:
     def caller_identity(self) -> CallerIdentity:
         """Whose credentials sign the tokens (the account a self-managed cluster is recorded in)."""
         found = self._sts.get_caller_identity()
-        return CallerIdentity(account=found["Account"], partition=found["Arn"].split(":")[1])
+        return CallerIdentity(account=found["Account"], partition=parse_arn(found["Arn"]).partition)
 
     def token(self, cluster_name: str, expires_in: int = 60) -> str:
         marker = _cluster_name.set(cluster_name)

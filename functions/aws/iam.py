@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from functions.aws.eks import error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +22,16 @@ class RoleInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def _policy_document(document: object) -> dict[str, Any]:
+    """boto3 decodes IAM's URL-encoded JSON into a dict; some callers hand back a string."""
+    loaded = json.loads(document) if isinstance(document, str) else document
+    if not isinstance(loaded, dict):
+        raise ValueError(f"IAM returned a trust policy that is not a JSON object: {loaded!r}")
+    return loaded
+
+
 class IamAdapter:
-    def __init__(self, iam_client: Any) -> None:
+    def __init__(self, iam_client: IAMClient) -> None:
         self._iam = iam_client
 
     def get_role(self, name: str) -> RoleInfo | None:
@@ -30,9 +41,7 @@ class IamAdapter:
             if error_code(error) == "NoSuchEntity":
                 return None
             raise
-        document = raw["AssumeRolePolicyDocument"]
-        # boto3 decodes the URL-encoded document; some callers hand back a string.
-        policy = json.loads(document) if isinstance(document, str) else document
+        policy = _policy_document(raw["AssumeRolePolicyDocument"])
         tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
         if not tags:
             tags = self.role_tags(name)

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.core.association_map import canonical_json
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 _SQS_BATCH = 10
 
 
 class Messenger:
-    def __init__(self, sqs: Any, events: Any, sns: Any) -> None:
+    def __init__(self, sqs: SQSClient, events: EventBridgeClient, sns: SNSClient) -> None:
         self._sqs, self._events, self._sns = sqs, events, sns
 
     def enqueue_per_cluster(self, queue_url: str, messages: Iterable[dict[str, Any]]) -> int:
@@ -24,10 +31,10 @@ class Messenger:
         drops a repeated id for 5 minutes); an SDK retry of this very send
         reuses it and is de-duplicated, as it should be."""
         fifo = queue_url.endswith(".fifo")
-        entries = []
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for index, message in enumerate(messages):
             body = canonical_json(message)
-            entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
+            entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(index), "MessageBody": body}
             if fifo:
                 entry["MessageGroupId"] = message["cluster"]
                 entry["MessageDeduplicationId"] = uuid.uuid4().hex
@@ -62,7 +69,7 @@ class Messenger:
     def publish_event(
         self, bus: str, source: str, detail_type: str, detail: dict[str, Any]
     ) -> None:
-        entries = [
+        entries: list[PutEventsRequestEntryTypeDef] = [
             {
                 "Source": source,
                 "DetailType": detail_type,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from functions.core.arns import parse_cluster_arn
+
+if TYPE_CHECKING:
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
 
 CLUSTER_TYPE = "eks:cluster"
 
 
 class TaggingAdapter:
-    def __init__(self, tagging_client: Any) -> None:
+    def __init__(self, tagging_client: ResourceGroupsTaggingAPIClient) -> None:
         self._tagging = tagging_client
 
     def cluster_tags(self) -> dict[str, dict[str, str]]:
@@ -17,12 +22,13 @@ class TaggingAdapter:
         found: dict[str, dict[str, str]] = {}
         pages = self._tagging.get_paginator("get_resources").paginate(
             ResourceTypeFilters=[CLUSTER_TYPE],
-            ResourcesPerPage=100,  # the API's maximum
+            PaginationConfig={"PageSize": 100},  # ResourcesPerPage: the API's maximum
         )
         for page in pages:
             for mapping in page["ResourceTagMappingList"]:
-                arn = mapping["ResourceARN"]
-                if ":cluster/" not in arn:
-                    continue
-                found[arn.rsplit("/", 1)[1]] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
+                try:
+                    name = parse_cluster_arn(mapping["ResourceARN"]).name
+                except ValueError:
+                    continue  # not a cluster ARN (the filter asks for clusters only)
+                found[name] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
         return found

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
@@ -29,6 +29,9 @@ from functions.core.models import (
     PushedMap,
     ReconcileReceipt,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
 
 _BATCH_GET = 100  # BatchGetItem's limit
 _BATCH_GET_ATTEMPTS = 8
@@ -63,7 +66,7 @@ def parse_declaration(item: dict[str, Any]) -> Declaration | list[str]:
 
 
 class Repository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     # --- low level --------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from functions.core.arns import parse_association_arn
+from functions.core.arns import parse_association_arn, parse_cluster_arn
 from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
 from functions.core.models import Cluster, Mode, ReconcileReceipt
@@ -175,18 +175,19 @@ def _cluster_changed(svc: Services, detail: CloudTrailDetail) -> bool:
         ).get("name")
     else:
         arn = detail.request("resourceArn") or ""
-        if ":podidentityassociation/" in arn:
+        try:
+            association = parse_association_arn(arn)
+        except ValueError:
+            association = None
+        if association is not None:
             # an association's tags edited by hand: drift like any other edit
-            try:
-                association = parse_association_arn(arn)
-            except ValueError:
-                return False
             return _request(
                 svc, association.cluster.name, detail.event_name, association.association_id
             )
-        if ":cluster/" not in arn:
+        try:
+            cluster_name = parse_cluster_arn(arn).name
+        except ValueError:
             return False  # tags on a node group or add-on: not membership
-        cluster_name = arn.rsplit("/", 1)[1]
     if not cluster_name:
         return False
     found = Discovery()

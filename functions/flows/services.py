@@ -86,15 +86,13 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
     return Services(
         settings=settings,
         repo=Repository(clients.table(settings.table_name, region, access)),
-        eks=EksAdapter(clients.client("eks", region, access)),
-        iam=IamAdapter(clients.client("iam", region, access)),
+        eks=EksAdapter(clients.eks(region, access)),
+        iam=IamAdapter(clients.iam(region, access)),
         messenger=Messenger(
-            clients.client("sqs", region, access),
-            clients.client("events", region, access),
-            clients.client("sns", region, access),
+            clients.sqs(region, access), clients.events(region, access), clients.sns(region, access)
         ),
-        tokens=EksTokenBuilder(clients.client("sts", region, access)),
-        tagging=TaggingAdapter(clients.client("resourcegroupstaggingapi", region, access)),
+        tokens=EksTokenBuilder(clients.sts(region, access)),
+        tagging=TaggingAdapter(clients.tagging(region, access)),
     )
 
 

@@ -32,8 +32,8 @@ config = IdempotencyConfig(
 @cache
 def _once() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The same CloudTrail event (or scheduled event) delivered twice is handled
-    once. Built on the first invocation, with the DynamoDB client the flows use
-    (not a second one at import)."""
+    once. Built on the first invocation, its DynamoDB client from the session
+    the flows' clients share (not its own session at import)."""
     settings = get_settings()
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.table_name,
@@ -41,7 +41,7 @@ def _once() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
         sort_key_attr=records.SK,
         static_pk_value=records.TRUST_GUARD_IDEMPOTENCY_PK,
         expiry_attr=records.TTL_ATTRIBUTE,
-        boto3_client=clients.client("dynamodb", settings.aws_region),
+        boto3_client=clients.dynamodb(settings.aws_region),
     )
     return idempotent(persistence_store=persistence, config=config)(_guard)
 

@@ -7,6 +7,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from functions.core.arns import parse_assumed_role_arn
 from node_agent.credentials import Credentials
 from node_agent.errors import AgentError, upstream_error
 from node_agent.tokens import TokenClaims
@@ -60,7 +61,7 @@ class EksAuthBackend:
             access_key_id=credentials["accessKeyId"],
             secret_access_key=credentials["secretAccessKey"],
             session_token=credentials["sessionToken"],
-            account_id=response["assumedRoleUser"]["arn"].split(":")[4],
+            account_id=parse_assumed_role_arn(response["assumedRoleUser"]["arn"]).account,
             expiration=credentials["expiration"],
             namespace=subject.get("namespace", claims.namespace),
             service_account=subject.get("serviceAccount", claims.service_account),

@@ -19,6 +19,7 @@ from typing import Any
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.core.arns import parse_role_arn
 from functions.core.association_map import parse_full_map
 from node_agent.backends.token_review import TokenReviewer
 from node_agent.credentials import Credentials
@@ -160,7 +161,7 @@ class StsBackend:
             access_key_id=raw["AccessKeyId"],
             secret_access_key=raw["SecretAccessKey"],
             session_token=raw["SessionToken"],
-            account_id=(entry.get("targetRoleArn") or entry["roleArn"]).split(":")[4],
+            account_id=parse_role_arn(entry.get("targetRoleArn") or entry["roleArn"]).account,
             expiration=raw["Expiration"],
             namespace=identity.namespace,
             service_account=identity.service_account,

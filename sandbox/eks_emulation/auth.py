@@ -13,7 +13,7 @@ from moto.eks.models import eks_backends
 from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
-from sandbox import iam_policy
+from sandbox import arns, iam_policy
 from sandbox.cluster_identity import POD_IDENTITY_AUDIENCE, REGISTRY, TokenRejected
 from sandbox.eks_emulation import store
 from sandbox.eks_emulation.errors import EmulatedError, access_denied, not_found
@@ -69,7 +69,7 @@ def assume_role_for_pod_identity(
             f"No Pod Identity Association found for service account "
             f"{subject.namespace}/{subject.service_account} in cluster {cluster_name}."
         )
-    partition = cluster.arn.split(":")[1]
+    partition = arns.parse(cluster.arn).partition
     try:
         role = iam_backends[account_id][partition].get_role_by_arn(association.role_arn)
     except Exception as exc:  # moto raises its own IAMNotFoundException

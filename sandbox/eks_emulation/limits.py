@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from sandbox import arns
+
 MAX_ASSOCIATIONS_PER_CLUSTER = 5000
 MAX_SESSION_POLICY_CHARS = 2048
 MAX_TAGS = 50
@@ -30,8 +32,9 @@ MAX_PAGE = 100
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS_LABEL = re.compile(rf"^{_LABEL}$")
 DNS_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_PARTITION = "|".join(re.escape(p) for p in sorted(arns.partitions(), key=len, reverse=True))
 ROLE_ARN = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov|aws-iso(-[a-z])?):iam::(?P<account>\d{12}):"
+    rf"^arn:(?P<partition>{_PARTITION}):iam::(?P<account>\d{{12}}):"
     r"role/(?P<path_name>[\w+=,.@/-]+)$"
 )
 ASSOCIATION_ID = re.compile(r"^a-[a-z0-9]{17}$")

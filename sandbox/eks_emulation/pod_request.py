@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sandbox import iam_policy
+from sandbox import arns, iam_policy
 
 POD_PRINCIPAL = "pods.eks.amazonaws.com"
 ASSUME_ROLE = "sts:AssumeRole"
@@ -29,7 +29,7 @@ def session_tags(
     """The six session tags EKS Pod Identity sets (EKS User Guide, pod-id-abac)."""
     return {
         "eks-cluster-arn": cluster_arn,
-        "eks-cluster-name": cluster_arn.rsplit("/", 1)[1],
+        "eks-cluster-name": arns.parse(cluster_arn).resource_name,
         "kubernetes-namespace": namespace,
         "kubernetes-service-account": service_account,
         "kubernetes-pod-name": pod_name,
@@ -44,7 +44,7 @@ def sts_requests(
     sts:AssumeRole, and sts:TagSession when `tags` are sent."""
     when = now or datetime.now(UTC)
     context: dict[str, str | tuple[str, ...]] = {
-        "aws:SourceAccount": cluster_arn.split(":")[4],
+        "aws:SourceAccount": arns.account_of(cluster_arn),
         "aws:SourceArn": cluster_arn,
         "aws:PrincipalServiceName": POD_PRINCIPAL,
         "aws:PrincipalIsAWSService": "true",

@@ -17,6 +17,7 @@ from typing import Any
 from moto.eks.models import EKSBackend
 from moto.iam.models import iam_backends
 
+from sandbox import arns
 from sandbox.eks_emulation import limits, validation
 from sandbox.eks_emulation.errors import (
     EmulatedError,
@@ -119,7 +120,10 @@ def cluster(backend: EKSBackend, name: str) -> Any:
 
 
 def role_exists(backend: EKSBackend, role_arn: str) -> bool:
-    partition = role_arn.split(":")[1]
+    try:
+        partition = arns.parse(role_arn).partition
+    except ValueError:
+        return False
     try:
         iam_backends[backend.account_id][partition].get_role_by_arn(role_arn)
     except Exception:  # moto raises its own IAMNotFoundException
@@ -189,7 +193,7 @@ def _new(
     found: Any, params: dict[str, Any], namespace: str, service_account: str, disable: bool
 ) -> Association:
     association_id = _new_id()
-    _, partition, _, region, account = found.arn.split(":")[:5]
+    cluster_arn = arns.parse(found.arn)
     now = datetime.now(UTC)
     return Association(
         cluster_name=found.name,
@@ -197,7 +201,8 @@ def _new(
         service_account=service_account,
         role_arn=params["roleArn"],
         association_arn=(
-            f"arn:{partition}:eks:{region}:{account}:podidentityassociation/"
+            f"arn:{cluster_arn.partition}:eks:{cluster_arn.region}:{cluster_arn.account}:"
+            "podidentityassociation/"
             f"{found.name}/{association_id}"
         ),
         association_id=association_id,
@@ -294,7 +299,10 @@ def list_page(backend: EKSBackend, params: dict[str, Any]) -> tuple[list[Associa
 
 
 def by_arn(backend: EKSBackend, arn: str) -> Association | None:
-    if ":podidentityassociation/" not in arn:
+    try:
+        kind, cluster_name, association_id = arns.parse(arn).resource.split("/")
+    except ValueError:
         return None
-    cluster_name, association_id = arn.split(":podidentityassociation/", 1)[1].split("/", 1)
+    if kind != "podidentityassociation":
+        return None
     return get(backend, cluster_name, association_id)

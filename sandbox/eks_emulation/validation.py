@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sandbox import arns
 from sandbox.eks_emulation import limits
 from sandbox.eks_emulation.errors import invalid_parameter
 
@@ -72,14 +73,14 @@ def settings(
     policy: str | None,
     role_exists: Callable[[str], bool],
 ) -> None:
-    cluster_account = cluster_arn.split(":")[4]
+    cluster_account = arns.account_of(cluster_arn)
     for field, arn in (("roleArn", role_arn), ("targetRoleArn", target_role_arn)):
         if arn is not None and not limits.ROLE_ARN.match(arn):
             raise invalid_parameter(
                 f"{field} {arn!r} is not an IAM role ARN "
                 "(arn:<partition>:iam::<account>:role/<name>)."
             )
-    if role_arn.split(":")[4] != cluster_account:
+    if arns.account_of(role_arn) != cluster_account:
         raise invalid_parameter(
             f"Role {role_arn} must be in the same account as the cluster ({cluster_account}); "
             "a role in another account is reached through targetRoleArn."

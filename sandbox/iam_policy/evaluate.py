@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sandbox import arns
 from sandbox.iam_policy.conditions import holds
 from sandbox.iam_policy.document import Statement, TrustPolicy
 from sandbox.iam_policy.matching import ContextValue, NotEvaluable, action_matches
@@ -39,7 +40,7 @@ class Caller:
 
     @classmethod
     def aws(cls, arn: str, *, role_arn: str = "") -> Caller:
-        return cls("AWS", arn, account=arn.split(":")[4], role_arn=role_arn)
+        return cls("AWS", arn, account=arns.account_of(arn), role_arn=role_arn)
 
 
 @dataclass(frozen=True, slots=True)

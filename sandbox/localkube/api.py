@@ -237,10 +237,11 @@ class ClusterAPI:
             )
         user = self.authn.authenticate(request.header("authorization"), request.peer_certificate)
         parts = path.strip("/").split("/")
+        group: str | None
         if parts[0] == "api":
             group, version, rest = "", (parts[1] if len(parts) > 1 else None), parts[2:]
         elif parts[0] == "apis":
-            group = parts[1] if len(parts) > 1 else None  # type: ignore[assignment]
+            group = parts[1] if len(parts) > 1 else None
             version, rest = (parts[2] if len(parts) > 2 else None), parts[3:]
         elif parts[0] == "openapi":
             return self._openapi(user, request, parts[1:])

@@ -127,7 +127,8 @@ def _scalar(kind: str, raw: int | bytes, depth: int) -> Any:
         return base64.b64encode(raw).decode()
     if kind == "fields":
         inner = dict(_fields(raw))
-        return json.loads(inner.get(1, b"{}") or b"{}")  # type: ignore[arg-type]
+        raw_json = inner.get(1)
+        return json.loads(raw_json if isinstance(raw_json, bytes) and raw_json else b"{}")
     if kind == "time":
         seconds = _message("Time", raw, depth).get("seconds", 0)
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -36,7 +36,7 @@ def _rule_allows(
     rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None
 ) -> bool:
     def has(values: list[str] | None, wanted: str) -> bool:
-        return bool(values) and ("*" in values or wanted in values)  # type: ignore[operator]
+        return values is not None and ("*" in values or wanted in values)
 
     if not (has(rule.get("verbs"), verb) and has(rule.get("apiGroups"), group)):
         return False

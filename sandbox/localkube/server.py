@@ -57,7 +57,7 @@ class LocalKubernetes:
 
     @property
     def ca_file(self) -> Path:
-        return Path(self.ca.ca_file)
+        return self.ca.ca_file
 
     @property
     def ca_data(self) -> str:
@@ -92,7 +92,7 @@ class LocalKubernetes:
         self._server.server_close()
         if self._thread:
             self._thread.join(timeout=5)
-        shutil.rmtree(Path(self.ca.ca_file).parent, ignore_errors=True)
+        shutil.rmtree(self.ca.directory, ignore_errors=True)
 
     def __enter__(self) -> LocalKubernetes:
         return self.start()

@@ -18,10 +18,19 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LIFETIME = timedelta(days=7)  # a sandbox lives for a session, not a year
+# what a serving certificate answers to: loopback, and the names in-cluster clients use
+SERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+SERVER_ADDRESSES = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    cert: Path
+    key: Path
 
 
 @dataclass(frozen=True)
@@ -29,12 +38,22 @@ class KeyPair:
     certificate_pem: bytes
     key_pem: bytes
 
+    def write(self, directory: Path, stem: str) -> KeyFiles:
+        """PEM files `<stem>.crt` and `<stem>.key` (for binaries that read files)."""
+        files = KeyFiles(directory / f"{stem}.crt", directory / f"{stem}.key")
+        write_private(files.cert, self.certificate_pem)
+        write_private(files.key, self.key_pem)
+        return files
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+
+def write_private(path: Path, content: bytes) -> None:
+    """Write a file only its owner can read (keys; certificates alike, for simplicity)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -48,8 +67,18 @@ def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
 
 
 class CertificateAuthority:
-    def __init__(self, common_name: str = "podid-sandbox-ca") -> None:
-        self._key = _key()
+    """One CA per sandbox or test session; `directory` holds its files (a private
+    temporary directory unless given)."""
+
+    def __init__(
+        self,
+        common_name: str = "podid-sandbox-ca",
+        *,
+        lifetime: timedelta = LIFETIME,
+        directory: Path | None = None,
+    ) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._lifetime = lifetime
         now = datetime.now(UTC)
         self._name = _name(common_name)
         self.certificate = (
@@ -59,7 +88,7 @@ class CertificateAuthority:
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + LIFETIME)
+            .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -83,72 +112,77 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         self.pem = self.certificate.public_bytes(serialization.Encoding.PEM)
-        self._dir = Path(tempfile.mkdtemp(prefix="podid-kube-tls-"))
-        self.ca_file = self._write("ca.crt", self.pem)
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="podid-kube-tls-"))
+        self.ca_file = self.directory / "ca.crt"
+        write_private(self.ca_file, self.pem)
 
     @property
     def data(self) -> str:
         """base64 PEM, as EKS DescribeCluster and kubeconfig certificate-authority-data carry it."""
         return base64.b64encode(self.pem).decode()
 
-    def _issue(
+    def issue(
         self,
-        subject: x509.Name,
-        usage: x509.ObjectIdentifier,
-        names: list[x509.GeneralName] | None = None,
+        common_name: str,
+        organizations: tuple[str, ...] = (),
+        *,
+        server: bool = False,
+        client: bool = False,
     ) -> KeyPair:
-        key = _key()
+        """A leaf certificate: CN the user (or service), O its groups, as
+        kube-apiserver reads client certificates; a server one names SERVER_NAMES."""
+        key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [
+            ExtendedKeyUsageOID.CLIENT_AUTH
+        ] * client
         builder = (
             x509.CertificateBuilder()
-            .subject_name(subject)
+            .subject_name(_name(common_name, organizations))
             .issuer_name(self._name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + LIFETIME)
+            .not_valid_after(now + self._lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                 critical=False,
             )
         )
-        if names:
+        if server:
+            names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_ADDRESSES]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         certificate = builder.sign(self._key, hashes.SHA256())
-        return KeyPair(certificate.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        return KeyPair(certificate.public_bytes(serialization.Encoding.PEM), private_key_pem(key))
+
+    def issue_files(
+        self,
+        stem: str,
+        common_name: str,
+        organizations: tuple[str, ...] = (),
+        *,
+        server: bool = False,
+        client: bool = False,
+    ) -> KeyFiles:
+        pair = self.issue(common_name, organizations, server=server, client=client)
+        return pair.write(self.directory, stem)
 
     def serving(self) -> KeyPair:
-        return self._issue(
-            _name("podid-local-kube-apiserver"),
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            [
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("::1")),
-                x509.DNSName("localhost"),
-            ],
-        )
+        return self.issue("podid-local-kube-apiserver", server=True)
 
     def client(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
         """A client certificate as kube-apiserver reads it: CN is the user, O the groups."""
-        return self._issue(_name(user, groups), ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self.issue(user, groups, client=True)
 
     def server_context(self) -> ssl.SSLContext:
-        pair = self.serving()
-        cert_file = self._write("server.crt", pair.certificate_pem)
-        key_file = self._write("server.key", pair.key_pem)
+        files = self.serving().write(self.directory, "server")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(files.cert, files.key)
         # client certificates are optional (tokens are the other way in), verified when sent
         context.verify_mode = ssl.CERT_OPTIONAL
         context.load_verify_locations(cadata=self.pem.decode())
         return context
-
-    def _write(self, name: str, content: bytes) -> str:
-        path = self._dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        return str(path)

@@ -89,7 +89,7 @@ def test_invalid_record_gets_an_exact_reason_is_not_retried_and_fixing_it_clears
     assert status["state"] == "Invalid"
     assert status["errors"] == [
         "roleArn: 'arn:aws:iam::123:role/payments-api' is not an IAM role ARN (expected "
-        "arn:<aws|aws-cn|aws-us-gov>:iam::<12-digit account>:role/[<path>/]<name>)"
+        "arn:<partition>:iam::<12-digit account>:role/[<path>/]<name>)"
     ]
     assert world.associations("blue") == {}
     # When the record is fixed

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox import arns
 from sandbox.eks_token_verifier import (
     AwsCredential,
     EksTokenVerifier,
     TokenInvalid,
     presigned_url,
 )
-from tests.realkube.pki import KeyPair
+from sandbox.localkube.tls import KeyFiles
 
 MAX_REVIEW_BYTES = 64 * 1024  # a TokenReview holds one token; EKS tokens are ~1.5 KB
 # the query parameters STS's presigned GetCallerIdentity carries, nothing else
@@ -50,8 +51,6 @@ _ALLOWED_PARAMETERS = {
     "x-amz-signedheaders",
 }
 _STS_HOST = re.compile(r"sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?")
-_ASSUMED_ROLE = re.compile(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/(.+)")
-_ROLE = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([^/]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +73,15 @@ class AccessEntry:
 def canonical_arn(arn: str) -> str:
     """An assumed-role session and a role ARN with a path both name the role
     `arn:<partition>:iam::<account>:role/<name>`, as EKS matches access entries."""
-    if found := _ASSUMED_ROLE.fullmatch(arn):
-        partition, account, name, _ = found.groups()
-        return f"arn:{partition}:iam::{account}:role/{name}"
-    if found := _ROLE.fullmatch(arn):
-        partition, account, name = found.groups()
-        return f"arn:{partition}:iam::{account}:role/{name}"
+    try:
+        parsed = arns.parse(arn)
+    except ValueError:
+        return arn
+    if parsed.service == "sts" and parsed.resource.startswith("assumed-role/"):
+        role, _session = arns.session_of(arn)
+        return arns.role_arn(parsed.partition, parsed.account, role)
+    if parsed.service == "iam" and parsed.resource.startswith("role/"):
+        return arns.role_arn(parsed.partition, parsed.account, parsed.resource_name)
     return arn
 
 
@@ -131,7 +133,7 @@ class EksAuthenticator:
     """The webhook server: TLS on a loopback port, the API server its only client
     (it must present a certificate from the session's CA)."""
 
-    def __init__(self, cluster_name: str, serving: KeyPair, ca_file: Path) -> None:
+    def __init__(self, cluster_name: str, serving: KeyFiles, ca_file: Path) -> None:
         self.cluster_name = cluster_name
         self._entries: dict[str, AccessEntry] = {}
         self._static: dict[str, AwsPrincipal] = {}
@@ -306,5 +308,7 @@ class EksAuthenticator:
 
 def _session_name(arn: str) -> str:
     """The session name of an assumed-role ARN; an IAM user has none."""
-    found = _ASSUMED_ROLE.fullmatch(arn)
-    return found.group(4) if found else ""
+    try:
+        return arns.session_of(arn)[1]
+    except ValueError:
+        return ""

@@ -12,6 +12,7 @@ in the session's directory and are shown when a test using them fails."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import shutil
@@ -26,10 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 
+from sandbox.localkube.tls import CertificateAuthority, KeyFiles, private_key_pem, write_private
 from tests.realkube.authenticator import EksAuthenticator
-from tests.realkube.pki import CertificateAuthority, KeyPair, service_account_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_NAME = "realkube"
@@ -108,13 +111,16 @@ class RealKube:
         self._kubeconfigs.mkdir(exist_ok=True)
         self.logs = directory / "logs"
         self.logs.mkdir(exist_ok=True)
-        self._ca = CertificateAuthority(self._pki)
-        self.ca_file = self._ca.cert_file
-        self._admin = self._ca.issue(
-            "admin", ADMIN_USER, organizations=("system:masters",), client=True
+        # a session, with room for a slow machine
+        self._ca = CertificateAuthority(
+            "podid-realkube-ca", lifetime=datetime.timedelta(days=2), directory=self._pki
         )
+        self.ca_file = self._ca.ca_file
+        self._admin = self._ca.issue_files("admin", ADMIN_USER, ("system:masters",), client=True)
         self.authenticator = EksAuthenticator(
-            cluster_name, self._ca.issue("authenticator", "127.0.0.1", server=True), self.ca_file
+            cluster_name,
+            self._ca.issue_files("authenticator", "127.0.0.1", server=True),
+            self.ca_file,
         )
         self.port = 0
         self.url = ""
@@ -191,8 +197,10 @@ class RealKube:
             ],
         )
         self._wait("etcd", lambda: self._etcd_healthy(etcd_url), timeout=60)
-        serving = self._ca.issue("apiserver", "kube-apiserver", server=True)
-        webhook_client = self._ca.issue("apiserver-webhook-client", "kube-apiserver", client=True)
+        serving = self._ca.issue_files("apiserver", "kube-apiserver", server=True)
+        webhook_client = self._ca.issue_files(
+            "apiserver-webhook-client", "kube-apiserver", client=True
+        )
         self._write_webhook_kubeconfig(webhook_client)
         sa_keys = service_account_keys(self._pki)
         self._spawn("kube-apiserver", self._apiserver_command(etcd_url, serving, sa_keys))
@@ -207,7 +215,7 @@ class RealKube:
         self.admin_kubeconfig.chmod(0o600)
         self._wait("kube-apiserver", self._ready, timeout=START_TIMEOUT)
 
-    def _apiserver_command(self, etcd_url: str, serving: KeyPair, sa_keys: KeyPair) -> list[str]:
+    def _apiserver_command(self, etcd_url: str, serving: KeyFiles, sa_keys: KeyFiles) -> list[str]:
         return [
             str(self.tools_bin / "kube-apiserver"),
             f"--etcd-servers={etcd_url}",
@@ -237,7 +245,7 @@ class RealKube:
             "--v=1",
         ]
 
-    def _write_webhook_kubeconfig(self, client: KeyPair) -> None:
+    def _write_webhook_kubeconfig(self, client: KeyFiles) -> None:
         (self.directory / "authn-webhook.yaml").write_text(
             _kubeconfig(
                 self.authenticator.url,
@@ -339,10 +347,10 @@ class RealKube:
         path.chmod(0o600)
         return path
 
-    def serving_certificate(self, name: str) -> KeyPair:
+    def serving_certificate(self, name: str) -> KeyFiles:
         """A TLS serving certificate for 127.0.0.1/localhost from the session's CA
         (whose PEM, `ca_file`, is the caBundle of a webhook configuration)."""
-        return self._ca.issue(f"serving-{name}", name, server=True)
+        return self._ca.issue_files(f"serving-{name}", name, server=True)
 
     # --- identities -------------------------------------------------------------------
     def map_iam_principal(self, arn: str, username: str, groups: list[str]) -> None:
@@ -389,3 +397,17 @@ class RealKube:
     def ensure_namespace(self, name: str) -> None:
         manifest = self.kubectl("create", "namespace", name, "--dry-run=client", "-o", "yaml")
         self.kubectl("apply", "-f", "-", input=manifest.stdout)
+
+
+def service_account_keys(directory: Path) -> KeyFiles:
+    """The key pair the API server signs service-account tokens with (RS256)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    files = KeyFiles(directory / "sa.pub", directory / "sa.key")
+    write_private(
+        files.cert,
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    write_private(files.key, private_key_pem(key))
+    return files

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -27,11 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from sandbox.localkube.tls import CertificateAuthority
 from tests.realwebhook.bridge import Bridges
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,49 +54,14 @@ class TlsFiles:
         return self.ca.read_bytes()
 
 
-def make_tls(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
-    """A CA and a serving certificate for `host` (what a cert-manager Issuer or the
+def make_tls(directory: Path) -> TlsFiles:
+    """A CA and a loopback serving certificate (what a cert-manager Issuer or the
     documented openssl step makes for the in-cluster Service)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "podid webhook test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    authority = CertificateAuthority(
+        "podid webhook test CA", lifetime=dt.timedelta(days=1), directory=directory
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = TlsFiles(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
-    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
+    serving = authority.issue("127.0.0.1", server=True).write(directory, "tls")
+    return TlsFiles(authority.ca_file, serving.cert, serving.key)
 
 
 def _kubeconfig(path: Path, server: str, ca: Path | None, token: str | None) -> None:

@@ -1,12 +1,14 @@
-"""Repair never widens: checked against an IAM trust-policy evaluator written here
-from AWS's documented evaluation logic. It shares no code with functions.core.trust
-(an oracle built from the product agrees with the product's bugs)."""
+"""Repair never widens: checked against the sandbox's IAM trust-policy evaluator
+(sandbox.iam_policy, written from AWS's documented evaluation logic) over the
+requests EKS Auth makes for a pod (sandbox.eks_emulation.pod_request). Neither
+shares code with functions.core.trust (an oracle built from the product agrees
+with the product's bugs)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.core.trust import Code, TrustContext, Usage, repair
+from sandbox import iam_policy
+from sandbox.eks_emulation.pod_request import session_tags, sts_requests
 from tests.builders import ACCOUNT, OTHER_ACCOUNT, cluster_arn, role_arn
 
 POD = "pods.eks.amazonaws.com"
 ROLE = role_arn("app")
 
-# --- the evaluator ------------------------------------------------------------------
+# --- the pod's requests, decided by the sandbox's evaluator ---------------------------
 
 
 @dataclass(frozen=True)
@@ -32,117 +36,37 @@ class Pod:
     service_account: str
     tagged: bool = True  # False: the association disables session tags
 
-    @property
-    def account(self) -> str:
-        return self.cluster_arn.split(":")[4]
-
     def usage(self) -> Usage:
         name = self.cluster_arn.rsplit("/", 1)[1]
         return Usage(name, self.cluster_arn, self.namespace, self.service_account, not self.tagged)
 
 
-def request_context(pod: Pod, *, sends_source_arn: bool) -> dict[str, list[str]]:
-    """The keys of the sts:AssumeRole request EKS Auth makes (names lower-cased:
-    IAM compares condition keys case-insensitively)."""
-    context = {"aws:sourceaccount": [pod.account]}
-    if sends_source_arn:  # undocumented for this principal: both readings are checked
-        context["aws:sourcearn"] = [pod.cluster_arn]
-    if pod.tagged:
-        tags = {
-            "eks-cluster-arn": pod.cluster_arn,
-            "eks-cluster-name": pod.cluster_arn.rsplit("/", 1)[1],
-            "kubernetes-namespace": pod.namespace,
-            "kubernetes-service-account": pod.service_account,
-            "kubernetes-pod-name": f"{pod.service_account}-7d4b9",
-            "kubernetes-pod-uid": "0b7e7a4c-4d5e-4f6a-8b9c-0d1e2f3a4b5c",
-        }
-        context |= {f"aws:requesttag/{key}": [value] for key, value in tags.items()}
-        context["aws:tagkeys"] = list(tags)
-    return context
-
-
-def _glob(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
-
-
-def _arn_like(pattern: str, value: str) -> bool:
-    # each of the six colon-separated ARN components is matched on its own
-    wanted, found = pattern.split(":", 5), value.split(":", 5)
-    return len(wanted) == len(found) == 6 and all(map(_glob, wanted, found))
-
-
-_MATCHERS = {
-    "StringEquals": (lambda p, v: p == v, False),
-    "StringNotEquals": (lambda p, v: p == v, True),
-    "StringEqualsIgnoreCase": (lambda p, v: p.lower() == v.lower(), False),
-    "StringNotEqualsIgnoreCase": (lambda p, v: p.lower() == v.lower(), True),
-    "StringLike": (_glob, False),
-    "StringNotLike": (_glob, True),
-    "ArnEquals": (_arn_like, False),
-    "ArnLike": (_arn_like, False),
-    "ArnNotEquals": (_arn_like, True),
-    "ArnNotLike": (_arn_like, True),
-}
-
-
-def _values(raw: Any) -> list[str]:
-    items = raw if isinstance(raw, list) else [raw]
-    return [str(v).lower() if isinstance(v, bool) else str(v) for v in items]
-
-
-def condition_holds(operator: str, key: str, raw: Any, context: dict[str, list[str]]) -> bool:
-    qualifier, _, base = operator.rpartition(":")
-    present = context.get(key.lower())
-    if base == "Null":  # "true": the key must be absent
-        return (present is None) == (_values(raw)[0].lower() == "true")
-    if_exists = base.endswith("IfExists")
-    base = base.removesuffix("IfExists")
-    match, negated = _MATCHERS[base]
-    if present is None:
-        # absent key: no match, so a negated operator holds; IfExists and
-        # ForAllValues hold vacuously, ForAnyValue does not
-        if if_exists or qualifier == "ForAllValues":
-            return True
-        return negated if not qualifier else False
-
-    def one(value: str) -> bool:
-        return any(match(p, value) for p in _values(raw)) != negated
-
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in present)
-    return any(one(v) for v in present)
-
-
-def _names(principal: Any) -> bool:
-    """Whether a Principal element designates the EKS pod service principal."""
-    if principal == "*":
-        return True
-    values = {
-        kind: value if isinstance(value, list) else [value] for kind, value in principal.items()
-    }
-    return "*" in values.get("AWS", []) or POD in values.get("Service", [])
-
-
-def _applies(statement: dict[str, Any], action: str, context: dict[str, list[str]]) -> bool:
-    if "NotPrincipal" in statement:
-        principal_ok = not _names(statement["NotPrincipal"])
-    else:
-        principal_ok = _names(statement["Principal"])
-    patterns = statement.get("Action", statement.get("NotAction"))
-    listed = any(
-        _glob(p, action, ignore_case=True)
-        for p in (patterns if isinstance(patterns, list) else [patterns])
+def requests(pod: Pod, *, sends_source_arn: bool) -> list[iam_policy.Request]:
+    """sts:AssumeRole (and sts:TagSession for a tagged session) as EKS Auth asks STS."""
+    tags = session_tags(
+        pod.cluster_arn,
+        pod.namespace,
+        pod.service_account,
+        f"{pod.service_account}-7d4b9",
+        "0b7e7a4c-4d5e-4f6a-8b9c-0d1e2f3a4b5c",
     )
-    action_ok = listed if "Action" in statement else not listed
-    return (
-        principal_ok
-        and action_ok
-        and all(
-            condition_holds(operator, key, raw, context)
-            for operator, block in statement.get("Condition", {}).items()
-            for key, raw in block.items()
-        )
+    found = sts_requests(pod.cluster_arn, tags if pod.tagged else None)
+    if sends_source_arn:  # undocumented for this principal: both readings are checked
+        return found
+    return [
+        dataclasses.replace(r, context={k: v for k, v in r.context.items() if k != "aws:SourceArn"})
+        for r in found
+    ]
+
+
+def decision(policy: dict[str, Any], request: iam_policy.Request) -> str:
+    """Allow, ExplicitDeny or ImplicitDeny."""
+    return iam_policy.decide(iam_policy.load(policy), request).effect
+
+
+def admits(policy: dict[str, Any], pod: Pod, *, sends_source_arn: bool = False) -> bool:
+    return all(
+        decision(policy, r) == "Allow" for r in requests(pod, sends_source_arn=sends_source_arn)
     )
 
 
@@ -151,30 +75,11 @@ def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
     return [found] if isinstance(found, dict) else found
 
 
-def decision(policy: dict[str, Any], action: str, context: dict[str, list[str]]) -> str:
-    """An explicit Deny wins, then an Allow, else the implicit deny."""
-    applying = [s for s in _statements(policy) if _applies(s, action, context)]
-    if any(s["Effect"] == "Deny" for s in applying):
-        return "Deny"
-    return "Allow" if applying else "ImplicitDeny"
-
-
-def required_actions(pod: Pod) -> list[str]:
-    # a session with tags needs sts:TagSession as well
-    return ["sts:AssumeRole", "sts:TagSession"] if pod.tagged else ["sts:AssumeRole"]
-
-
-def admits(policy: dict[str, Any], pod: Pod, *, sends_source_arn: bool = False) -> bool:
-    context = request_context(pod, sends_source_arn=sends_source_arn)
-    return all(decision(policy, a, context) == "Allow" for a in required_actions(pod))
-
-
 def owner_left_open(policy: dict[str, Any], pod: Pod, *, sends_source_arn: bool) -> bool:
     """For every action the pod needs, the policy either allows it already or has
     no statement naming the pod principal about it: nothing the role owner wrote
     says no. Only then may a repair add the pod."""
-    context = request_context(pod, sends_source_arn=sends_source_arn)
-    for action in required_actions(pod):
+    for request in requests(pod, sends_source_arn=sends_source_arn):
         naming = [
             s
             for s in _statements(policy)
@@ -182,11 +87,15 @@ def owner_left_open(policy: dict[str, Any], pod: Pod, *, sends_source_arn: bool)
             and "Principal" in s
             and s["Principal"] != "*"
             and POD in _as_list(s["Principal"].get("Service"))
-            and _applies({**s, "Condition": {}}, action, context)
+            and decision(document(_unconditional(s)), request) == "Allow"
         ]
-        if naming and not any(_applies(s, action, context) for s in naming):
+        if naming and not any(decision(document(s), request) == "Allow" for s in naming):
             return False
     return True
+
+
+def _unconditional(statement: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in statement.items() if k != "Condition"}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -226,23 +135,6 @@ def document(*statements: dict[str, Any]) -> dict[str, Any]:
         (document(allow(Action="sts:AssumeRole")), Pod(BLUE, "payments", "api", False), True),
         # an explicit Deny wins over any Allow
         (document(allow(), {**allow(), "Effect": "Deny"}), PAYMENTS_API, False),
-        # NotPrincipal naming the pod principal excludes it; naming someone else includes it
-        (
-            document({**allow(), "NotPrincipal": {"Service": POD}, "Principal": None}),
-            PAYMENTS_API,
-            False,
-        ),
-        (
-            document(
-                {
-                    **allow(),
-                    "NotPrincipal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"},
-                    "Principal": None,
-                }
-            ),
-            PAYMENTS_API,
-            True,
-        ),
         (document(allow(Principal="*")), PAYMENTS_API, True),
         (document(allow(Action="sts:*")), PAYMENTS_API, True),
         (document(allow(NotAction="s3:*", Action=None)), PAYMENTS_API, True),
@@ -294,6 +186,14 @@ def test_the_evaluator_follows_the_documented_iam_logic(policy, pod, expected):
     assert admits(policy, pod) is expected
 
 
+def test_not_principal_is_no_role_trust_policy():
+    # IAM refuses NotPrincipal in a role's trust policy, so no role has one to repair
+    policy = document({**allow(), "NotPrincipal": {"Service": POD}})
+    del policy["Statement"][0]["Principal"]
+    with pytest.raises(iam_policy.PolicyInvalid, match="NotPrincipal cannot be used"):
+        admits(policy, PAYMENTS_API)
+
+
 def test_source_arn_is_evaluated_only_when_eks_sends_it():
     policy = document(allow({"ArnLike": {"aws:SourceArn": cluster_arn("*")}}))
     assert admits(policy, PAYMENTS_API, sends_source_arn=True)
@@ -318,8 +218,6 @@ PRINCIPALS = [
     {"Principal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}},
     {"Principal": "*"},
     {"Principal": {"AWS": "*"}},
-    {"NotPrincipal": {"Service": POD}},
-    {"NotPrincipal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}},
 ]
 ACTIONS = [
     {"Action": "sts:AssumeRole"},
@@ -418,10 +316,10 @@ def test_repair_admits_what_the_policy_admitted_plus_only_declared_pods_it_may_a
             for p in case.pods
             if case.may_add(p)
             and p not in after
-            and "Deny"
+            and "ExplicitDeny"
             not in {
-                decision(case.policy, a, request_context(p, sends_source_arn=case.sends_source_arn))
-                for a in required_actions(p)
+                decision(case.policy, r)
+                for r in requests(p, sends_source_arn=case.sends_source_arn)
             }
         }
         assert not missing, f"declared pods left out: {missing}"

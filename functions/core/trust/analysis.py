@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from functions.core.arns import parse_role_arn
 from functions.core.errors import MalformedPolicy
 from functions.core.models import Finding, Severity
 from functions.core.trust.conditions import (
@@ -84,7 +85,7 @@ class TrustContext:
 
     @property
     def accounts(self) -> list[str]:
-        found = {u.account for u in self.usages} or {self.role_arn.split(":")[4]}
+        found = {u.account for u in self.usages} or {parse_role_arn(self.role_arn).account}
         return sorted(found)
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from functions.core.arns import arn_parts, parse_cluster_arn
 from functions.core.trust.document import as_list
 
 
@@ -101,8 +102,8 @@ def _like(pattern: str, value: str) -> bool:
 def _arn_like(pattern: str, value: str) -> bool:
     """IAM matches each of an ARN's six colon-separated parts on its own, so a
     wildcard never spans a colon (the resource part keeps any further colons)."""
-    wanted, found = pattern.split(":", 5), value.split(":", 5)
-    return len(wanted) == len(found) == 6 and all(map(_like, wanted, found))
+    wanted, found = arn_parts(pattern), arn_parts(value)
+    return wanted is not None and found is not None and all(map(_like, wanted, found))
 
 
 def value_matches(operator: Operator, pattern: str, value: str) -> bool:
@@ -129,7 +130,7 @@ class Usage:
 
     @property
     def account(self) -> str:
-        return self.cluster_arn.split(":")[4]
+        return parse_cluster_arn(self.cluster_arn).account
 
     def __str__(self) -> str:
         return f"{self.cluster_name}/{self.namespace}/{self.service_account}"

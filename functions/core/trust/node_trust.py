@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from functions.core.arns import parse_role_arn
 from functions.core.models import Finding, Severity
 from functions.core.trust.conditions import (
     SOURCE_ACCOUNT,
@@ -82,7 +83,7 @@ def reaches_node(view: StatementView, node_role_arn: str) -> bool:
     """Would this statement apply to a request signed by the node role?"""
     if view.has_not_principal:
         return node_role_arn not in _aws_principals(view)
-    account_root = f"arn:{node_role_arn.split(':')[1]}:iam::{node_role_arn.split(':')[4]}:root"
+    account_root = parse_role_arn(node_role_arn).account_root
     found = _aws_principals(view)
     return view.is_wildcard or node_role_arn in found or account_root in found
 
