@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from functions.core.models import (
@@ -29,6 +30,13 @@ EC2_ONLY = {
         }
     ],
 }
+
+# any well-formed certificate will do where only its PEM shape is checked
+PEM = (
+    b"-----BEGIN CERTIFICATE-----\n"
+    + base64.encodebytes(b"\x30\x82" + bytes(64))
+    + b"-----END CERTIFICATE-----\n"
+)
 
 
 def role_arn(name: str = "app", account: str = ACCOUNT) -> str:

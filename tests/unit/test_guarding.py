@@ -3,7 +3,6 @@ for, how much the guard may write, and whether a check is news."""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -26,14 +25,9 @@ from functions.core.trust.guarding import (
     role_mode,
     usages,
 )
-from tests.builders import ACCOUNT, OTHER_ACCOUNT, REGION, cluster, declaration, role_arn
+from tests.builders import ACCOUNT, OTHER_ACCOUNT, PEM, REGION, cluster, declaration, role_arn
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-PEM = (
-    b"-----BEGIN CERTIFICATE-----\n"
-    + base64.encodebytes(b"\x30\x82" + bytes(64))
-    + b"-----END CERTIFICATE-----\n"
-)
 NODE_ROLE = role_arn("lab-nodes")
 ROLE = role_arn("app")
 

@@ -13,15 +13,9 @@ from functions.core.fleet import expand
 from functions.core.models import AssociationKey, Cluster, ClusterKind, Mode, SyncState
 from functions.core.planner import OpKind
 from functions.core.self_managed import decide_self_managed, map_entry_id, self_managed_cluster
-from tests.builders import ACCOUNT, OWNER, REGION, declaration, role_arn
+from tests.builders import ACCOUNT, OWNER, PEM, REGION, declaration, role_arn
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-# any well-formed certificate will do: only its PEM shape is checked here
-PEM = (
-    b"-----BEGIN CERTIFICATE-----\n"
-    + base64.encodebytes(b"\x30\x82" + bytes(64))
-    + b"-----END CERTIFICATE-----\n"
-)
 NODE_ROLE = role_arn("lab-nodes")
 
 
