@@ -30,10 +30,18 @@ def write_map(path, entries):
         )
         for (ns, sa), spec in entries.items()
     ]
-    path.write_text(
-        build_association_map(cluster, associations).full_map(generation=int(time.time()))
+    replace_file(
+        path, build_association_map(cluster, associations).full_map(generation=int(time.time()))
     )
-    os.utime(path, (time.time() + 1, time.time() + 1))
+
+
+def replace_file(path, text, mtime_ahead=1):
+    """Swap the whole file in at once, as map-sync and the kubelet do: the agent's
+    watcher polls every 0.1 s and must never see a half-written or re-stamped file."""
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    os.utime(staged, (time.time() + mtime_ahead, time.time() + mtime_ahead))
+    os.replace(staged, path)
 
 
 @pytest.fixture
@@ -151,9 +159,11 @@ def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
     agent, identity, path = self_managed["agent"], self_managed["identity"], self_managed["path"]
     associations = agent.backend.associations
     associations.poll()
-    path.write_text(path.read_text().replace("role/app", "role/evil"))
-    os.utime(path, (time.time() + 5, time.time() + 5))
+    replace_file(path, path.read_text().replace("role/app", "role/evil"), mtime_ahead=5)
+    # the agent's watcher may see the file first; either way it is refused once
     assert associations.poll() == set()
+    assert associations.rejected == 1
+    time.sleep(0.3)
     assert associations.rejected == 1
     assert get_credentials(agent.ports[0], identity.issue("payments", "api"))[0] == 200
     assert self_managed["calls"][-1]["RoleArn"] == self_managed["roles"][0]
