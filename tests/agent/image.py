@@ -154,6 +154,14 @@ class ImageBuild:
             self._execute(
                 target, [self.python, "-m", "pip", "--python", interpreter, "install", *options]
             )
+        elif words[:3] == ["python", "-m", "compileall"]:
+            options = [
+                str(inside(root, word)) if word.startswith("/") else word for word in words[3:]
+            ]
+            # -s/-p: the files are named by their image paths, as compiling in the image names them
+            self._execute(
+                target, [self.python, "-m", "compileall", *options, "-s", str(root), "-p", "/"]
+            )
         elif words[:2] == ["rm", "-rf"]:
             for path in words[2:]:
                 if path.startswith("/var/lib/apt/"):

@@ -135,6 +135,51 @@ def test_the_agent_image_holds_and_imports_only_the_agent(images: ImageBuild) ->
     assert "--cluster-name" in help_text.stdout
 
 
+BYTECODE_PROBE = """
+import importlib, importlib.util, json, sys
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+root = sys.argv[1]
+report = {}
+for module in list(sys.modules.values()):
+    source = getattr(module, "__file__", None) or ""
+    if source.startswith(root) and source.endswith(".py"):
+        try:
+            with open(importlib.util.cache_from_source(source), "rb") as pyc:
+                header = pyc.read(8)
+        except FileNotFoundError:
+            report[source] = "missing"
+            continue
+        # PEP 552 flags: 0b01 hash-based, 0b10 checked against the source
+        flags = int.from_bytes(header[4:8], "little")
+        report[source] = "unchecked-hash" if flags == 1 else f"flags={flags}"
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "modules"),
+    [
+        ("agent", ("node_agent.__main__", "node_agent.backends.sts", "node_agent.jwks")),
+        ("map-sync", ("functions.kube.webhook_sync",)),
+    ],
+)
+def test_each_image_ships_the_bytecode_its_python_loads(
+    images: ImageBuild, target: str, modules: tuple[str, ...]
+) -> None:
+    # The image runs read-only with PYTHONDONTWRITEBYTECODE: a module without bytecode
+    # compiled at build is compiled again at every start
+    root = images.built[target]
+    done = run_in(images, target, "-c", BYTECODE_PROBE, str(root), *modules)
+    assert done.returncode == 0, done.stderr
+    loaded: dict[str, str] = json.loads(done.stdout)
+    assert len(loaded) > 50
+    assert {source: kind for source, kind in loaded.items() if kind != "unchecked-hash"} == {}
+    # And tracebacks name the image's paths, not the build directory's
+    any_pyc = Path(next(iter(loaded))).parent / "__pycache__"
+    assert str(root).encode() not in next(any_pyc.glob("*.pyc")).read_bytes()
+
+
 def free_port() -> int:
     with socket.socket() as probe_socket:
         probe_socket.bind(("127.0.0.1", 0))
