@@ -4,8 +4,8 @@ repair trust."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -24,24 +24,29 @@ from functions.handlers.common import park
 from functions.observability import logger, metrics
 from functions.settings import get_settings
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 config = IdempotencyConfig(
     event_key_jmespath="detail.eventID || id", expires_after_seconds=6 * 3600
 )
 
 
-@cache
-def _once() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+@lru_cache(maxsize=2)
+def _once(
+    table_name: str, dynamodb: DynamoDBClient
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The same CloudTrail event (or scheduled event) delivered twice is handled
-    once. Built on the first invocation, its DynamoDB client from the session
-    the flows' clients share (not its own session at import)."""
-    settings = get_settings()
+    once. Built on the first invocation with the DynamoDB client the flows'
+    clients share (not its own session at import), and again when the
+    configuration or the clients change (keyed by both)."""
     persistence = DynamoDBPersistenceLayer(
-        table_name=settings.table_name,
+        table_name=table_name,
         key_attr=records.PK,
         sort_key_attr=records.SK,
         static_pk_value=records.TRUST_GUARD_IDEMPOTENCY_PK,
         expiry_attr=records.TTL_ATTRIBUTE,
-        boto3_client=clients.dynamodb(settings.aws_region),
+        boto3_client=dynamodb,
     )
     return idempotent(persistence_store=persistence, config=config)(_guard)
 
@@ -49,7 +54,8 @@ def _once() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _once()(event, context)
+    settings = get_settings()
+    return _once(settings.table_name, clients.dynamodb(settings.aws_region))(event, context)
 
 
 def _guard(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
