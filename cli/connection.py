@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
 from cli import output
-from functions.core.errors import describe_validation_error
 
 if TYPE_CHECKING:
     from functions.aws.clients import Access
@@ -86,6 +83,9 @@ def why_stale(state: SandboxState) -> str | None:
 def connect(table: str | None, *, queue_url: str | None = None) -> Services:
     """The functions' services on the sandbox or the given table, from settings
     built here: the process environment is read, never edited."""
+    from pydantic import ValidationError
+
+    from functions.core.errors import describe_validation_error
     from functions.flows import services as services_module
     from functions.settings import Settings
 

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from cli import checks, output, views
 from cli.connection import connect
@@ -29,6 +27,8 @@ ExistingFile: dict[str, Any] = {"exists": True, "dir_okay": False, "readable": T
 
 def load_records(path: Path) -> list[dict[str, Any]]:
     """The records of a YAML (one per document, or lists) or JSON file."""
+    import yaml
+
     text = path.read_text()
     try:
         documents = (
@@ -54,6 +54,8 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 
 def validated(raw_records: list[dict[str, Any]]) -> list[Declaration]:
+    from pydantic import ValidationError
+
     from functions.core.errors import describe_validation_error
     from functions.core.models import Declaration
 
@@ -349,6 +351,8 @@ def import_(
     table: TableOption = None,
 ) -> None:
     """Adopt the existing associations of a cluster as declarations."""
+    from pydantic import ValidationError
+
     from functions.aws.eks import ClusterNotFound
     from functions.core.errors import describe_validation_error
     from functions.core.models import Declaration

@@ -110,5 +110,13 @@ def test_cli_help_loads_only_what_it_shows() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
-    # Then no AWS SDK, no domain models, no flows: each command loads those when it runs
-    assert not loaded & {"botocore", "boto3", "functions.core.models", "functions.flows.services"}
+    # Then no AWS SDK, no validation library, no YAML parser, no domain models, no flows:
+    # each command loads those when it runs
+    assert not loaded & {
+        "botocore",
+        "boto3",
+        "pydantic",
+        "yaml",
+        "functions.core.models",
+        "functions.flows.services",
+    }
