@@ -104,6 +104,18 @@ class DeployConfig(RoleScope):
     log_retention_days: Literal[7, 30, 90, 180, 365, 731] = Field(
         default=90, alias="logRetentionDays"
     )
+    # Lambda SnapStart: every function publishes a version and is invoked through
+    # its alias (README: "What a handler loads at a cold start").
+    snap_start: bool = Field(default=False, alias="snapStart")
+
+    @field_validator("snap_start", mode="before")
+    @classmethod
+    def _snap_start_in_so_many_words(cls, value: object) -> object:
+        if value in (True, "true"):
+            return True
+        if value in (False, "false"):
+            return False
+        raise ValueError("snapStart must be true or false")
 
     @field_validator("declaration_writers", "cluster_enrollers", mode="before")
     @classmethod

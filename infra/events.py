@@ -51,7 +51,7 @@ class EventWiring(Construct):
         account = Stack.of(self).account
         # Only declaration items start a sync: status and findings items also
         # flow through the stream and would only wake the function for nothing.
-        functions.sync.add_event_source(
+        functions.entry("sync").add_event_source(
             sources.DynamoEventSource(
                 shared.table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -69,10 +69,10 @@ class EventWiring(Construct):
                 ],
             )
         )
-        functions.webhook_push.add_event_source(
+        functions.entry("webhook_push").add_event_source(
             sources.SqsEventSource(queues.push, batch_size=10, report_batch_item_failures=True)
         )
-        functions.reconcile.add_event_source(
+        functions.entry("reconcile").add_event_source(
             sources.SqsEventSource(queues.reconcile, batch_size=5, report_batch_item_failures=True)
         )
 
@@ -85,7 +85,7 @@ class EventWiring(Construct):
             )
 
         # an event whose handling still fails after Lambda's own retries is kept, not dropped
-        for function in (functions.trust_guard, functions.reconcile):
+        for function in (functions.entry("trust_guard"), functions.entry("reconcile")):
             function.configure_async_invoke(
                 on_failure=destinations.SqsDestination(queues.event_failures),
                 retry_attempts=2,
@@ -96,21 +96,21 @@ class EventWiring(Construct):
             "IamChanges",
             description="CloudTrail IAM role changes -> trust_guard",
             event_pattern=iam_event_pattern(account),
-            targets=[invoke(functions.trust_guard)],
+            targets=[invoke(functions.entry("trust_guard"))],
         )
         self.eks_rule = events.Rule(
             self,
             "EksChanges",
             description="CloudTrail EKS association and cluster changes -> reconcile",
             event_pattern=eks_event_pattern(account),
-            targets=[invoke(functions.reconcile)],
+            targets=[invoke(functions.entry("reconcile"))],
         )
         self.schedule = events.Rule(
             self,
             "Schedule",
             description="Full reconcile pass and trust sweep of every declared role",
             schedule=events.Schedule.rate(Duration.minutes(config.schedule_minutes)),
-            targets=[invoke(functions.reconcile), invoke(functions.trust_guard)],
+            targets=[invoke(functions.entry("reconcile")), invoke(functions.entry("trust_guard"))],
         )
 
 

@@ -88,9 +88,27 @@ class ControlPlaneFunctions(Construct):
             "webhook_push", push_code, "webhook_push: maps to clusters"
         )
         self._grant()
+        by_name = dict(zip(FUNCTIONS, self.all, strict=True))
+        self._entries: dict[str, lambda_.IFunction] = {
+            name: self._entry(name, function) for name, function in by_name.items()
+        }
+
+    def entry(self, name: str) -> lambda_.IFunction:
+        """What event sources and rules invoke: the function, or with SnapStart
+        its published version's alias (an unpublished $LATEST never restores
+        from a snapshot)."""
+        return self._entries[name]
+
+    def _entry(self, name: str, function: lambda_.Function) -> lambda_.IFunction:
+        if not self._shared.config.snap_start:
+            return function
+        return lambda_.Alias(
+            self, f"{name}-live", alias_name="live", version=function.current_version
+        )
 
     @property
     def all(self) -> list[lambda_.Function]:
+        """In the order of FUNCTIONS."""
         return [self.sync, self.trust_guard, self.reconcile, self.webhook_push]
 
     def _environment(self) -> dict[str, str]:
@@ -150,6 +168,11 @@ class ControlPlaneFunctions(Construct):
             log_group=log_group,
             # bounded blast radius; per-cluster ordering comes from the event sources
             reserved_concurrent_executions=5,
+            snap_start=(
+                lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS
+                if self._shared.config.snap_start
+                else None
+            ),
         )
 
     # --- least privilege -------------------------------------------------------------
