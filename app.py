@@ -15,7 +15,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import DeployConfig, SpokeConfig, StackSetConfig
+from infra.config import DeployConfig, SpokeConfig, StackSetConfig, true_or_false
 from infra.events import IAM_EVENTS_REGION
 from infra.spoke import PodidSpokeStack
 from infra.spoke_stackset import PodidSpokeStackSetStack
@@ -23,7 +23,8 @@ from infra.stack import ControlPlaneStack, IamEventForwarderStack
 
 
 def asked(app: cdk.App, key: str) -> bool:
-    return app.node.try_get_context(key) in (True, "true")
+    value = app.node.try_get_context(key)
+    return value not in (None, "") and true_or_false(value, key)
 
 
 def build_app(context: dict[str, object] | None = None) -> cdk.App:

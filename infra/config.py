@@ -27,6 +27,16 @@ def context_list(value: object) -> object:
     return value
 
 
+def true_or_false(value: object, key: str) -> bool:
+    """A context switch: only true itself opts in ("yes", 1 or "on" are not a
+    decision written down)."""
+    if value in (True, "true"):
+        return True
+    if value in (False, "false"):
+        return False
+    raise ValueError(f"{key} must be true or false")
+
+
 class RoleScope(BaseModel):
     """What podid may do to roles and associations: the hub and each spoke grant the same."""
 
@@ -53,12 +63,7 @@ class RoleScope(BaseModel):
     @field_validator("allow_any_role_path", mode="before")
     @classmethod
     def _in_so_many_words(cls, value: object) -> object:
-        # only true itself opts in: "yes", 1 or "on" are not a decision written down
-        if value in (True, "true"):
-            return True
-        if value in (False, "false"):
-            return False
-        raise ValueError("allowAnyRolePath must be true or false")
+        return true_or_false(value, "allowAnyRolePath")
 
     @model_validator(mode="after")
     def _role_scope_is_chosen(self) -> RoleScope:
@@ -111,11 +116,7 @@ class DeployConfig(RoleScope):
     @field_validator("snap_start", mode="before")
     @classmethod
     def _snap_start_in_so_many_words(cls, value: object) -> object:
-        if value in (True, "true"):
-            return True
-        if value in (False, "false"):
-            return False
-        raise ValueError("snapStart must be true or false")
+        return true_or_false(value, "snapStart")
 
     @field_validator("declaration_writers", "cluster_enrollers", mode="before")
     @classmethod
