@@ -48,6 +48,7 @@ from functions.core.trust.document import (
 )
 from functions.core.trust.grants import only_podid_conditions_fail, scope_groups
 from functions.core.trust.node_trust import NodeUsage, node_findings
+from functions.core.trust.target_trust import TargetUsage, target_findings
 
 DEFAULT_MAX_TRUST_POLICY_CHARS = 2048
 
@@ -82,6 +83,8 @@ class TrustContext:
     opt_in_tag: str = "pod-identity/managed-trust"  # named in messages
     # usages on self-managed clusters: the role must trust their node role instead
     node_usages: tuple[NodeUsage, ...] = ()
+    # usages whose target role this is: it must trust their association role
+    target_usages: tuple[TargetUsage, ...] = ()
 
     @property
     def accounts(self) -> list[str]:
@@ -211,7 +214,7 @@ def analyse(document: str | Mapping[str, Any], context: TrustContext) -> list[Fi
         return [Finding(code=Code.MALFORMED, severity=Severity.ERROR, message=str(exc))]
     statements = views(policy)
     findings: list[Finding] = []
-    if context.usages or not context.node_usages:
+    if context.usages or not (context.node_usages or context.target_usages):
         named = any(v.allows and v.names_pod_principal for v in statements)
         reviews = [review_usage(statements, usage) for usage in context.usages]
         findings += _principal_findings(statements, context, reviews, named=named)
@@ -222,6 +225,7 @@ def analyse(document: str | Mapping[str, Any], context: TrustContext) -> list[Fi
     else:
         findings += _wildcards(statements)
     findings += node_findings(statements, context.node_usages)
+    findings += target_findings(statements, context.target_usages, context.role_arn)
     return _unique(findings)
 
 
@@ -247,7 +251,10 @@ def _principal_findings(
     named: bool,
 ) -> list[Finding]:
     found = []
-    node_roles = {u.node_role_arn for u in context.node_usages}  # declared, not foreign
+    # declared, not foreign
+    node_roles = {u.node_role_arn for u in context.node_usages} | {
+        u.association_role_arn for u in context.target_usages
+    }
     if not named:
         found.append(
             Finding(

@@ -30,10 +30,12 @@ class _Unknown:
 
 
 UNKNOWN_VALUE = _Unknown()
-ContextValue = list[str] | _Unknown
+# the request's values for a key; UNKNOWN: not knowable offline; None: certainly not sent
+ContextValue = list[str] | _Unknown | None
 
 SOURCE_ACCOUNT = "aws:sourceaccount"
 SOURCE_ARN = "aws:sourcearn"
+EXTERNAL_ID = "sts:externalid"
 TAG_KEYS = "aws:tagkeys"
 TAG_CLUSTER_ARN = "aws:requesttag/eks-cluster-arn"
 TAG_CLUSTER_NAME = "aws:requesttag/eks-cluster-name"

@@ -61,13 +61,14 @@ class NodeUsage:
         return str(self.usage)
 
 
-def node_context(usage: Usage) -> dict[str, ContextValue]:
+def role_context(usage: Usage) -> dict[str, ContextValue]:
+    """The request a role (not a service) makes for this usage."""
     context = request_context(usage)
     context.pop(SOURCE_ACCOUNT, None)  # set for service principals only, never for a role
     return context
 
 
-def _actions(usage: Usage) -> tuple[str, ...]:
+def actions_for(usage: Usage) -> tuple[str, ...]:
     return (ASSUME_ROLE,) if usage.disable_session_tags else (ASSUME_ROLE, TAG_SESSION)
 
 
@@ -75,17 +76,17 @@ def _aws_principals(view: StatementView) -> list[str]:
     return view.principals().get("AWS", [])
 
 
-def names_node(view: StatementView, node_role_arn: str) -> bool:
-    return not view.has_not_principal and node_role_arn in _aws_principals(view)
+def names_role(view: StatementView, role_arn: str) -> bool:
+    return not view.has_not_principal and role_arn in _aws_principals(view)
 
 
-def reaches_node(view: StatementView, node_role_arn: str) -> bool:
-    """Would this statement apply to a request signed by the node role?"""
+def reaches_role(view: StatementView, role_arn: str) -> bool:
+    """Would this statement apply to a request signed by that role?"""
     if view.has_not_principal:
-        return node_role_arn not in _aws_principals(view)
-    account_root = parse_role_arn(node_role_arn).account_root
+        return role_arn not in _aws_principals(view)
+    account_root = parse_role_arn(role_arn).account_root
     found = _aws_principals(view)
-    return view.is_wildcard or node_role_arn in found or account_root in found
+    return view.is_wildcard or role_arn in found or account_root in found
 
 
 def _is_podid(view: StatementView) -> bool:
@@ -113,19 +114,19 @@ class NodeReview:
 
 def review_node_usage(statements: list[StatementView], node_usage: NodeUsage) -> NodeReview:
     usage, role = node_usage.usage, node_usage.node_role_arn
-    context = node_context(usage)
+    context = role_context(usage)
     missing, admitted = [], []
     excluded: list[tuple[str, StatementView, tuple[tuple[str, str], ...]]] = []
     unknown: list[tuple[str, StatementView]] = []
     denied: list[tuple[str, StatementView]] = []
-    for action in _actions(usage):
-        naming = [v for v in statements if v.allows and names_node(v, role) and v.covers(action)]
+    for action in actions_for(usage):
+        naming = [v for v in statements if v.allows and names_role(v, role) and v.covers(action)]
         results = [(v, evaluate(v.condition(), context)) for v in naming]
         denied += [
             (action, view)
             for view in statements
             if not view.allows
-            and reaches_node(view, role)
+            and reaches_role(view, role)
             and view.covers(action)
             and evaluate(view.condition(), context).outcome is not Tri.FALSE
         ]
@@ -156,7 +157,7 @@ def node_findings(
     for node_usage in node_usages:
         review = review_node_usage(statements, node_usage)
         usage, role = node_usage.usage, node_usage.node_role_arn
-        named = any(v.allows and names_node(v, role) for v in statements)
+        named = any(v.allows and names_role(v, role) for v in statements)
         if review.missing and not review.excluded and not review.unknown:
             code = (
                 NODE_ROLE_MISSING

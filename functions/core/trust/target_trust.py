@@ -1,0 +1,117 @@
+"""Trust for target roles (a declaration's targetRoleArn).
+
+EKS Pod Identity first assumes the association role, then, with that role's
+credentials, the target role: a request signed by a role (an AWS principal,
+no aws:SourceAccount) that carries sts:ExternalId = the association's
+externalId and, unless the association disables them, the session tags. So
+the target role must trust the association role with sts:AssumeRole (and
+sts:TagSession with session tags), and should require that externalId:
+without the condition, anything able to act as the association role (any
+other association using it, in any cluster) can reach the target role, the
+confused deputy the externalId exists to stop.
+
+Report only. A target role often lives in another account whose owner
+writes its trust, and what it must say (the externalId) is chosen by EKS, so
+podid never edits it. Until EKS has created the association its externalId
+is unknown: admission is then not judged, the missing condition still is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from functions.core.models import Finding, Severity
+from functions.core.trust.conditions import (
+    EXTERNAL_ID,
+    ContextValue,
+    Tri,
+    Usage,
+    evaluate,
+)
+from functions.core.trust.document import ASSUME_ROLE, StatementView
+from functions.core.trust.node_trust import actions_for, names_role, reaches_role, role_context
+
+TARGET_NOT_ADMITTED = "PI070"
+EXTERNAL_ID_NOT_REQUIRED = "PI071"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetUsage:
+    """A declared usage whose pods get the target role, through the association role."""
+
+    usage: Usage
+    association_role_arn: str
+    external_id: str | None  # None until EKS has created the association
+
+    def __str__(self) -> str:
+        return str(self.usage)
+
+
+def target_context(target: TargetUsage, *, external_id: bool = True) -> dict[str, ContextValue]:
+    """The request EKS makes for this usage; without the externalId when asked
+    what the role admits from anyone else acting as the association role."""
+    context = role_context(target.usage)
+    context[EXTERNAL_ID] = [target.external_id] if external_id and target.external_id else None
+    return context
+
+
+def _admits(statements: list[StatementView], target: TargetUsage, action: str, **how: bool) -> Tri:
+    """Tri.TRUE when an Allow naming the association role applies and no Deny might."""
+    role, context = target.association_role_arn, target_context(target, **how)
+    if any(
+        not view.allows
+        and reaches_role(view, role)
+        and view.covers(action)
+        and evaluate(view.condition(), context).outcome is not Tri.FALSE
+        for view in statements
+    ):
+        return Tri.FALSE
+    outcomes = [
+        evaluate(view.condition(), context).outcome
+        for view in statements
+        if view.allows and names_role(view, role) and view.covers(action)
+    ]
+    if Tri.TRUE in outcomes:
+        return Tri.TRUE
+    return Tri.UNKNOWN if Tri.UNKNOWN in outcomes else Tri.FALSE
+
+
+def target_findings(
+    statements: list[StatementView], targets: tuple[TargetUsage, ...], role_arn: str
+) -> list[Finding]:
+    found: list[Finding] = []
+    for target in targets:
+        role = target.association_role_arn
+        actions = actions_for(target.usage)
+        if target.external_id is not None:
+            refused = [a for a in actions if _admits(statements, target, a) is Tri.FALSE]
+            if refused:
+                found.append(
+                    Finding(
+                        code=TARGET_NOT_ADMITTED,
+                        severity=Severity.ERROR,
+                        message=f"{role_arn} is the target role of {target} but does not let its "
+                        f"association role {role} {' and '.join(refused)} with sts:ExternalId "
+                        f"{target.external_id}, so its pods get no credentials; the target "
+                        "role's owner must add a statement trusting that role with that "
+                        "externalId (podid never edits a target role)",
+                    )
+                )
+                continue
+        if _admits(statements, target, ASSUME_ROLE, external_id=False) is Tri.TRUE:
+            found.append(
+                Finding(
+                    code=EXTERNAL_ID_NOT_REQUIRED,
+                    severity=Severity.WARNING,
+                    message=f"{role_arn} trusts {role} (the association role of {target}) "
+                    "without requiring sts:ExternalId: any other association or session "
+                    f"using {role} can assume it too; add the condition StringEquals "
+                    f"sts:ExternalId "
+                    + (
+                        target.external_id
+                        if target.external_id
+                        else "<the association's externalId, shown by podid status>"
+                    ),
+                )
+            )
+    return found
