@@ -18,12 +18,19 @@ from sandbox.cluster_identity import POD_IDENTITY_AUDIENCE, REGISTRY, TokenRejec
 from sandbox.eks_emulation import store
 from sandbox.eks_emulation.errors import EmulatedError, access_denied, not_found
 from sandbox.eks_emulation.faults import FAULTS
-from sandbox.eks_emulation.pod_request import POD_PRINCIPAL, session_tags, sts_requests
+from sandbox.eks_emulation.pod_request import (
+    POD_PRINCIPAL,
+    chained_requests,
+    session_tags,
+    sts_requests,
+)
 
 CREDENTIAL_SECONDS = 6 * 3600
 
 
-def trust_refusal(role_arn: str, document: Any, requests: list[iam_policy.Request]) -> str | None:
+def trust_refusal(
+    role_arn: str, document: Any, requests: list[iam_policy.Request], who: str = POD_PRINCIPAL
+) -> str | None:
     """None when the role's trust policy allows every request, else why not."""
     try:
         policy = iam_policy.load(document)
@@ -38,7 +45,7 @@ def trust_refusal(role_arn: str, document: Any, requests: list[iam_policy.Reques
     refused = [d for d in decisions if not d.allowed]
     if not refused:
         return None
-    return f"the trust policy of {role_arn} does not let {POD_PRINCIPAL} " + "; ".join(
+    return f"the trust policy of {role_arn} does not let {who} " + "; ".join(
         str(d) for d in refused
     )
 
@@ -137,6 +144,23 @@ def _assume(
     )
     assumed.session_tags = tags  # type: ignore[attr-defined]  # kept for assertions
     if association.target_role_arn:
+        target_account = arns.account_of(association.target_role_arn)
+        try:
+            target = iam_backends[target_account][partition].get_role_by_arn(
+                association.target_role_arn
+            )
+        except Exception as exc:  # moto raises its own IAMNotFoundException
+            raise access_denied(f"Role {association.target_role_arn} does not exist.") from exc
+        refusal = trust_refusal(
+            association.target_role_arn,
+            target.assume_role_policy_document,
+            chained_requests(
+                assumed.arn, association.role_arn, association.external_id or "", tags or None
+            ),
+            who=association.role_arn,
+        )
+        if refusal:
+            raise access_denied(refusal)
         assumed = sts.assume_role(
             region_name=region,
             role_session_name=session,

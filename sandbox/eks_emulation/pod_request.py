@@ -58,3 +58,32 @@ def sts_requests(
         actions.append(TAG_SESSION)
     caller = iam_policy.Caller.service(POD_PRINCIPAL)
     return [iam_policy.Request(caller, action, context) for action in actions]
+
+
+def chained_requests(
+    session_arn: str,
+    association_role_arn: str,
+    external_id: str,
+    tags: dict[str, str] | None,
+    *,
+    now: datetime | None = None,
+) -> list[iam_policy.Request]:
+    """What STS authorizes when EKS chains to an association's target role: the
+    association role's session (an AWS principal, no aws:SourceAccount) calls
+    sts:AssumeRole with sts:ExternalId = the association's externalId, and
+    sts:TagSession when session tags are sent."""
+    when = now or datetime.now(UTC)
+    context: dict[str, str | tuple[str, ...]] = {
+        "sts:ExternalId": external_id,
+        "aws:PrincipalArn": association_role_arn,
+        "aws:PrincipalAccount": arns.account_of(association_role_arn),
+        "aws:CurrentTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "aws:EpochTime": str(int(when.timestamp())),
+    }
+    actions = [ASSUME_ROLE]
+    if tags is not None:
+        context |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
+        context["aws:TagKeys"] = tuple(tags)
+        actions.append(TAG_SESSION)
+    caller = iam_policy.Caller.aws(session_arn, role_arn=association_role_arn)
+    return [iam_policy.Request(caller, action, context) for action in actions]

@@ -345,19 +345,77 @@ def test_assume_role_for_pod_identity_mints_tagged_credentials_for_the_associati
     }
 
 
-def test_target_role_chaining_returns_the_target_roles_credentials(aws):
-    eks, auth, role = aws["eks"], aws["auth"], aws["role"]
+def iam_in(account: str):
+    """An IAM client acting in another account (moto keys backends by account)."""
+    credentials = boto3.client("sts", region_name=REGION).assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/admin", RoleSessionName="setup"
+    )["Credentials"]
+    return boto3.client(
+        "iam",
+        region_name=REGION,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def target_trust(association_role: str, external_id: str | None) -> dict:
+    statement: dict = {
+        "Effect": "Allow",
+        "Principal": {"AWS": association_role},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+@pytest.fixture
+def chained(aws):
+    """payments/api -> role app, chained to role data in another account."""
     target = "arn:aws:iam::444455556666:role/data"
-    eks.create_pod_identity_association(
+    association = aws["eks"].create_pod_identity_association(
         clusterName="blue",
         namespace="payments",
         serviceAccount="api",
-        roleArn=role,
+        roleArn=aws["role"],
         targetRoleArn=target,
-    )
+    )["association"]
     token = REGISTRY.for_cluster(aws["cluster"]["arn"]).issue("payments", "api")
-    response = auth.assume_role_for_pod_identity(clusterName="blue", token=token)
+    return {
+        "iam": iam_in("444455556666"),
+        "external_id": association["externalId"],
+        "ask": lambda: aws["auth"].assume_role_for_pod_identity(clusterName="blue", token=token),
+    }
+
+
+def test_target_role_chaining_returns_the_target_roles_credentials(aws, chained):
+    trust = target_trust(aws["role"], chained["external_id"])
+    chained["iam"].create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(trust))
+    response = chained["ask"]()
     assert "assumed-role/data/" in response["assumedRoleUser"]["arn"]
+    assert response["assumedRoleUser"]["arn"].startswith("arn:aws:sts::444455556666:")
+
+
+@pytest.mark.parametrize(
+    "trust",
+    [
+        pytest.param(lambda role, _: target_trust(role, "another-association"), id="other-id"),
+        pytest.param(
+            lambda _, external_id: target_trust(f"arn:aws:iam::{ACCOUNT}:role/other", external_id),
+            id="other-role",
+        ),
+        pytest.param(None, id="no-target-role"),
+    ],
+)
+def test_a_target_role_that_does_not_trust_the_association_is_refused(aws, chained, trust):
+    if trust is not None:
+        document = trust(aws["role"], chained["external_id"])
+        chained["iam"].create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(document))
+    with pytest.raises(ClientError) as refused:
+        chained["ask"]()
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "444455556666:role/data" in refused.value.response["Error"]["Message"]
 
 
 def test_eks_auth_refuses_what_eks_auth_refuses(aws):
