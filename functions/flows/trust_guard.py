@@ -20,7 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.aws.iam import RoleInfo
 from functions.core.arns import parse_role_arn
 from functions.core.errors import MalformedPolicy
+from functions.core.fleet import targets_of
 from functions.core.models import (
+    AssociationKey,
     Cluster,
     Declaration,
     Finding,
@@ -47,9 +49,14 @@ from functions.core.trust.guarding import (
     in_role_scope,
     is_news,
     node_usages,
+    own_account,
+    relied_on_arn,
+    relied_on_roles,
     role_mode,
+    target_usages,
     usages,
 )
+from functions.core.trust.target_trust import other_account_findings
 from functions.event_patterns import WATCHED_EVENTS
 from functions.events import CloudTrailDetail
 from functions.flows.services import Services
@@ -86,10 +93,9 @@ def sweep(svc: Services) -> list[GuardOutcome]:
     for the whole pass, not once per role."""
     declared = svc.repo.load_declarations().valid
     clusters = _enrolled_clusters(svc)
-    arns = {parse_role_arn(d.role_arn) for d in declared}
     return [
         _guard(svc, name, declarations_of_role(declared, name, account), clusters)
-        for account, name in sorted({(arn.account, arn.name) for arn in arns})
+        for account, name in sorted(relied_on_roles(declared))
     ]
 
 
@@ -113,19 +119,28 @@ def _guard(
     """Scope first, then one role's IAM calls, whose errors stay this role's."""
     scope = svc.settings.role_path
     mode = role_mode(declarations, svc.settings.mode)
-    inside = [d for d in declarations if in_role_scope(d.role_arn, scope)]
+    declared_arn = {d.id: relied_on_arn(d, role_name) for d in declarations}
+    inside = [d for d in declarations if in_role_scope(declared_arn[d.id], scope)]
     if not inside:
-        return _outside(svc, declarations[0].role_arn, declarations, mode, event)
+        return _outside(svc, declared_arn[declarations[0].id], declarations, mode, event)
+    own = own_account(svc.settings.self_role_arns)
+    arn = declared_arn[inside[0].id]
+    if own and parse_role_arn(arn).account != own:
+        # never GetRole by name here: that would read a namesake in this account
+        findings = other_account_findings(arn, own, [d.id for d in inside])
+        return _finish(svc, _record(svc, arn, findings, mode, event))
     try:
         role = svc.iam.get_role(role_name)
     except (ClientError, BotoCoreError) as error:
-        findings = iam_failure_findings(inside[0].role_arn, *_describe(error, "GetRole"))
+        findings = iam_failure_findings(arn, *_describe(error, "GetRole"))
         logger.warning("reading a declared role failed", role=role_name, error=str(error))
-        return _finish(svc, _record(svc, inside[0].role_arn, findings, mode, event))
+        return _finish(svc, _record(svc, arn, findings, mode, event))
     if role is not None and not in_role_scope(role.arn, scope):
         return _outside(svc, role.arn, inside, mode, event)  # declared under another path
-    exact = [d for d in inside if role is not None and d.role_arn == role.arn]
-    return _check(svc, role, exact or inside, clusters, event)
+    exact = [d for d in inside if role is not None and declared_arn[d.id] == role.arn]
+    relying = exact or inside
+    role_arn = role.arn if role else declared_arn[relying[0].id]
+    return _check(svc, role, role_arn, relying, clusters, event=event)
 
 
 def _outside(
@@ -156,15 +171,21 @@ def _describe(error: Exception, operation: str) -> tuple[str, str, str]:
 def _check(
     svc: Services,
     role: RoleInfo | None,
+    role_arn: str,
     declarations: list[Declaration],
     clusters: list[Cluster],
+    *,
     event: CloudTrailDetail | None = None,
 ) -> GuardOutcome:
-    role_arn = role.arn if role else declarations[0].role_arn
+    as_target = [d for d in declarations if d.target_role_arn == role_arn]
+    as_association = [d for d in declarations if d.role_arn == role_arn] or (
+        [] if as_target else declarations
+    )
     context = TrustContext(
         role_arn,
-        usages(declarations, clusters),
-        node_usages=node_usages(declarations, clusters),
+        usages(as_association, clusters),
+        node_usages=node_usages(as_association, clusters),
+        target_usages=target_usages(as_target, clusters, _external_ids(svc, as_target, clusters)),
         scope_session_tags=svc.settings.scope_session_tags,
         max_policy_chars=svc.settings.max_trust_policy_chars,
         opt_in_tag=svc.settings.repairable_role_tag,
@@ -182,6 +203,17 @@ def _check(
     if mode is Mode.ENFORCE:
         action, detail, findings = _enforce(svc, role, context, findings)
     return _finish(svc, _record(svc, role_arn, findings, mode, event, action=action, detail=detail))
+
+
+def _external_ids(
+    svc: Services, declarations: list[Declaration], clusters: list[Cluster]
+) -> dict[AssociationKey, str | None]:
+    """The externalId EKS gave each association of these declarations (their status)."""
+    found: dict[AssociationKey, str | None] = {}
+    for cluster in {c.name for d in declarations for c in targets_of(d, clusters)}:
+        for key, status in svc.repo.association_statuses(cluster).items():
+            found[key] = status.external_id
+    return found
 
 
 def _enrolled_clusters(svc: Services) -> list[Cluster]:

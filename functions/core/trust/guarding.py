@@ -4,11 +4,12 @@ a check says anything the role's latest finding record does not."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from functions.core.arns import parse_role_arn
 from functions.core.fleet import targets_of
 from functions.core.models import (
+    AssociationKey,
     Cluster,
     Declaration,
     FindingAction,
@@ -18,6 +19,7 @@ from functions.core.models import (
 )
 from functions.core.trust.conditions import Usage
 from functions.core.trust.node_trust import NodeUsage
+from functions.core.trust.target_trust import TargetUsage
 
 
 def role_mode(declarations: Iterable[Declaration], default: Mode) -> Mode:
@@ -51,16 +53,66 @@ def node_usages(
     )
 
 
+def target_usages(
+    declarations: Iterable[Declaration],
+    clusters: list[Cluster],
+    external_ids: Mapping[AssociationKey, str | None],
+) -> tuple[TargetUsage, ...]:
+    """Usages on EKS clusters of declarations with a target role: the target
+    role must trust the association role with the association's externalId
+    (known once EKS has created the association)."""
+    return tuple(
+        TargetUsage(
+            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
+            d.role_arn,
+            external_ids.get(AssociationKey(c.name, d.namespace, d.service_account)),
+        )
+        for d in declarations
+        if d.target_role_arn
+        for c in targets_of(d, clusters)
+        if c.account == d.role_account and not c.self_managed
+    )
+
+
+def _names(role_arn: str | None, role_name: str, account: str) -> bool:
+    if not role_arn:
+        return False
+    arn = parse_role_arn(role_arn)
+    return arn.name == role_name and arn.account in (account, "")
+
+
 def declarations_of_role(
     declarations: Iterable[Declaration], role_name: str, account: str
 ) -> list[Declaration]:
-    """The declarations of a role by name within the account (CloudTrail names a
-    role without its path; a name is unique within an account)."""
+    """The declarations that rely on a role by name within the account, as their
+    association role or their target role (CloudTrail names a role without its
+    path; a name is unique within an account)."""
     return [
         d
         for d in declarations
-        if parse_role_arn(d.role_arn).name == role_name and d.role_account in (account, "")
+        if _names(d.role_arn, role_name, account) or _names(d.target_role_arn, role_name, account)
     ]
+
+
+def relied_on_arn(declaration: Declaration, role_name: str) -> str:
+    """The ARN by which a declaration names the role called `role_name`."""
+    if parse_role_arn(declaration.role_arn).name == role_name or not declaration.target_role_arn:
+        return declaration.role_arn
+    return declaration.target_role_arn
+
+
+def own_account(self_role_arns: Iterable[str]) -> str | None:
+    """The account the control plane runs in (its functions' roles), if configured."""
+    accounts = {parse_role_arn(arn).account for arn in self_role_arns}
+    return accounts.pop() if len(accounts) == 1 else None
+
+
+def relied_on_roles(declarations: Iterable[Declaration]) -> set[tuple[str, str]]:
+    """(account, name) of every role declarations rely on, target roles included."""
+    arns = [d.role_arn for d in declarations] + [
+        d.target_role_arn for d in declarations if d.target_role_arn
+    ]
+    return {(parse_role_arn(a).account, parse_role_arn(a).name) for a in arns}
 
 
 def in_role_scope(role_arn: str, role_path: str) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from functions.core.arns import parse_role_arn
 from functions.core.models import Finding, Severity
 from functions.core.trust.conditions import (
     EXTERNAL_ID,
@@ -33,6 +34,7 @@ from functions.core.trust.node_trust import actions_for, names_role, reaches_rol
 
 TARGET_NOT_ADMITTED = "PI070"
 EXTERNAL_ID_NOT_REQUIRED = "PI071"
+TARGET_IN_OTHER_ACCOUNT = "PI072"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +117,18 @@ def target_findings(
                 )
             )
     return found
+
+
+def other_account_findings(role_arn: str, own_account: str, usages: list[str]) -> list[Finding]:
+    """A target role in another account: podid reads IAM in its own account only."""
+    return [
+        Finding(
+            code=TARGET_IN_OTHER_ACCOUNT,
+            severity=Severity.INFO,
+            message=f"{role_arn} (the target role of {', '.join(sorted(usages))}) is in account "
+            f"{parse_role_arn(role_arn).account}, and podid reads IAM in account {own_account} "
+            "only, so its trust was not checked: it must trust the association role with "
+            "sts:AssumeRole and sts:TagSession under sts:ExternalId = the association's "
+            "externalId (podid status shows it)",
+        )
+    ]
