@@ -12,7 +12,7 @@ confused deputy the externalId exists to stop.
 
 Report only. A target role often lives in another account whose owner
 writes its trust, and what it must say (the externalId) is chosen by EKS, so
-podid never edits it. Until EKS has created the association its externalId
+it is never edited. Until EKS has created the association its externalId
 is unknown: admission is then not judged, the missing condition still is.
 """
 
@@ -96,7 +96,7 @@ def target_findings(
                         f"association role {role} {' and '.join(refused)} with sts:ExternalId "
                         f"{target.external_id}, so its pods get no credentials; the target "
                         "role's owner must add a statement trusting that role with that "
-                        "externalId (podid never edits a target role)",
+                        "externalId (a target role is never edited)",
                     )
                 )
                 continue
@@ -120,13 +120,13 @@ def target_findings(
 
 
 def other_account_findings(role_arn: str, own_account: str, usages: list[str]) -> list[Finding]:
-    """A target role in another account: podid reads IAM in its own account only."""
+    """A target role in another account: IAM is read in this account only."""
     return [
         Finding(
             code=TARGET_IN_OTHER_ACCOUNT,
             severity=Severity.INFO,
             message=f"{role_arn} (the target role of {', '.join(sorted(usages))}) is in account "
-            f"{parse_role_arn(role_arn).account}, and podid reads IAM in account {own_account} "
+            f"{parse_role_arn(role_arn).account}, and IAM is read in account {own_account} "
             "only, so its trust was not checked: it must trust the association role with "
             "sts:AssumeRole and sts:TagSession under sts:ExternalId = the association's "
             "externalId (podid status shows it)",
