@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class Target:
     kind: str
     kubeconfig: Path  # an admin's
     namespace: str  # fresh, empty
-    token_kubeconfig: object  # (namespace, service account) -> kubeconfig of that identity
+    token_kubeconfig: Callable[[str, str], Path]  # (namespace, service account) -> its kubeconfig
 
 
 @pytest.fixture(params=BOTH)
@@ -202,7 +202,7 @@ def test_field_validation_and_object_validation_errors_read_as_the_apiservers(
 def test_a_user_without_rbac_gets_the_apiservers_forbidden(target: Target) -> None:
     # Given an identity the cluster knows (a service account token) with no RBAC at all
     ns = target.namespace
-    config = target.token_kubeconfig(ns, "nobody")  # type: ignore[operator]
+    config = target.token_kubeconfig(ns, "nobody")
     # When it lists ConfigMaps
     denied = kubectl(config, "get", "configmap", "-n", "kube-system", check=False)
     # Then the server says who cannot do what, where
