@@ -7,11 +7,13 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import boto3
 import pytest
 
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
+from node_agent.jwks import JwksVerifier
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
 from sandbox.cluster_identity import REGISTRY, ClusterIdentity
@@ -35,11 +37,10 @@ class Setup:
     clock_offset: list[float] = field(default_factory=lambda: [0.0])
 
     def pod(
-        self, service_account: str = "api", namespace: str = "payments", **options: object
+        self, service_account: str = "api", namespace: str = "payments", pod_name: str | None = None
     ) -> Pod:
-        return Pod(
-            namespace, service_account, self.identity.issue(namespace, service_account, **options)
-        )
+        token = self.identity.issue(namespace, service_account, pod_name=pod_name)
+        return Pod(namespace, service_account, token)
 
     def associate(self, service_account: str = "api", namespace: str = "payments") -> None:
         self.world.client("eks").create_pod_identity_association(
@@ -63,11 +64,17 @@ def setup(world: World) -> Setup:
     return found
 
 
+class StartAgent(Protocol):
+    """The start_agent fixture: an agent in a thread with these settings overrides."""
+
+    def __call__(self, verifier: JwksVerifier | None = None, **overrides: object) -> Agent: ...
+
+
 @pytest.fixture
-def start_agent(setup: Setup) -> Iterator:
+def start_agent(setup: Setup) -> Iterator[StartAgent]:
     started: list[Agent] = []
 
-    def start(verifier: object = None, **overrides: object) -> Agent:
+    def start(verifier: JwksVerifier | None = None, **overrides: object) -> Agent:
         settings = AgentSettings.create(
             binds=("127.0.0.1:0",),
             ops_bind="127.0.0.1:0",
@@ -113,7 +120,7 @@ def request(port: int, raw: bytes, timeout: float = 5) -> tuple[int, dict[str, s
 
 def get_credentials(
     port: int, token: str | None, path: str = "/v1/credentials"
-) -> tuple[int, dict]:
+) -> tuple[int, dict[str, Any]]:
     auth = f"Authorization: {token}\r\n" if token is not None else ""
     status, _, body = request(
         port, f"GET {path} HTTP/1.1\r\nHost: 169.254.170.23\r\n{auth}\r\n".encode()

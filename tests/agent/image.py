@@ -79,7 +79,9 @@ class Dockerfile:
         found: dict[str, str] = {}
         for stage in self.chain(target):
             for rest in stage.all("ENV"):
-                found.update(word.split("=", 1) for word in shlex.split(rest))
+                for word in shlex.split(rest):
+                    key, value = word.split("=", 1)
+                    found[key] = value
         return found
 
     def entrypoint(self, target: str) -> list[str]:

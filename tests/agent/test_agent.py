@@ -6,12 +6,14 @@ import json
 import logging
 import re
 import time
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 from sandbox.eks_emulation import FAULTS
-from tests.agent.conftest import get_credentials, request
+from tests.agent.conftest import Setup, StartAgent, get_credentials, request
 from tests.builders import EC2_ONLY
 from tests.integration.conftest import REGION
 
@@ -19,8 +21,8 @@ SIX_HOURS = 6 * 3600
 
 
 def test_a_pod_gets_credentials_through_botocores_container_provider(
-    setup, start_agent, tmp_path, monkeypatch
-):
+    setup: Setup, start_agent: StartAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent = start_agent()
     token_file = tmp_path / "eks-pod-identity-token"
     token_file.write_text(setup.pod().token)
@@ -33,7 +35,9 @@ def test_a_pod_gets_credentials_through_botocores_container_provider(
     monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token_file))
     # When the SDK resolves credentials and calls STS
     session = boto3.Session(region_name=REGION)
-    assert session.get_credentials().method == "container-role"
+    credentials = session.get_credentials()
+    assert credentials is not None
+    assert credentials.method == "container-role"
     caller = session.client("sts").get_caller_identity()
     # Then it is the pod's role, in the pod's account
     assert caller["Arn"].startswith(
@@ -41,7 +45,9 @@ def test_a_pod_gets_credentials_through_botocores_container_provider(
     )
 
 
-def test_the_answer_has_the_container_credentials_shape(setup, start_agent):
+def test_the_answer_has_the_container_credentials_shape(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     status, body = get_credentials(agent.ports[0], setup.pod().token)
     assert status == 200
@@ -65,11 +71,15 @@ def test_the_answer_has_the_container_credentials_shape(setup, start_agent):
     ],
 )
 def test_every_failure_has_the_right_status_and_no_token_in_logs(
-    setup, start_agent, case, expected, caplog
-):
+    setup: Setup,
+    start_agent: StartAgent,
+    case: str,
+    expected: tuple[int, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     agent = start_agent()
     port = agent.ports[0]
-    token = setup.pod().token
+    token: str | None = setup.pod().token
     path = "/v1/credentials"
     if case == "missing header":
         token = None
@@ -107,7 +117,9 @@ def test_every_failure_has_the_right_status_and_no_token_in_logs(
         assert token not in json.dumps(body)
 
 
-def test_transient_upstream_errors_are_retried_with_jitter_inside_the_budget(setup, start_agent):
+def test_transient_upstream_errors_are_retried_with_jitter_inside_the_budget(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     FAULTS.inject("AssumeRoleForPodIdentity", "ThrottlingException", status=429, times=2)
     started = time.perf_counter()
@@ -118,8 +130,8 @@ def test_transient_upstream_errors_are_retried_with_jitter_inside_the_budget(set
 
 
 def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_together(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     # the widest upstream budget: 1,000 clients, the agent and moto share one interpreter here
     agent = start_agent(upstream_timeout_seconds=1.8, upstream_budget_seconds=1.8)
     token = setup.pod().token
@@ -154,8 +166,8 @@ def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_to
 
 
 def test_refresh_ahead_serves_the_cached_credential_and_renews_it_in_the_background(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.pod().token
     _, first = get_credentials(agent.ports[0], token)
@@ -174,7 +186,9 @@ def test_refresh_ahead_serves_the_cached_credential_and_renews_it_in_the_backgro
     assert renewed["AccessKeyId"] != first["AccessKeyId"]
 
 
-def test_stale_if_error_keeps_serving_a_valid_credential_when_upstream_fails(setup, start_agent):
+def test_stale_if_error_keeps_serving_a_valid_credential_when_upstream_fails(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.pod().token
     _, first = get_credentials(agent.ports[0], token)
@@ -193,7 +207,9 @@ def test_stale_if_error_keeps_serving_a_valid_credential_when_upstream_fails(set
     assert status == 503
 
 
-def test_a_cached_credential_never_outlives_its_token(setup, start_agent):
+def test_a_cached_credential_never_outlives_its_token(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.identity.issue("payments", "api", ttl_seconds=120)
     assert get_credentials(agent.ports[0], token)[0] == 200
@@ -201,7 +217,7 @@ def test_a_cached_credential_never_outlives_its_token(setup, start_agent):
     assert get_credentials(agent.ports[0], token)[0] == 401  # expired token, not a cached answer
 
 
-def test_the_cache_is_bounded(setup, start_agent):
+def test_the_cache_is_bounded(setup: Setup, start_agent: StartAgent) -> None:
     agent = start_agent(cache_size=5)
     for i in range(8):
         assert get_credentials(agent.ports[0], setup.pod(pod_name=f"api-{i}").token)[0] == 200
@@ -209,7 +225,7 @@ def test_the_cache_is_bounded(setup, start_agent):
     assert agent.cache.stats.evictions == 3
 
 
-def test_keep_alive_and_pipelining_answer_in_order(setup, start_agent):
+def test_keep_alive_and_pipelining_answer_in_order(setup: Setup, start_agent: StartAgent) -> None:
     agent = start_agent()
     token = setup.pod().token
     raw = (
@@ -231,7 +247,7 @@ def test_keep_alive_and_pipelining_answer_in_order(setup, start_agent):
     assert statuses == [200, 404, 200]
 
 
-def test_ops_endpoints(setup, start_agent):
+def test_ops_endpoints(setup: Setup, start_agent: StartAgent) -> None:
     agent = start_agent()
     get_credentials(agent.ports[0], setup.pod().token)
     get_credentials(agent.ports[0], setup.pod().token)
@@ -248,12 +264,12 @@ def test_ops_endpoints(setup, start_agent):
         assert "eyJ" not in line  # no token fragment in any metric
 
 
-def test_graceful_shutdown_answers_inflight_requests(setup, start_agent):
+def test_graceful_shutdown_answers_inflight_requests(setup: Setup, start_agent: StartAgent) -> None:
     import threading
 
     agent = start_agent()
     FAULTS.slow_down("AssumeRoleForPodIdentity", 0.5)
-    outcome = {}
+    outcome: dict[str, tuple[int, dict[str, Any]]] = {}
     caller = threading.Thread(
         target=lambda: outcome.update(result=get_credentials(agent.ports[0], setup.pod().token))
     )
@@ -265,8 +281,8 @@ def test_graceful_shutdown_answers_inflight_requests(setup, start_agent):
 
 
 def test_a_rotated_token_of_the_same_pod_is_served_from_cache_after_local_validation(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     from node_agent.jwks import JwksVerifier
 
     verifier = JwksVerifier(setup.identity.jwks)
@@ -292,7 +308,9 @@ def test_a_rotated_token_of_the_same_pod_is_served_from_cache_after_local_valida
     assert verifier.failures >= 1
 
 
-def test_new_identities_are_rate_limited_with_a_retryable_answer(setup, start_agent):
+def test_new_identities_are_rate_limited_with_a_retryable_answer(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent(new_identities_per_second=0.001, new_identity_burst=2)
     statuses = [
         get_credentials(agent.ports[0], setup.pod(pod_name=f"p{i}").token)[0] for i in range(3)

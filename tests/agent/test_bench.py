@@ -4,9 +4,12 @@ the new-identity limit (retrying 429s like an SDK) instead of crashing on it."""
 import os
 
 from benchmarks import agent_bench
+from tests.agent.conftest import Setup, StartAgent
 
 
-def test_the_benchmark_fills_identities_through_the_rate_limit(setup, start_agent):
+def test_the_benchmark_fills_identities_through_the_rate_limit(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     setup.associate("api", "bench")
     # Given an agent whose new-identity limit the fill is bound to meet
     agent = start_agent(new_identities_per_second=40, new_identity_burst=5)

@@ -13,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.agent.conftest import Setup
 from tests.integration.conftest import REGION
 
 ROOT = Path(__file__).parents[2]
@@ -37,7 +39,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def agent_process(setup, moto_endpoint):
+def agent_process(
+    setup: Setup, moto_endpoint: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port, ops = free_port(), free_port()
 
     def fd_limit() -> None:
@@ -87,7 +91,9 @@ def ask(port: int, token: str) -> tuple[int, float]:
     return status, time.perf_counter() - started
 
 
-def test_a_pod_is_served_beside_a_hostile_flood_with_bounded_memory(setup, agent_process):
+def test_a_pod_is_served_beside_a_hostile_flood_with_bounded_memory(
+    setup: Setup, agent_process: tuple[subprocess.Popen[bytes], int]
+) -> None:
     process, port = agent_process
     cached = setup.pod(pod_name="good-0").token
     assert ask(port, cached)[0] == 200

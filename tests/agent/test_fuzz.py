@@ -6,7 +6,10 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.agent.conftest import request
+from tests.agent.conftest import Setup, StartAgent, request
+
+# url, headers, the whole head, where it is cut into separate writes
+Head = tuple[bytes, list[tuple[bytes, bytes]], bytes, list[int]]
 
 METHODS = st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"G\x00T", b"get", b""])
 PATHS = st.one_of(
@@ -30,13 +33,19 @@ HEADERS = st.lists(
 CLIENT_STATUSES = {400, 401, 403, 404, 405, 429, 431}
 
 
-def test_fuzzed_requests_never_crash_the_agent(setup, start_agent):
+def test_fuzzed_requests_never_crash_the_agent(setup: Setup, start_agent: StartAgent) -> None:
     agent = start_agent()
     port = agent.ports[0]
 
     @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
     @given(METHODS, PATHS, TOKENS, HEADERS, st.booleans())
-    def check(method, path, token, headers, raw_garbage):
+    def check(
+        method: bytes,
+        path: bytes,
+        token: str | bytes,
+        headers: list[tuple[bytes, bytes]],
+        raw_garbage: bool,
+    ) -> None:
         if raw_garbage:
             payload = (
                 method + b" " + path + b"\r\n" + token.encode() if isinstance(token, str) else token
@@ -80,7 +89,7 @@ BIG = st.integers(MAX_LINE + MARGIN, 3 * MAX_LINE)
 
 
 @st.composite
-def heads(draw):
+def heads(draw: st.DrawFn) -> Head:
     url = b"/v1/credentials?" + b"q" * draw(st.one_of(st.integers(0, 64), SIZES, BIG))
     headers = [(b"Host", b"x"), (b"Connection", b"close")]
     for index in range(draw(st.integers(0, 80))):
@@ -94,7 +103,9 @@ def heads(draw):
     return url, headers, head, cuts
 
 
-def test_the_parser_limits_hold_however_the_head_is_cut(setup, start_agent):
+def test_the_parser_limits_hold_however_the_head_is_cut(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     """Every head over a limit (line, whole head, header count) is answered 431 or cut;
     every head within them is parsed (400: no token), whatever the read boundaries."""
     import socket
@@ -107,7 +118,7 @@ def test_the_parser_limits_hold_however_the_head_is_cut(setup, start_agent):
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(heads())
-    def check(case):
+    def check(case: Head) -> None:
         url, headers, head, cuts = case
         total = sum(len(name) + len(value) + 4 for name, value in headers)
         longest = max([len(url) + 14] + [len(n) + len(v) + 2 for n, v in headers])

@@ -19,6 +19,7 @@ import pytest
 
 from infra import locks
 from infra.bundling import lambda_python
+from sandbox.kube_api import LocalKubernetes
 from sandbox.localkube import kubeconfig
 from tests.agent.conftest import Setup, get_credentials
 from tests.agent.image import Dockerfile, ImageBuild, inside
@@ -62,7 +63,9 @@ def image_env(target: str, root: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def run_in(images: ImageBuild, target: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+def run_in(
+    images: ImageBuild, target: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     root = images.built[target]
     assert DOCKERFILE.entrypoint(target)[0] == "python"  # the venv's, first on the image's PATH
     return subprocess.run(
@@ -230,7 +233,9 @@ def image_agent(images: ImageBuild, setup: Setup) -> Iterator[tuple[int, subproc
                 process.wait()
 
 
-def test_the_agent_image_serves_a_pod_its_credentials(image_agent, setup: Setup) -> None:
+def test_the_agent_image_serves_a_pod_its_credentials(
+    image_agent: tuple[int, subprocess.Popen[str]], setup: Setup
+) -> None:
     port, process = image_agent
     token = setup.pod().token
     # When a pod asks the agent the image runs
@@ -254,7 +259,7 @@ def test_the_agent_image_serves_a_pod_its_credentials(image_agent, setup: Setup)
 
 
 def test_the_map_sync_image_syncs_the_map_from_the_api_server(
-    images: ImageBuild, kube, tmp_path: Path
+    images: ImageBuild, kube: LocalKubernetes, tmp_path: Path
 ) -> None:
     found = probe(images, "map-sync", "functions.kube.webhook_sync", "kubernetes.config")
     assert "kubernetes" in found["modules"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.agent.conftest import get_credentials, request
+from tests.agent.conftest import Setup, StartAgent, get_credentials, request
 
 # the documented limits (README, "Node agent"): literal here so the test also runs on old code
 MAX_HEAD_BYTES, MAX_LINE_BYTES, MAX_HEADERS = 32 * 1024, 17 * 1024, 64
@@ -62,8 +62,8 @@ HEAD = b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\n"
     ],
 )
 def test_an_endless_head_is_cut_at_its_limit_while_others_are_served(
-    setup, start_agent, case, prefix, filler
-):
+    setup: Setup, start_agent: StartAgent, case: str, prefix: bytes, filler: bytes
+) -> None:
     agent = start_agent()
     port = agent.ports[0]
     token = setup.pod().token
@@ -90,15 +90,17 @@ def test_an_endless_head_is_cut_at_its_limit_while_others_are_served(
         ("a head over the limit", HEAD + (b"X-A: " + b"b" * 1000 + b"\r\n") * 33 + b"\r\n"),
     ],
 )
-def test_a_complete_head_over_a_limit_is_refused_in_one_read(setup, start_agent, case, raw):
+def test_a_complete_head_over_a_limit_is_refused_in_one_read(
+    setup: Setup, start_agent: StartAgent, case: str, raw: bytes
+) -> None:
     agent = start_agent()
     status, headers, _ = request(agent.ports[0], raw)
     assert (status, headers.get("connection")) == (431, "close"), case
 
 
 def test_a_half_sent_head_and_a_silent_connection_are_closed_after_the_head_timeout(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()  # the default head timeout: 5 s
     port = agent.ports[0]
     with connect(port, timeout=10) as slow, connect(port, timeout=10) as silent:
@@ -112,7 +114,9 @@ def test_a_half_sent_head_and_a_silent_connection_are_closed_after_the_head_time
     assert agent.connections.closed["head_timeout"] == 2
 
 
-def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(setup, start_agent):
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent(idle_timeout_seconds=2)
     token = setup.pod().token
     with connect(agent.ports[0], timeout=10) as conn:
@@ -126,8 +130,8 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(setup, s
 
 
 def test_one_address_over_its_connection_cap_is_refused_and_others_still_served(
-    setup, start_agent, caplog
-):
+    setup: Setup, start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
     agent = start_agent(max_connections_per_peer=20)
     port = agent.ports[0]
     hostile = [connect(port, "127.0.0.3") for _ in range(20)]
@@ -154,7 +158,9 @@ def test_one_address_over_its_connection_cap_is_refused_and_others_still_served(
     assert 'podid_agent_connections_limited_total{reason="peer_cap"} 1.0' in metrics
 
 
-def test_at_the_global_cap_the_oldest_idle_connection_makes_room(setup, start_agent):
+def test_at_the_global_cap_the_oldest_idle_connection_makes_room(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent(max_connections=30)
     port = agent.ports[0]
     idle = [connect(port, f"127.0.0.{3 + i % 3}") for i in range(30)]

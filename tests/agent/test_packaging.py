@@ -1,23 +1,24 @@
 """The image and the DaemonSet a user applies, checked against the Kubernetes models."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client as k8s
+
+from tests.kube_models import as_model
 
 ROOT = Path(__file__).parents[2]
 
 
-def load(kind_to_model):
+def load(kind_to_model: dict[str, str]) -> dict[str, Any]:
     documents = list(
         yaml.safe_load_all((ROOT / "node_agent" / "deploy" / "daemonset.yaml").read_text())
     )
-    api = k8s.ApiClient()
-    return {d["kind"]: api._ApiClient__deserialize(d, kind_to_model[d["kind"]]) for d in documents}
+    return {d["kind"]: as_model(d, kind_to_model[d["kind"]]) for d in documents}
 
 
-def test_daemonset_is_valid_and_least_privileged():
+def test_daemonset_is_valid_and_least_privileged() -> None:
     objects = load({"ServiceAccount": "V1ServiceAccount", "DaemonSet": "V1DaemonSet"})
     daemonset = objects["DaemonSet"]
     pod = daemonset.spec.template.spec
@@ -42,7 +43,7 @@ def test_daemonset_is_valid_and_least_privileged():
     assert "169.254.170.23/32" in init.command[-1]
 
 
-def test_the_agent_flags_in_the_daemonset_parse():
+def test_the_agent_flags_in_the_daemonset_parse() -> None:
     from node_agent.settings import parse_args
 
     daemonset = load({"ServiceAccount": "V1ServiceAccount", "DaemonSet": "V1DaemonSet"})[
@@ -53,7 +54,7 @@ def test_the_agent_flags_in_the_daemonset_parse():
     assert settings.ops_bind == "127.0.0.1:2703"
 
 
-def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     text = (ROOT / "node_agent" / "Dockerfile").read_text()
     assert text.count("\nFROM ") >= 2  # build stage, then a slim runtime stage
     assert "USER 65532:65532" in text
@@ -65,25 +66,26 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
 AGENT_DAEMONSETS = ["node_agent/deploy/daemonset.yaml", "deploy/self-managed/node-agent.yaml"]
 
 
-def _documents(path):
+def _documents(path: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((ROOT / path).read_text()) if d]
 
 
-def _version():
+def _version() -> str:
     import tomllib
 
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return version
 
 
 @pytest.mark.parametrize("path", AGENT_DAEMONSETS)
-def test_every_privilege_is_reduced_or_explained_in_the_manifest(path):
+def test_every_privilege_is_reduced_or_explained_in_the_manifest(path: str) -> None:
     """Issue 14, item 7: no `latest`, seccomp everywhere, and each privilege that
     stays (root + NET_ADMIN in the init container, privilege escalation for the
     file capability) carries its reason next to it; in every DaemonSet that runs
     the agent (EKS and self-managed)."""
     text = (ROOT / path).read_text()
     (document,) = [d for d in _documents(path) if d["kind"] == "DaemonSet"]
-    daemonset = k8s.ApiClient()._ApiClient__deserialize(document, "V1DaemonSet")
+    daemonset = as_model(document, "V1DaemonSet")
     pod = daemonset.spec.template.spec
     version = _version()
     for container in (*pod.init_containers, *pod.containers):
@@ -103,11 +105,11 @@ def test_every_privilege_is_reduced_or_explained_in_the_manifest(path):
     assert "Why true:" in before_escalation[-900:]
 
 
-def test_the_webhooks_map_sync_runs_the_released_map_sync_image_unprivileged():
+def test_the_webhooks_map_sync_runs_the_released_map_sync_image_unprivileged() -> None:
     (document,) = [
         d for d in _documents("deploy/self-managed/webhook.yaml") if d["kind"] == "Deployment"
     ]
-    deployment = k8s.ApiClient()._ApiClient__deserialize(document, "V1Deployment")
+    deployment = as_model(document, "V1Deployment")
     pod = deployment.spec.template.spec
     assert pod.security_context.seccomp_profile.type == "RuntimeDefault"
     assert pod.security_context.run_as_non_root is True
@@ -120,7 +122,7 @@ def test_the_webhooks_map_sync_runs_the_released_map_sync_image_unprivileged():
         assert not container.image.endswith(":latest"), container.image
 
 
-def test_the_image_strips_setuid_and_takes_its_base_by_digest():
+def test_the_image_strips_setuid_and_takes_its_base_by_digest() -> None:
     dockerfile = (ROOT / "node_agent" / "Dockerfile").read_text()
     # what escalation could gain is bounded to the one file capability
     assert "-perm /6000 -exec chmod ug-s" in dockerfile
@@ -144,7 +146,7 @@ IMAGE_TARGETS = {"podid-node-agent": "agent", "podid-map-sync": "map-sync"}
 @pytest.mark.parametrize(
     "path", [*AGENT_DAEMONSETS, "deploy/self-managed/webhook.yaml"], ids=lambda p: p
 )
-def test_each_container_runs_the_image_target_that_holds_its_program(path):
+def test_each_container_runs_the_image_target_that_holds_its_program(path: str) -> None:
     from tests.agent.image import Dockerfile
 
     dockerfile = Dockerfile.parse()

@@ -4,25 +4,32 @@ pushed association map, sts:AssumeRole with the EKS session tags)."""
 import json
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import boto3
 import botocore.session
 import pytest
 
 from functions.core.association_map import build_association_map
 from functions.core.models import AssociationKey, AssociationSpec, Cluster, DesiredAssociation
-from node_agent.backends.sts import AssociationMap, StsBackend, TokenReviewer
+from node_agent.backends.sts import AssociationMap, StsBackend
+from node_agent.backends.token_review import TokenReviewer
 from node_agent.errors import AgentError
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
 from sandbox.cluster_identity import ClusterIdentity
+from sandbox.kube_api import ClusterAPI, LocalKubernetes
 from tests.agent.conftest import get_credentials
-from tests.integration.conftest import ACCOUNT, REGION
+from tests.integration.conftest import ACCOUNT, REGION, World
 
 CLUSTER_ARN = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/onprem"
 AGENT_TOKEN = "agent-service-account-token"
 
 
-def write_map(path, entries):
+def write_map(path: Path, entries: dict[tuple[str, str], dict[str, Any]]) -> None:
     cluster = Cluster(name="onprem", arn=CLUSTER_ARN)
     associations = [
         DesiredAssociation(
@@ -35,7 +42,7 @@ def write_map(path, entries):
     )
 
 
-def replace_file(path, text, mtime_ahead=1):
+def replace_file(path: Path, text: str, mtime_ahead: float = 1) -> None:
     """Swap the whole file in at once, as map-sync and the kubelet do: the agent's
     watcher polls every 0.1 s and must never see a half-written or re-stamped file."""
     staged = path.with_name(path.name + ".tmp")
@@ -44,8 +51,24 @@ def replace_file(path, text, mtime_ahead=1):
     os.replace(staged, path)
 
 
+@dataclass
+class SelfManaged:
+    """An agent with the sts backend in front of one self-managed cluster."""
+
+    agent: Agent
+    backend: StsBackend
+    identity: ClusterIdentity
+    path: Path
+    calls: list[dict[str, Any]]  # the AssumeRole parameters sent, in order
+    roles: tuple[str, str]  # app (mapped), other
+    sts: Any
+    api: ClusterAPI
+    token_file: Path
+    ca_file: str
+
+
 @pytest.fixture
-def self_managed(world, kube, tmp_path):
+def self_managed(world: World, kube: LocalKubernetes, tmp_path: Path) -> Iterator[SelfManaged]:
     identity = ClusterIdentity.create(CLUSTER_ARN)
     api = kube.add_cluster("onprem", identity=identity)
     api.add_static_token(AGENT_TOKEN, "system:serviceaccount:kube-system:podid-node-agent")
@@ -64,7 +87,7 @@ def self_managed(world, kube, tmp_path):
     token_file.write_text(AGENT_TOKEN + "\n")
     reviewer = TokenReviewer(api.url, str(token_file), str(kube.ca_file))
     sts = botocore.session.get_session().create_client("sts", region_name=REGION)
-    calls = []
+    calls: list[dict[str, Any]] = []
     sts.meta.events.register(
         "provide-client-params.sts.AssumeRole", lambda params, **_: calls.append(dict(params))
     )
@@ -78,29 +101,30 @@ def self_managed(world, kube, tmp_path):
         map_poll_seconds=0.1,
     )
     agent = Agent(settings, backend).start_in_thread()
-    yield {
-        "agent": agent,
-        "identity": identity,
-        "path": path,
-        "calls": calls,
-        "roles": (app, other),
-        "sts": sts,
-        "api": api,
-        "token_file": token_file,
-        "ca_file": str(kube.ca_file),
-    }
+    yield SelfManaged(
+        agent=agent,
+        backend=backend,
+        identity=identity,
+        path=path,
+        calls=calls,
+        roles=(app, other),
+        sts=sts,
+        api=api,
+        token_file=token_file,
+        ca_file=str(kube.ca_file),
+    )
     agent.stop_thread()
 
 
-def test_a_pod_gets_its_mapped_role_with_the_eks_session_tags(self_managed):
-    agent, identity = self_managed["agent"], self_managed["identity"]
+def test_a_pod_gets_its_mapped_role_with_the_eks_session_tags(self_managed: SelfManaged) -> None:
+    agent, identity = self_managed.agent, self_managed.identity
     status, body = get_credentials(
         agent.ports[0], identity.issue("payments", "api", pod_name="api-1")
     )
     assert status == 200
     assert body["AccountId"] == ACCOUNT
-    (call,) = self_managed["calls"]
-    assert call["RoleArn"] == self_managed["roles"][0]
+    (call,) = self_managed.calls
+    assert call["RoleArn"] == self_managed.roles[0]
     assert call["RoleSessionName"] == "eks-onprem-api-1"
     tags = {t["Key"]: t["Value"] for t in call["Tags"]}
     assert tags["eks-cluster-arn"] == CLUSTER_ARN
@@ -113,32 +137,34 @@ def test_a_pod_gets_its_mapped_role_with_the_eks_session_tags(self_managed):
     assert len(tags["kubernetes-pod-uid"]) == 36
 
 
-def test_disabled_session_tags_are_honoured(self_managed):
-    agent, identity = self_managed["agent"], self_managed["identity"]
+def test_disabled_session_tags_are_honoured(self_managed: SelfManaged) -> None:
+    agent, identity = self_managed.agent, self_managed.identity
     assert get_credentials(agent.ports[0], identity.issue("batch", "job"))[0] == 200
-    (call,) = self_managed["calls"]
+    (call,) = self_managed.calls
     assert "Tags" not in call
 
 
-def test_unknown_service_accounts_and_forged_tokens_are_refused(self_managed):
-    agent, identity = self_managed["agent"], self_managed["identity"]
+def test_unknown_service_accounts_and_forged_tokens_are_refused(self_managed: SelfManaged) -> None:
+    agent, identity = self_managed.agent, self_managed.identity
     status, body = get_credentials(agent.ports[0], identity.issue("payments", "nobody"))
     assert (status, body["Code"]) == (404, "ResourceNotFound")
     forged = ClusterIdentity.create(CLUSTER_ARN).issue("payments", "api")
     status, body = get_credentials(agent.ports[0], forged)
     assert (status, body["Code"]) == (401, "InvalidToken")
-    assert self_managed["calls"] == []
+    assert self_managed.calls == []
 
 
-def test_a_changed_map_drops_exactly_the_affected_cached_identities(self_managed):
-    agent, identity = self_managed["agent"], self_managed["identity"]
+def test_a_changed_map_drops_exactly_the_affected_cached_identities(
+    self_managed: SelfManaged,
+) -> None:
+    agent, identity = self_managed.agent, self_managed.identity
     api_token, job_token = identity.issue("payments", "api"), identity.issue("batch", "job")
     _, api_before = get_credentials(agent.ports[0], api_token)
     _, job_before = get_credentials(agent.ports[0], job_token)
-    app, other = self_managed["roles"]
+    app, other = self_managed.roles
     # When the control plane pushes a map where payments/api has another role
     write_map(
-        self_managed["path"],
+        self_managed.path,
         {
             ("payments", "api"): {"role_arn": other},
             ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
@@ -152,12 +178,12 @@ def test_a_changed_map_drops_exactly_the_affected_cached_identities(self_managed
     _, job_after = get_credentials(agent.ports[0], job_token)
     assert api_after["AccessKeyId"] != api_before["AccessKeyId"]
     assert job_after["AccessKeyId"] == job_before["AccessKeyId"]
-    assert self_managed["calls"][-1]["RoleArn"] == other
+    assert self_managed.calls[-1]["RoleArn"] == other
 
 
-def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
-    agent, identity, path = self_managed["agent"], self_managed["identity"], self_managed["path"]
-    associations = agent.backend.associations
+def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed: SelfManaged) -> None:
+    agent, identity, path = self_managed.agent, self_managed.identity, self_managed.path
+    associations = self_managed.backend.associations
     associations.poll()
     replace_file(path, path.read_text().replace("role/app", "role/evil"), mtime_ahead=5)
     # the agent's watcher may see the file first; either way it is refused once
@@ -166,7 +192,7 @@ def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
     time.sleep(0.3)
     assert associations.rejected == 1
     assert get_credentials(agent.ports[0], identity.issue("payments", "api"))[0] == 200
-    assert self_managed["calls"][-1]["RoleArn"] == self_managed["roles"][0]
+    assert self_managed.calls[-1]["RoleArn"] == self_managed.roles[0]
 
 
 class _AudienceBlindApiServer:
@@ -205,20 +231,20 @@ class _AudienceBlindApiServer:
         self.server.server_close()
 
 
-def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(self_managed):
-    identity, calls = self_managed["identity"], self_managed["calls"]
+def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(
+    self_managed: SelfManaged,
+) -> None:
+    identity, calls = self_managed.identity, self_managed.calls
     blind = _AudienceBlindApiServer("system:serviceaccount:payments:api")
     try:
         reviewer = TokenReviewer(blind.url)
-        backend = StsBackend(
-            reviewer, self_managed["agent"].backend.associations, self_managed["sts"]
-        )
+        backend = StsBackend(reviewer, self_managed.backend.associations, self_managed.sts)
         settings = AgentSettings.create(
             binds=("127.0.0.1:0",),
             ops_bind="127.0.0.1:0",
             cluster_name="onprem",
             backend="sts",
-            association_map=str(self_managed["path"]),
+            association_map=str(self_managed.path),
         )
         agent = Agent(settings, backend).start_in_thread()
         try:
@@ -231,20 +257,22 @@ def test_a_token_review_that_does_not_confirm_the_pod_audience_is_refused(self_m
     assert calls == []
 
 
-def test_a_target_role_is_reached_by_chaining_from_the_mapped_role(self_managed):
-    agent, identity = self_managed["agent"], self_managed["identity"]
-    app, other = self_managed["roles"]
+def test_a_target_role_is_reached_by_chaining_from_the_mapped_role(
+    self_managed: SelfManaged,
+) -> None:
+    agent, identity = self_managed.agent, self_managed.identity
+    app, other = self_managed.roles
     # Given payments/api maps to app, which chains on to the target role `other`
     write_map(
-        self_managed["path"],
+        self_managed.path,
         {("payments", "api"): {"role_arn": app, "target_role_arn": other}},
     )
     # When a pod asks for credentials
     status, body = get_credentials(agent.ports[0], identity.issue("payments", "api"))
     # Then it gets the target role's, assumed with the mapped role's credentials
     assert status == 200
-    assert [c["RoleArn"] for c in self_managed["calls"]] == [app]
-    sts = botocore.session.get_session().create_client(
+    assert [c["RoleArn"] for c in self_managed.calls] == [app]
+    sts = boto3.client(
         "sts",
         region_name=REGION,
         aws_access_key_id=body["AccessKeyId"],
@@ -254,10 +282,10 @@ def test_a_target_role_is_reached_by_chaining_from_the_mapped_role(self_managed)
     assert ":assumed-role/other/" in sts.get_caller_identity()["Arn"]
 
 
-def test_the_reviewer_reads_a_rotated_agent_token(self_managed):
+def test_the_reviewer_reads_a_rotated_agent_token(self_managed: SelfManaged) -> None:
     # Given the agent's own token file was rotated to a token the cluster does not know
-    identity, token_file = self_managed["identity"], self_managed["token_file"]
-    reviewer = TokenReviewer(self_managed["api"].url, str(token_file), self_managed["ca_file"])
+    identity, token_file = self_managed.identity, self_managed.token_file
+    reviewer = TokenReviewer(self_managed.api.url, str(token_file), self_managed.ca_file)
     assert reviewer.review(identity.issue("payments", "api")).service_account == "api"
     token_file.write_text("rotated-unknown-token\n")
     # Then the next review is sent with it (and the cluster's 401 is a clear 503)
@@ -268,15 +296,17 @@ def test_the_reviewer_reads_a_rotated_agent_token(self_managed):
     assert not refused.value.retryable
 
 
-def test_an_unreachable_api_server_is_a_retryable_503(self_managed, tmp_path):
+def test_an_unreachable_api_server_is_a_retryable_503(
+    self_managed: SelfManaged, tmp_path: Path
+) -> None:
     import socket
 
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    reviewer = TokenReviewer(f"https://127.0.0.1:{port}", None, self_managed["ca_file"])
+    reviewer = TokenReviewer(f"https://127.0.0.1:{port}", None, self_managed.ca_file)
     with pytest.raises(AgentError) as failed:
-        reviewer.review(self_managed["identity"].issue("payments", "api"))
+        reviewer.review(self_managed.identity.issue("payments", "api"))
     assert (failed.value.status, failed.value.code, failed.value.retryable) == (
         503,
         "TokenReviewFailed",

@@ -4,15 +4,19 @@ field's type, and a bad value refused with the name the user wrote it under."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
 from node_agent import settings
 from node_agent.settings import AgentSettings, SettingsError, parse_args
 
+# sets PODID_AGENT_<NAME> for each name=value given
+SetEnv = Callable[..., None]
+
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch):
+def env(monkeypatch: pytest.MonkeyPatch) -> SetEnv:
     for name in list(__import__("os").environ):
         if name.startswith(settings.ENV_PREFIX):
             monkeypatch.delenv(name)
@@ -31,7 +35,7 @@ def refusal(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return capsys.readouterr().err
 
 
-def test_every_type_is_read_from_the_environment(env) -> None:
+def test_every_type_is_read_from_the_environment(env: SetEnv) -> None:
     env(
         cluster_name="blue",
         binds="127.0.0.1:8080, [::1]:8080",
@@ -49,7 +53,7 @@ def test_every_type_is_read_from_the_environment(env) -> None:
     assert found.region == "eu-west-1"
 
 
-def test_flags_override_the_environment(env) -> None:
+def test_flags_override_the_environment(env: SetEnv) -> None:
     env(cluster_name="blue", cache_size="500", binds="127.0.0.1:1")
     found = parse_args(["--cluster-name=green", "--cache-size=7", "--bind=127.0.0.1:2"])
     assert (found.cluster_name, found.cache_size, found.binds) == ("green", 7, ("127.0.0.1:2",))
@@ -72,12 +76,16 @@ def test_flags_override_the_environment(env) -> None:
         ("log_level", "LOUD", "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ],
 )
-def test_a_bad_value_names_its_variable(env, capsys, name: str, value: str, says: str) -> None:
+def test_a_bad_value_names_its_variable(
+    env: SetEnv, capsys: pytest.CaptureFixture[str], name: str, value: str, says: str
+) -> None:
     env(cluster_name="blue", **{name: value})
     assert says in refusal(capsys, [])
 
 
-def test_a_bad_flag_is_refused_by_its_flag_name(env, capsys) -> None:
+def test_a_bad_flag_is_refused_by_its_flag_name(
+    env: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert "--cache-size: invalid int value: 'x'" in refusal(
         capsys, ["--cluster-name=blue", "--cache-size=x"]
     )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 from botocore.httpsession import URLLib3Session
@@ -13,7 +14,7 @@ from botocore.utils import ContainerMetadataFetcher
 
 from sandbox.cluster_identity import ClusterIdentity
 from sandbox.eks_emulation import FAULTS
-from tests.agent.conftest import get_credentials
+from tests.agent.conftest import Setup, StartAgent, get_credentials
 from tests.builders import EC2_ONLY
 
 
@@ -36,7 +37,9 @@ def sdk_attempt(port: int, token: str) -> tuple[int | None, float]:
     return status, time.perf_counter() - started
 
 
-def test_when_eks_auth_hangs_every_sdk_attempt_is_answered_before_its_timeout(setup, start_agent):
+def test_when_eks_auth_hangs_every_sdk_attempt_is_answered_before_its_timeout(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.pod().token
     # Given EKS Auth accepting connections and never answering (in time)
@@ -50,8 +53,8 @@ def test_when_eks_auth_hangs_every_sdk_attempt_is_answered_before_its_timeout(se
 
 
 def test_botocores_container_provider_gets_an_error_not_a_timeout_when_eks_auth_hangs(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     FAULTS.slow_down("AssumeRoleForPodIdentity", 4.0, times=10)
     fetcher = ContainerMetadataFetcher(sleep=lambda _: None)
@@ -64,7 +67,9 @@ def test_botocores_container_provider_gets_an_error_not_a_timeout_when_eks_auth_
     assert time.perf_counter() - started < 3 * 1.6
 
 
-def test_a_retried_client_request_joins_the_upstream_call_in_flight(setup, start_agent):
+def test_a_retried_client_request_joins_the_upstream_call_in_flight(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.pod().token
     # slow, yet well inside the agent's ~1 s upstream budget: a loaded CI machine adds latency
@@ -85,7 +90,7 @@ def test_a_retried_client_request_joins_the_upstream_call_in_flight(setup, start
 _IMPOSTORS: dict[str, ClusterIdentity] = {}
 
 
-def forged(setup, index: int) -> str:
+def forged(setup: Setup, index: int) -> str:
     """Well-formed, unexpired, right audience, signed by a key the cluster never had."""
     arn = setup.identity.cluster_arn
     impostor = _IMPOSTORS.get(arn) or _IMPOSTORS.setdefault(arn, ClusterIdentity.create(arn))
@@ -103,7 +108,9 @@ async def ask(port: int, source: str, token: str) -> int:
     return int(line.split()[1]) if line else 0
 
 
-def test_forged_tokens_from_one_pod_do_not_starve_another_pods_first_request(setup, start_agent):
+def test_forged_tokens_from_one_pod_do_not_starve_another_pods_first_request(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()  # default limits
     forgeries = [forged(setup, i) for i in range(600)]
 
@@ -126,8 +133,8 @@ def test_forged_tokens_from_one_pod_do_not_starve_another_pods_first_request(set
 
 
 def test_with_local_validation_a_forged_token_costs_no_upstream_call_and_no_rate_token(
-    setup, start_agent
-):
+    setup: Setup, start_agent: StartAgent
+) -> None:
     from node_agent.jwks import JwksVerifier
 
     agent = start_agent(verifier=JwksVerifier(setup.identity.jwks))
@@ -138,7 +145,9 @@ def test_with_local_validation_a_forged_token_costs_no_upstream_call_and_no_rate
     assert agent.cache.stats.rate_limited == 0
 
 
-def test_a_token_for_another_audience_is_refused_before_any_upstream_call(setup, start_agent):
+def test_a_token_for_another_audience_is_refused_before_any_upstream_call(
+    setup: Setup, start_agent: StartAgent
+) -> None:
     agent = start_agent()
     token = setup.identity.issue("payments", "api", audience="sts.amazonaws.com")
     status, body = get_credentials(agent.ports[0], token)
@@ -146,14 +155,14 @@ def test_a_token_for_another_audience_is_refused_before_any_upstream_call(setup,
     assert agent.cache.stats.upstream_calls == 0
 
 
-def refuse_the_role(setup) -> None:
+def refuse_the_role(setup: Setup) -> None:
     setup.world.client("iam").update_assume_role_policy(
         RoleName="app",
         PolicyDocument=json.dumps(EC2_ONLY),
     )
 
 
-def delete_the_association(setup) -> None:
+def delete_the_association(setup: Setup) -> None:
     eks = setup.world.client("eks")
     (summary,) = eks.list_pod_identity_associations(clusterName="blue")["associations"]
     eks.delete_pod_identity_association(clusterName="blue", associationId=summary["associationId"])
@@ -167,8 +176,11 @@ def delete_the_association(setup) -> None:
     ],
 )
 def test_a_revoked_identity_stops_being_served_at_the_first_refresh_that_learns_it(
-    setup, start_agent, revoke, expected
-):
+    setup: Setup,
+    start_agent: StartAgent,
+    revoke: Callable[[Setup], None],
+    expected: tuple[int, str],
+) -> None:
     agent = start_agent()
     pod, sibling = setup.pod(pod_name="api-1").token, setup.pod(pod_name="api-2").token
     assert get_credentials(agent.ports[0], pod)[0] == 200

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,24 +26,24 @@ DECLARE_PAYMENTS_API = (
 )
 
 
-def use_consoles(monkeypatch, width: int) -> None:
+def use_consoles(monkeypatch: pytest.MonkeyPatch, width: int) -> None:
     """The CLI's consoles at a fixed width, writing where the runner captures."""
     monkeypatch.setattr(output, "console", Console(width=width))
     monkeypatch.setattr(output, "errors", Console(width=width, stderr=True))
 
 
 @pytest.fixture(autouse=True)
-def wide(monkeypatch):
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
     use_consoles(monkeypatch, 200)
 
 
 @pytest.fixture
-def narrow(monkeypatch):
+def narrow(monkeypatch: pytest.MonkeyPatch) -> None:
     use_consoles(monkeypatch, 80)
 
 
 @pytest.fixture
-def account(world: World, tmp_path, monkeypatch):
+def account(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("PODID_HOME", str(tmp_path))
     monkeypatch.setenv("TABLE_NAME", TABLE)  # restored after commands that set it
     saved = dict(os.environ)
@@ -53,12 +54,12 @@ def account(world: World, tmp_path, monkeypatch):
     os.environ.update(saved)
 
 
-def run(*args):
+def run(*args: str) -> tuple[int, str]:
     result = runner.invoke(cli.app, list(args))
     return result.exit_code, result.output
 
 
-def test_declare_from_flags_then_status_and_wait(account):
+def test_declare_from_flags_then_status_and_wait(account: World) -> None:
     code, output = run(*DECLARE_PAYMENTS_API)
     assert code == 0, output
     assert "declared payments-api (version 1)" in output
@@ -89,7 +90,9 @@ def test_declare_from_flags_then_status_and_wait(account):
     assert "(version 2)" in output
 
 
-def test_bad_input_is_rejected_with_field_value_and_rule_and_nothing_written(account):
+def test_bad_input_is_rejected_with_field_value_and_rule_and_nothing_written(
+    account: World,
+) -> None:
     code, output = run(
         "declare",
         "x",
@@ -111,7 +114,7 @@ def test_bad_input_is_rejected_with_field_value_and_rule_and_nothing_written(acc
     assert "unknown state 'Happy'" in output
 
 
-def test_declare_from_a_yaml_file_with_dry_run(account, tmp_path):
+def test_declare_from_a_yaml_file_with_dry_run(account: World, tmp_path: Path) -> None:
     path = tmp_path / "declarations.yaml"
     path.write_text(
         "id: a\nnamespace: payments\nserviceAccount: api\nroleArn: "
@@ -127,7 +130,7 @@ def test_declare_from_a_yaml_file_with_dry_run(account, tmp_path):
     assert account.item("DECL#a", "DECL") is None
 
 
-def test_declare_tags_and_session_policy_from_flags(account, tmp_path):
+def test_declare_tags_and_session_policy_from_flags(account: World, tmp_path: Path) -> None:
     base = ["declare", "scoped", "--namespace", "payments", "--service-account", "api"]
     base += ["--role-arn", ROLE, "--fleet", "prod", "--tag", "team=payments", "--tag", "tier=1"]
     policy = tmp_path / "session-policy.json"
@@ -143,13 +146,13 @@ def test_declare_tags_and_session_policy_from_flags(account, tmp_path):
 
     code, output = run(*base, "--policy", str(policy), "--disable-session-tags")
     assert code == 0, output
-    stored = account.item("DECL#scoped", "DECL")
+    stored = account.record("DECL#scoped", "DECL")
     assert stored["tags"] == {"team": "payments", "tier": "1"}
     assert stored["disableSessionTags"] is True
     assert json.loads(stored["policy"]) == {"Version": "2012-10-17", "Statement": []}
 
 
-def test_plan_shows_what_would_change_and_writes_nothing(account):
+def test_plan_shows_what_would_change_and_writes_nothing(account: World) -> None:
     run(*DECLARE_PAYMENTS_API)
     code, output = run("plan")
     assert code == 0, output
@@ -157,7 +160,7 @@ def test_plan_shows_what_would_change_and_writes_nothing(account):
     assert account.associations("blue") == {}
 
 
-def test_wait_times_out_with_the_pending_states(account):
+def test_wait_times_out_with_the_pending_states(account: World) -> None:
     run(*DECLARE_PAYMENTS_API)
     code, output = run("wait", "payments-api", "--timeout", "0.2", "--interval", "0.1")
     assert code == 3
@@ -165,18 +168,18 @@ def test_wait_times_out_with_the_pending_states(account):
     assert "blue=no status yet" in output
 
 
-def test_reconcile_import_findings_and_schema(account):
+def test_reconcile_import_findings_and_schema(account: World) -> None:
     account.client("eks").create_pod_identity_association(
         clusterName="blue", namespace="legacy", serviceAccount="app", roleArn=ROLE
     )
     code, output = run("import", "blue")
     assert code == 0, output
     assert "1 association(s) of blue were imported" in output
-    assert account.item("DECL#blue.legacy.app", "DECL")["target"] == {"clusters": ["blue"]}
-    assert account.item("DECL#blue.legacy.app", "DECL")["adopt"] is True
+    assert account.record("DECL#blue.legacy.app", "DECL")["target"] == {"clusters": ["blue"]}
+    assert account.record("DECL#blue.legacy.app", "DECL")["adopt"] is True
     account.settle()
     # audit mode never adopts: the association is reported, untouched
-    assert account.item("CLUSTER#blue", "ASSOC#legacy#app")["state"] == "Blocked"
+    assert account.record("CLUSTER#blue", "ASSOC#legacy#app")["state"] == "Blocked"
     assert "pod-identity/declaration" not in account.associations("blue")[("legacy", "app")].get(
         "tags", {}
     )
@@ -196,7 +199,9 @@ def test_reconcile_import_findings_and_schema(account):
     assert {"namespace", "serviceAccount", "roleArn", "target"} <= set(schema["required"])
 
 
-def test_without_a_sandbox_or_table_it_says_what_to_do(monkeypatch, tmp_path):
+def test_without_a_sandbox_or_table_it_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PODID_HOME", str(tmp_path))
     monkeypatch.delenv("TABLE_NAME", raising=False)
     code, output = run("status")
@@ -212,7 +217,7 @@ def lines_fit(output: str, width: int = 80) -> None:
     assert not too_long, "\n".join(too_long)
 
 
-def given_a_conflict(account):
+def given_a_conflict(account: World) -> tuple[int, str]:
     """payments-api asks payments/api on the prod fleet; orders asks the same
     service account on blue with another role."""
     account.create_role("orders-worker")
@@ -226,7 +231,7 @@ def given_a_conflict(account):
     return code, output
 
 
-def test_delete_dry_run_shows_what_goes_and_what_stays_then_deletes(account):
+def test_delete_dry_run_shows_what_goes_and_what_stays_then_deletes(account: World) -> None:
     # Given payments-api on the fleet, and payments-api-blue asking the same on blue
     run(*DECLARE_PAYMENTS_API)
     run(
@@ -268,7 +273,9 @@ def test_delete_dry_run_shows_what_goes_and_what_stays_then_deletes(account):
     assert set(account.associations("blue")) == {("payments", "api")}
 
 
-def test_list_shows_state_target_role_and_problems_in_80_columns(account, narrow):
+def test_list_shows_state_target_role_and_problems_in_80_columns(
+    account: World, narrow: None
+) -> None:
     # Given a conflict, an invalid record and a declaration naming a missing cluster
     given_a_conflict(account)
     account.declare(
@@ -310,7 +317,7 @@ def test_list_shows_state_target_role_and_problems_in_80_columns(account, narrow
     assert any("'ghost'" in w for w in rows["ghostly"]["warnings"])
 
 
-def test_status_shows_the_reason_in_80_columns(account, narrow):
+def test_status_shows_the_reason_in_80_columns(account: World, narrow: None) -> None:
     given_a_conflict(account)
     code, output = run("status")
     assert code == 0, output
@@ -325,7 +332,7 @@ def test_status_shows_the_reason_in_80_columns(account, narrow):
     assert "'orders' asks" in blue["reason"]
 
 
-def test_declare_warns_when_it_creates_a_conflict_and_still_writes_it(account):
+def test_declare_warns_when_it_creates_a_conflict_and_still_writes_it(account: World) -> None:
     # declaring what nobody else asks warns of nothing
     code, output = run(*DECLARE_PAYMENTS_API)
     assert code == 0, output
@@ -341,7 +348,7 @@ def test_declare_warns_when_it_creates_a_conflict_and_still_writes_it(account):
     assert account.item("DECL#orders", "DECL") is not None
 
 
-def test_wait_fails_fast_when_it_could_never_finish(account):
+def test_wait_fails_fast_when_it_could_never_finish(account: World) -> None:
     # a named cluster EKS does not have
     run(
         *("declare", "ghostly", "--namespace", "ops", "--service-account", "x"),
@@ -361,7 +368,7 @@ def test_wait_fails_fast_when_it_could_never_finish(account):
     assert "fleet 'nowhere'" in output
 
 
-def test_wait_on_an_invalid_or_unknown_declaration_says_why(account):
+def test_wait_on_an_invalid_or_unknown_declaration_says_why(account: World) -> None:
     # an invalid record: its errors, not a traceback
     account.declare(
         "broken", namespace="Bad_NS", serviceAccount="api", roleArn=ROLE, target={"fleet": "prod"}
@@ -376,7 +383,9 @@ def test_wait_on_an_invalid_or_unknown_declaration_says_why(account):
     assert "no declaration 'nope'" in output
 
 
-def test_a_stale_sandbox_state_is_removed_and_said(account, tmp_path, monkeypatch):
+def test_a_stale_sandbox_state_is_removed_and_said(
+    account: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given the state file of a sandbox whose process and endpoint are gone
     gone = subprocess.Popen(["true"])  # noqa: S607
     gone.wait()
@@ -405,7 +414,9 @@ def test_a_stale_sandbox_state_is_removed_and_said(account, tmp_path, monkeypatc
     assert not state.exists()
 
 
-def test_aws_errors_are_one_line_with_what_to_do(account, monkeypatch, capsys):
+def test_aws_errors_are_one_line_with_what_to_do(
+    account: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # a table that does not exist
     with pytest.raises(SystemExit) as exited:
         cli.main(["status", "--table", "no-such-table"])
@@ -435,7 +446,9 @@ def test_aws_errors_are_one_line_with_what_to_do(account, monkeypatch, capsys):
         cli.main(["status", "--table", "podid-test"])
 
 
-def test_a_bad_environment_names_the_variables(account, monkeypatch):
+def test_a_bad_environment_names_the_variables(
+    account: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODE", "loud")
     result = runner.invoke(cli.app, ["status"])
     assert result.exit_code == 2, result.output
@@ -443,11 +456,11 @@ def test_a_bad_environment_names_the_variables(account, monkeypatch):
     assert "MODE: Input should be 'plan', 'audit' or 'enforce' (got 'loud')" in result.output
 
 
-def test_cluster_enroll_and_every_command_the_product_names_exists(account):
+def test_cluster_enroll_and_every_command_the_product_names_exists(account: World) -> None:
     account.create_cluster("solo", fleet=None)
     code, output = run("cluster", "enroll", "solo")
     assert code == 0, output
-    stored = account.item("CLUSTER#solo", "CLUSTER")
+    stored = account.record("CLUSTER#solo", "CLUSTER")
     assert stored["enrolled"] is True
     assert stored["enrolledBy"] == "cli"
     code, output = run("cluster", "enroll", "nope")
@@ -457,9 +470,10 @@ def test_cluster_enroll_and_every_command_the_product_names_exists(account):
 
     # every `podid <command>` a message or the README mentions is a real command
     import typer
+    from typer.core import TyperGroup
 
     root = typer.main.get_command(cli.app)
-    mentioned = set()
+    mentioned: set[tuple[str, str]] = set()
     for path in [
         *ROOT.glob("functions/**/*.py"),
         *ROOT.glob("sandbox/**/*.py"),
@@ -479,18 +493,18 @@ def test_cluster_enroll_and_every_command_the_product_names_exists(account):
     for where, words in sorted(mentioned):
         command = root
         for word in words.split():
-            if word not in getattr(command, "commands", {}):
+            if not isinstance(command, TyperGroup) or word not in command.commands:
                 break
             command = command.commands[word]
         assert command is not root, f"{where} names `podid {words}`, which does not exist"
-        if hasattr(command, "commands"):
+        if isinstance(command, TyperGroup):
             word = words.split()[-1]
             assert word in command.commands or command.name == word, (
                 f"{where} names `podid {words}`, which does not exist"
             )
 
 
-def test_a_missing_role_finding_names_the_declarations(account):
+def test_a_missing_role_finding_names_the_declarations(account: World) -> None:
     # a declaration whose fleet has no enrolled cluster (no usage yet) and whose role is gone
     run(
         *("declare", "lonely", "--namespace", "ops", "--service-account", "x"),
@@ -506,7 +520,9 @@ def test_a_missing_role_finding_names_the_declarations(account):
     assert "lonely" in finding["message"]
 
 
-def test_reconcile_runs_discovery_and_queues_one_message_per_cluster(account, monkeypatch):
+def test_reconcile_runs_discovery_and_queues_one_message_per_cluster(
+    account: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a declaration written straight into the table, not yet delivered
     account.declare_in_payments("payments-api", "api")
 
@@ -534,7 +550,7 @@ def test_reconcile_runs_discovery_and_queues_one_message_per_cluster(account, mo
     assert "--queue-url" in output
 
 
-def test_reconcile_wait_waits_for_the_queued_clusters(account):
+def test_reconcile_wait_waits_for_the_queued_clusters(account: World) -> None:
     account.declare_in_payments("payments-api", "api")
     # nobody consumes the queue: --wait times out with exit 3
     code, output = run("reconcile", "--wait", "--timeout", "1", "--interval", "0.2")
@@ -573,7 +589,7 @@ def test_reconcile_wait_waits_for_the_queued_clusters(account):
         consumer.join()
 
 
-def test_status_shows_the_external_id_a_target_role_must_require(account):
+def test_status_shows_the_external_id_a_target_role_must_require(account: World) -> None:
     account.create_role("central")
     target = f"arn:aws:iam::{ACCOUNT}:role/central"
     code, output = run(*DECLARE_PAYMENTS_API, "--target-role-arn", target)
@@ -589,7 +605,7 @@ def test_status_shows_the_external_id_a_target_role_must_require(account):
     assert row["ownedByPodid"] is True
 
 
-def test_list_says_when_the_roles_owner_must_widen_its_trust(account):
+def test_list_says_when_the_roles_owner_must_widen_its_trust(account: World) -> None:
     only_orders = {
         "Version": "2012-10-17",
         "Statement": [
@@ -616,8 +632,8 @@ def test_list_says_when_the_roles_owner_must_widen_its_trust(account):
 
 
 def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_nothing(
-    account, tmp_path
-):
+    account: World, tmp_path: Path
+) -> None:
     from tests.realwebhook.webhook import make_tls
 
     ca = make_tls(tmp_path).ca
@@ -640,7 +656,7 @@ def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_no
         assert code == 2, (args, output)
         assert message in " ".join(output.split()), (args, output)
     assert account.item("CLUSTER#lab-1", "CLUSTER") is None
-    assert account.item("CLUSTER#blue", "CLUSTER")["kind"] == "eks"
+    assert account.record("CLUSTER#blue", "CLUSTER")["kind"] == "eks"
     # a dry run shows the record and writes nothing
     code, output = run(*good, "--dry-run")
     assert code == 0, output
@@ -650,7 +666,7 @@ def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_no
     code, output = run(*good)
     assert code == 0, output
     assert "enrolled lab-1 (self-managed, https://10.0.0.10:6443" in output
-    stored = account.item("CLUSTER#lab-1", "CLUSTER")
+    stored = account.record("CLUSTER#lab-1", "CLUSTER")
     assert (stored["kind"], stored["endpoint"], stored["nodeRoleArn"], stored["fleet"]) == (
         "self-managed",
         "https://10.0.0.10:6443",

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import boto3
 import pytest
 
 from tests.kubectl import ROOT, kubectl
+
+# the environment the CLI runs in, the `podid sandbox up` process, its state file
+Running = tuple[dict[str, str], subprocess.Popen[str], Path]
 
 MANIFEST = ROOT / "deploy" / "webhook-push-rbac.yaml"
 PODID = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -32,7 +36,7 @@ def podid(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path):
+def sandbox(tmp_path: Path) -> Iterator[Running]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_NAME", "MOTO"))}
     env.update(PODID_HOME=str(tmp_path), COLUMNS="200")
     up = subprocess.Popen(
@@ -54,7 +58,9 @@ def sandbox(tmp_path: Path):
         up.wait()
 
 
-def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(sandbox, tmp_path):
+def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(
+    sandbox: Running, tmp_path: Path
+) -> None:
     env, up, state = sandbox
     # Given the sandbox is up with its seeded clusters and roles
     code_file = tmp_path / "payments.yaml"
@@ -131,7 +137,9 @@ def test_sandbox_up_serves_the_cli_from_other_processes_and_down_stops_it(sandbo
     assert "podid sandbox up" in gone.stderr
 
 
-def test_sandbox_up_writes_a_kubeconfig_per_cluster_that_kubectl_uses(sandbox, tmp_path):
+def test_sandbox_up_writes_a_kubeconfig_per_cluster_that_kubectl_uses(
+    sandbox: Running, tmp_path: Path
+) -> None:
     env, up, _ = sandbox
     # Given the sandbox is up: one admin kubeconfig per cluster, readable by its owner only
     configs = {p.name.removesuffix(".kubeconfig"): p for p in (tmp_path / "kubeconfig").iterdir()}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 
-def test_the_demo_runs_every_step_and_checks_it():
+def test_the_demo_runs_every_step_and_checks_it() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sandbox.demo"],
         capture_output=True,

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 
-def test_five_hand_edits_are_each_healed_within_one_delivery():
+def test_five_hand_edits_are_each_healed_within_one_delivery() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.e2e.hand_edits"],
         capture_output=True,

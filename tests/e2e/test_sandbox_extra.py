@@ -25,7 +25,7 @@ def _run(*command: str, env: dict[str, str], timeout: float = 600) -> str:
     return done.stdout
 
 
-def test_the_sandbox_runs_from_the_extra_the_readme_names(tmp_path: Path):
+def test_the_sandbox_runs_from_the_extra_the_readme_names(tmp_path: Path) -> None:
     env = {
         k: v
         for k, v in os.environ.items()

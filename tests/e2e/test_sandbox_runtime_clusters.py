@@ -9,6 +9,7 @@ idempotency table and endpoint) at import."""
 import json
 import subprocess
 import sys
+from typing import Any
 
 import boto3
 
@@ -18,8 +19,9 @@ from sandbox.stack import ACCOUNT, OPERATOR_KEY, Sandbox
 MAP = ("kube-system", "pod-identity-associations")
 
 
-def identities(configmap):
-    return json.loads(configmap["data"]["identities.json"])["identities"]
+def identities(configmap: dict[str, Any]) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = json.loads(configmap["data"]["identities.json"])["identities"]
+    return found
 
 
 def scenario() -> None:
@@ -69,12 +71,13 @@ def scenario() -> None:
         # and when it is deleted, its local API goes with it
         eks.delete_cluster(name="orange")
         box.pump()
+        assert box.kube is not None
         assert "orange" not in box.kube.clusters, "orange's local API outlived the cluster"
         assert "orange" not in box.apis
         assert box.apis["blue"].configmap(*MAP) is not None
 
 
-def test_a_cluster_created_at_run_time_gets_a_local_api_and_its_fleet_map():
+def test_a_cluster_created_at_run_time_gets_a_local_api_and_its_fleet_map() -> None:
     result = subprocess.run(
         [
             sys.executable,

@@ -1,7 +1,10 @@
 """What each principal may do to the table, and what each function's IAM role
 may do, evaluated on the synthesized template (tests/infra/iam_eval.py)."""
 
+from typing import Any
+
 import pytest
+from aws_cdk.assertions import Template
 
 from tests.infra.conftest import ACCOUNT, CLUSTER_ENROLLER, DECLARATION_WRITER, template_of
 from tests.infra.iam_eval import ADMIN, Request, decide, resolve
@@ -16,34 +19,43 @@ MAP_ATTRIBUTES = ["pk", "sk", "cluster", "sha256", "generation", "pushedAt", "ve
 CLUSTER_ATTRIBUTES = ["pk", "sk", "name", "arn", "endpoint", "webhook", "enrolled", "version"]
 
 
-def function_role_arn(handler):
+def function_role_arn(handler: str) -> str:
     return f"arn:aws:iam::{ACCOUNT}:role/{STACK}-{handler.replace('_', '-')}"
 
 
-def table_logical_id(template):
+def table_logical_id(template: Template) -> str:
     (logical,) = template.find_resources("AWS::DynamoDB::GlobalTable")
-    return logical
+    return str(logical)
 
 
-def resolved(template, statements):
-    return resolve(statements, ACCOUNT, {table_logical_id(template): TABLE_ARN})
+def resolved(template: Template, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = resolve(
+        statements, ACCOUNT, {table_logical_id(template): TABLE_ARN}
+    )
+    return found
 
 
-def table_policy(template):
+def table_policy(template: Template) -> list[dict[str, Any]]:
     (table,) = template.find_resources("AWS::DynamoDB::GlobalTable").values()
     (replica,) = table["Properties"]["Replicas"]
     document = (replica.get("ResourcePolicy") or {}).get("PolicyDocument", {"Statement": []})
     return resolved(template, document["Statement"])
 
 
-def on_items(action, principal, *keys, attributes=None, resource=TABLE_ARN):
-    context = {"dynamodb:LeadingKeys": list(keys)} if keys else {}
+def on_items(
+    action: str,
+    principal: str,
+    *keys: str,
+    attributes: list[str] | None = None,
+    resource: str = TABLE_ARN,
+) -> Request:
+    context: dict[str, Any] = {"dynamodb:LeadingKeys": list(keys)} if keys else {}
     if attributes is not None:
         context["dynamodb:Attributes"] = attributes
     return Request(action, resource, principal, context)
 
 
-def role_statements(template, handler):
+def role_statements(template: Template, handler: str) -> list[dict[str, Any]]:
     """Every identity-policy statement of the role the function `handler` runs as."""
     functions = template.find_resources("AWS::Lambda::Function")
     (role,) = [
@@ -51,18 +63,20 @@ def role_statements(template, handler):
         for f in functions.values()
         if f["Properties"]["Handler"] == f"functions.handlers.{handler}.handler"
     ]
-    found = []
+    found: list[dict[str, Any]] = []
     for policy in template.find_resources("AWS::IAM::Policy").values():
         if {"Ref": role} in policy["Properties"]["Roles"]:
             found += policy["Properties"]["PolicyDocument"]["Statement"]
     return found
 
 
-def actions_of(statements, prefix):
+def actions_of(statements: list[dict[str, Any]], prefix: str) -> set[str]:
     return {a for s in statements for a in as_list(s["Action"]) if a.startswith(prefix)}
 
 
-def test_the_push_asks_eks_where_each_cluster_is_and_changes_nothing_in_aws(template):
+def test_the_push_asks_eks_where_each_cluster_is_and_changes_nothing_in_aws(
+    template: Template,
+) -> None:
     push = role_statements(template, "webhook_push")
     (describe,) = [s for s in push if "eks:DescribeCluster" in as_list(s["Action"])]
     assert as_list(describe["Action"]) == ["eks:DescribeCluster"]
@@ -72,8 +86,8 @@ def test_the_push_asks_eks_where_each_cluster_is_and_changes_nothing_in_aws(temp
 
 
 def test_only_the_named_writers_write_declarations_and_only_the_control_plane_its_state(
-    template,
-):
+    template: Template,
+) -> None:
     policy = table_policy(template)
     sync = resolved(template, role_statements(template, "sync"))
     reconcile = resolved(template, role_statements(template, "reconcile"))
@@ -104,8 +118,8 @@ def test_only_the_named_writers_write_declarations_and_only_the_control_plane_it
 
 
 def test_with_no_writers_named_nobody_outside_the_control_plane_writes_declarations(
-    tmp_path_factory,
-):
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     from tests.infra.conftest import synth
 
     template = template_of(synth(tmp_path_factory.mktemp("nowriters"), declarationWriters=[]))
@@ -128,7 +142,9 @@ ANY_KEY = {"DECL#d", "CLUSTER#c", "ROLE#r", "IDEMPOTENCY#trust_guard", "IDEMPOTE
 
 
 @pytest.mark.parametrize("handler", sorted(ITEM_ACCESS))
-def test_each_function_reads_and_writes_only_its_own_item_keys(template, handler):
+def test_each_function_reads_and_writes_only_its_own_item_keys(
+    template: Template, handler: str
+) -> None:
     policy = table_policy(template)
     identity = resolved(template, role_statements(template, handler))
     principal = function_role_arn(handler)
@@ -154,12 +170,12 @@ def test_each_function_reads_and_writes_only_its_own_item_keys(template, handler
         assert not decide(Request(action, TABLE_ARN, principal), identity, policy), action
 
 
-def test_the_push_reads_its_cluster_and_records_only_the_map_it_pushed(template):
+def test_the_push_reads_its_cluster_and_records_only_the_map_it_pushed(template: Template) -> None:
     policy = table_policy(template)
     identity = resolved(template, role_statements(template, "webhook_push"))
     push = function_role_arn("webhook_push")
 
-    def put(attributes):
+    def put(attributes: list[str]) -> bool:
         request = on_items("dynamodb:PutItem", push, "CLUSTER#blue", attributes=attributes)
         return decide(request, identity, policy)
 

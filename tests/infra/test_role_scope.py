@@ -2,6 +2,7 @@
 and the IAM policies say the same thing as the functions' settings."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from tests.infra.conftest import template_of
 from tests.infra.test_stack import as_list, statements
 
 
-def test_synth_refuses_the_whole_account_as_role_scope_unless_opted_into():
+def test_synth_refuses_the_whole_account_as_role_scope_unless_opted_into() -> None:
     # Given no role path, or "/" without the opt-in
     for context in ({}, {"rolePath": "/"}, {"rolePath": "/", "allowAnyRolePath": False}):
         # Then synth stops before building anything, saying how to choose
@@ -27,10 +28,12 @@ def test_synth_refuses_the_whole_account_as_role_scope_unless_opted_into():
     assert DeployConfig.model_validate({"rolePath": "/pod-identity/"}).role_path == "/pod-identity/"
 
 
-def test_every_role_permission_and_the_functions_settings_carry_the_role_path(audit, enforce):
+def test_every_role_permission_and_the_functions_settings_carry_the_role_path(
+    audit: dict[str, Any], enforce: dict[str, Any]
+) -> None:
     for synthesized in (audit, enforce):
         template = template_of(synthesized)
-        by_action = {}
+        by_action: dict[str, list[str]] = {}
         for statement in statements(template):
             for action in as_list(statement["Action"]):
                 if action.startswith("iam:"):
@@ -49,7 +52,7 @@ def test_every_role_permission_and_the_functions_settings_carry_the_role_path(au
             )
 
 
-def test_the_functions_read_the_role_path_they_are_given(monkeypatch):
+def test_the_functions_read_the_role_path_they_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.settings import Settings
 
     monkeypatch.setenv("ROLE_PATH", "/pod-identity/")

@@ -1,11 +1,11 @@
 """The table's shape is the data layer's contract: keys, indexes, stream, safety."""
 
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Match, Template
 
 from functions.core import records
 
 
-def test_table_keys_indexes_and_stream_match_the_records_module(template):
+def test_table_keys_indexes_and_stream_match_the_records_module(template: Template) -> None:
     template.has_resource_properties(
         "AWS::DynamoDB::GlobalTable",
         {
@@ -42,7 +42,7 @@ def test_table_keys_indexes_and_stream_match_the_records_module(template):
     )
 
 
-def test_table_survives_stack_deletion_and_keeps_backups(template):
+def test_table_survives_stack_deletion_and_keeps_backups(template: Template) -> None:
     template.has_resource(
         "AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
     )
@@ -61,7 +61,9 @@ def test_table_survives_stack_deletion_and_keeps_backups(template):
     )
 
 
-def test_the_deployed_table_matches_the_schema_the_data_layer_and_sandbox_use(template):
+def test_the_deployed_table_matches_the_schema_the_data_layer_and_sandbox_use(
+    template: Template,
+) -> None:
     from functions.dal.schema import create_table_params
 
     wanted = create_table_params("x")

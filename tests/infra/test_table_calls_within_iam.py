@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import botocore.client
 import pytest
+from aws_cdk.assertions import Template
+from botocore.model import OperationModel
 
 from tests.builders import OPT_IN
 from tests.infra.iam_eval import Request, decide
@@ -23,6 +26,7 @@ from tests.infra.test_least_privilege import (
 )
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     ACCOUNT,
+    World,
     fixture_event,
     kube,
     moto_endpoint,
@@ -30,6 +34,8 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
 )
 
 HANDLERS = ("sync", "reconcile", "trust_guard", "webhook_push")
+# (handler, operation, body) of each DynamoDB call made inside a handler
+Recorded = list[tuple[str, str, dict[str, Any]]]
 NO_TAG_SESSION = {
     "Version": "2012-10-17",
     "Statement": [
@@ -84,15 +90,20 @@ def as_request(operation: str, body: dict[str, Any], principal: str) -> Request:
 
 
 @pytest.fixture
-def recorded(monkeypatch):
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Recorded:
     """(handler, operation, body) of every DynamoDB call made inside a handler."""
     from functions.handlers import reconcile, sync, trust_guard, webhook_push
 
-    calls: list[tuple[str, str, dict[str, Any]]] = []
+    calls: Recorded = []
     running: list[str] = []
-    original = botocore.client.BaseClient._make_request
+    original = getattr(botocore.client.BaseClient, "_make_request")  # noqa: B009 (private, not in the stubs)
 
-    def make_request(client, operation_model, request_dict, request_context):
+    def make_request(
+        client: Any,
+        operation_model: OperationModel,
+        request_dict: dict[str, Any],
+        request_context: dict[str, Any],
+    ) -> Any:
         if running and client.meta.service_model.service_name == "dynamodb":
             body = json.loads(request_dict["body"] or b"{}")
             calls.append((running[-1], operation_model.name, body))
@@ -101,7 +112,12 @@ def recorded(monkeypatch):
     monkeypatch.setattr(botocore.client.BaseClient, "_make_request", make_request)
     for name, module in zip(HANDLERS, (sync, reconcile, trust_guard, webhook_push), strict=True):
 
-        def tagged(event, context, _name=name, _handler=module.handler):
+        def tagged(
+            event: dict[str, Any],
+            context: Any,
+            _name: str = name,
+            _handler: Callable[..., Any] = module.handler,
+        ) -> Any:
             running.append(_name)
             try:
                 return _handler(event, context)
@@ -113,10 +129,10 @@ def recorded(monkeypatch):
 
 
 def test_every_table_call_of_every_flow_is_allowed_by_the_functions_iam(
-    template,
-    world,  # noqa: F811 - the integration fixture
-    recorded,
-):
+    template: Template,
+    world: World,  # noqa: F811 - the integration fixture
+    recorded: Recorded,
+) -> None:
     # Given the flows the functions run: declare, enroll, push, guard (enforce: repair),
     # a hand-deleted cluster forgotten, a declaration removed, the schedule
     world.configure(mode="enforce")
@@ -135,7 +151,7 @@ def test_every_table_call_of_every_flow_is_allowed_by_the_functions_iam(
     # Then IAM (as synthesized) would have allowed each of them
     policy = table_policy(template)
     identities = {h: resolved(template, role_statements(template, h)) for h in HANDLERS}
-    denied = []
+    denied: list[tuple[str, str, str, dict[str, Any]]] = []
     for handler, operation, body in recorded:
         request = as_request(operation, body, function_role_arn(handler))
         if not decide(request, identities[handler], policy):

@@ -10,7 +10,7 @@ import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,8 @@ def fixture_event(name: str, **values: str) -> dict[str, Any]:
     for key, value in values.items():
         text = text.replace("${" + key + "}", value)
     assert "${" not in text, f"unfilled placeholder in {name}"
-    return json.loads(text)
+    event: dict[str, Any] = json.loads(text)
+    return event
 
 
 @dataclass
@@ -94,7 +95,8 @@ class World:
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
-            self.clients[service] = boto3.client(service, region_name=REGION)
+            make: Callable[..., Any] = boto3.client  # any service, named at run time
+            self.clients[service] = make(service, region_name=REGION)
         return self.clients[service]
 
     @property
@@ -187,7 +189,8 @@ class World:
 
     def trust_policy(self, name: str) -> dict[str, Any]:
         document = self.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
-        return json.loads(document) if isinstance(document, str) else document
+        found: dict[str, Any] = json.loads(document) if isinstance(document, str) else document
+        return found
 
     def associations(self, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
         eks = self.client("eks")
@@ -212,6 +215,18 @@ class World:
 
     def item(self, pk: str, sk: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.table.get_item(Key={"pk": pk, "sk": sk}).get("Item")
+        return found
+
+    def configmap(self, cluster: str, namespace: str, name: str) -> dict[str, Any]:
+        """A config map the test expects on this cluster's API."""
+        found = self.apis[cluster].configmap(namespace, name)
+        assert found is not None, f"no config map {namespace}/{name} on {cluster}"
+        return found
+
+    def record(self, pk: str, sk: str) -> dict[str, Any]:
+        """The item, which the test expects to be there."""
+        found = self.item(pk, sk)
+        assert found is not None, f"no item {pk} {sk}"
         return found
 
     # --- delivery ------------------------------------------------------------------------

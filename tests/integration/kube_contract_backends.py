@@ -30,8 +30,11 @@ class Backend(Protocol):
     kind: str
     cluster_name: str  # what the pusher's EKS tokens must name
     url: str
-    certificate_authority: str | None  # base64 PEM, as EKS DescribeCluster returns it
     namespace: str  # an existing namespace holding no ConfigMaps yet
+
+    @property
+    def certificate_authority(self) -> str | None:
+        """Base64 PEM, as EKS DescribeCluster returns it."""
 
     def grant(
         self,

@@ -2,7 +2,12 @@
 against botocore's service model and AWS's documented GetResources behaviour,
 in process (mock_aws) and through the moto server the other tests use."""
 
+from __future__ import annotations
+
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
@@ -12,19 +17,36 @@ from moto import mock_aws
 from sandbox import eks_emulation
 from tests.integration.test_eks_emulation_contract import conforms, strip_metadata
 
+if TYPE_CHECKING:
+    from mypy_boto3_eks import EKSClient
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
+
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 TAGGING_MODEL = botocore.session.get_session().get_service_model("resourcegroupstaggingapi")
 
 
+@dataclass
+class Clients:
+    eks: EKSClient
+    tagging: ResourceGroupsTaggingAPIClient
+
+
+def make_clients() -> Clients:
+    return Clients(
+        boto3.client("eks", region_name=REGION),
+        boto3.client("resourcegroupstaggingapi", region_name=REGION),
+    )
+
+
 @pytest.fixture(params=["in-process", "server"])
-def clients(request, monkeypatch):
+def clients(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clients]:
     eks_emulation.install()
     if request.param == "server":
         endpoint = request.getfixturevalue("moto_endpoint")
         reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(reset).read()
-        yield {s: boto3.client(s, region_name=REGION) for s in ("eks", "resourcegroupstaggingapi")}
+        yield make_clients()
         return
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -34,10 +56,10 @@ def clients(request, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        yield {s: boto3.client(s, region_name=REGION) for s in ("eks", "resourcegroupstaggingapi")}
+        yield make_clients()
 
 
-def create(eks, name, tags=None):
+def create(eks: EKSClient, name: str, tags: dict[str, str] | None = None) -> str:
     return eks.create_cluster(
         name=name,
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks",
@@ -46,8 +68,8 @@ def create(eks, name, tags=None):
     )["cluster"]["arn"]
 
 
-def listed(tagging, **params):
-    found = {}
+def listed(tagging: ResourceGroupsTaggingAPIClient, **params: Any) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
     for page in tagging.get_paginator("get_resources").paginate(**params):
         conforms(strip_metadata(page), TAGGING_MODEL.operation_model("GetResources").output_shape)
         for mapping in page["ResourceTagMappingList"]:
@@ -55,8 +77,8 @@ def listed(tagging, **params):
     return found
 
 
-def test_get_resources_lists_tagged_clusters_in_the_modelled_shape(clients):
-    eks, tagging = clients["eks"], clients["resourcegroupstaggingapi"]
+def test_get_resources_lists_tagged_clusters_in_the_modelled_shape(clients: Clients) -> None:
+    eks, tagging = clients.eks, clients.tagging
     blue = create(eks, "blue", {"pod-identity/fleet": "prod", "team": "a"})
     create(eks, "never-tagged")
     response = tagging.get_resources(ResourceTypeFilters=["eks:cluster"])
@@ -77,8 +99,8 @@ def test_get_resources_lists_tagged_clusters_in_the_modelled_shape(clients):
     assert listed(tagging, ResourceTypeFilters=["ec2:instance"]) == {}
 
 
-def test_tag_changes_show_and_previously_tagged_clusters_stay_listed(clients):
-    eks, tagging = clients["eks"], clients["resourcegroupstaggingapi"]
+def test_tag_changes_show_and_previously_tagged_clusters_stay_listed(clients: Clients) -> None:
+    eks, tagging = clients.eks, clients.tagging
     blue = create(eks, "blue", {"pod-identity/fleet": "prod"})
     lab = create(eks, "lab")
     eks.tag_resource(resourceArn=lab, tags={"pod-identity/fleet": "dev"})
@@ -96,8 +118,8 @@ def test_tag_changes_show_and_previously_tagged_clusters_stay_listed(clients):
     assert listed(tagging, ResourceTypeFilters=["eks:cluster"]) == {blue: []}
 
 
-def test_pages_follow_the_pagination_token(clients):
-    eks, tagging = clients["eks"], clients["resourcegroupstaggingapi"]
+def test_pages_follow_the_pagination_token(clients: Clients) -> None:
+    eks, tagging = clients.eks, clients.tagging
     arns = {create(eks, f"c{i}", {"pod-identity/fleet": "prod"}) for i in range(5)}
     first = tagging.get_resources(ResourceTypeFilters=["eks:cluster"], ResourcesPerPage=2)
     assert len(first["ResourceTagMappingList"]) == 2

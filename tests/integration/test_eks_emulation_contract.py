@@ -1,13 +1,20 @@
 """The EKS pod identity / EKS Auth emulation against botocore's service models."""
 
+from __future__ import annotations
+
 import json
 import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
+from botocore.model import ListShape, MapShape, StructureShape
 from moto import mock_aws
 from moto.eks.models import eks_backends
 
@@ -16,14 +23,31 @@ from sandbox.cluster_identity import REGISTRY
 from sandbox.stack import POD_TRUST
 from tests.builders import EC2_ONLY
 
+if TYPE_CHECKING:
+    from botocore.model import Shape
+    from mypy_boto3_eks import EKSClient
+    from mypy_boto3_eks_auth import EKSAuthClient
+    from mypy_boto3_iam import IAMClient
+
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 EKS_MODEL = botocore.session.get_session().get_service_model("eks")
 AUTH_MODEL = botocore.session.get_session().get_service_model("eks-auth")
 
 
+@dataclass
+class Aws:
+    """moto with the emulation installed: one cluster and one role trusting pods."""
+
+    eks: EKSClient
+    iam: IAMClient
+    auth: EKSAuthClient
+    role: str
+    cluster: dict[str, Any]
+
+
 @pytest.fixture
-def aws(monkeypatch):
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -42,19 +66,20 @@ def aws(monkeypatch):
         role = iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(POD_TRUST))[
             "Role"
         ]["Arn"]
-        yield {
-            "eks": eks,
-            "iam": iam,
-            "auth": boto3.client("eks-auth", region_name=REGION),
-            "role": role,
-            "cluster": cluster["cluster"],
-        }
+        yield Aws(
+            eks=eks,
+            iam=iam,
+            auth=boto3.client("eks-auth", region_name=REGION),
+            role=role,
+            cluster=dict(cluster["cluster"]),
+        )
 
 
-def conforms(value, shape, path="$"):
+def conforms(value: Any, shape: Shape | None, path: str = "$") -> None:
     """Every key is a member of the shape, with the shape's type; required ones present."""
+    assert shape is not None, f"{path}: the model has no shape here"
     kind = shape.type_name
-    if kind == "structure":
+    if isinstance(shape, StructureShape):
         assert isinstance(value, dict), path
         unknown = set(value) - set(shape.members)
         assert not unknown, f"{path}: {unknown} not in {shape.name}"
@@ -62,11 +87,11 @@ def conforms(value, shape, path="$"):
         assert not missing, f"{path}: missing {missing}"
         for key, item in value.items():
             conforms(item, shape.members[key], f"{path}.{key}")
-    elif kind == "list":
+    elif isinstance(shape, ListShape):
         assert isinstance(value, list), path
         for index, item in enumerate(value):
             conforms(item, shape.member, f"{path}[{index}]")
-    elif kind == "map":
+    elif isinstance(shape, MapShape):
         assert isinstance(value, dict), path
         for key, item in value.items():
             conforms(item, shape.value, f"{path}[{key}]")
@@ -78,12 +103,12 @@ def conforms(value, shape, path="$"):
         assert hasattr(value, "isoformat"), path
 
 
-def strip_metadata(response):
+def strip_metadata(response: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in response.items() if k != "ResponseMetadata"}
 
 
-def test_every_operation_answers_in_its_model_shape(aws):
-    eks, role = aws["eks"], aws["role"]
+def test_every_operation_answers_in_its_model_shape(aws: Aws) -> None:
+    eks, role = aws.eks, aws.role
     created = eks.create_pod_identity_association(
         clusterName="blue",
         namespace="ns",
@@ -102,7 +127,7 @@ def test_every_operation_answers_in_its_model_shape(aws):
     assert association["associationArn"] == (
         f"arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/blue/{association['associationId']}"
     )
-    for operation, call in [
+    calls: list[tuple[str, Callable[[], Mapping[str, Any]]]] = [
         (
             "DescribePodIdentityAssociation",
             lambda: eks.describe_pod_identity_association(
@@ -128,11 +153,12 @@ def test_every_operation_answers_in_its_model_shape(aws):
                 clusterName="blue", associationId=association["associationId"]
             ),
         ),
-    ]:
+    ]
+    for operation, call in calls:
         conforms(strip_metadata(call()), EKS_MODEL.operation_model(operation).output_shape)
 
 
-def error_code(call):
+def error_code(call: Callable[[], object]) -> tuple[str, int]:
     with pytest.raises(ClientError) as caught:
         call()
     return caught.value.response["Error"]["Code"], caught.value.response["ResponseMetadata"][
@@ -140,8 +166,8 @@ def error_code(call):
     ]
 
 
-def test_errors_are_the_modelled_ones(aws):
-    eks, role = aws["eks"], aws["role"]
+def test_errors_are_the_modelled_ones(aws: Aws) -> None:
+    eks, role = aws.eks, aws.role
     eks.create_pod_identity_association(
         clusterName="blue", namespace="ns", serviceAccount="sa", roleArn=role
     )
@@ -197,8 +223,8 @@ def test_errors_are_the_modelled_ones(aws):
     ) == ("ResourceNotFoundException", 404)
 
 
-def test_client_request_token_makes_create_idempotent(aws):
-    eks, role = aws["eks"], aws["role"]
+def test_client_request_token_makes_create_idempotent(aws: Aws) -> None:
+    eks, role = aws.eks, aws.role
     first = eks.create_pod_identity_association(
         clusterName="blue",
         namespace="ns",
@@ -225,8 +251,8 @@ def test_client_request_token_makes_create_idempotent(aws):
     ) == ("InvalidRequestException", 400)
 
 
-def test_pagination_and_filters(aws):
-    eks, role = aws["eks"], aws["role"]
+def test_pagination_and_filters(aws: Aws) -> None:
+    eks, role = aws.eks, aws.role
     for i in range(5):
         eks.create_pod_identity_association(
             clusterName="blue",
@@ -248,9 +274,9 @@ def test_pagination_and_filters(aws):
     assert sorted(a["serviceAccount"] for a in filtered) == ["sa1", "sa3"]
 
 
-def test_quota_of_associations_per_cluster(aws, monkeypatch):
+def test_quota_of_associations_per_cluster(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eks_emulation.limits, "MAX_ASSOCIATIONS_PER_CLUSTER", 2)
-    eks, role = aws["eks"], aws["role"]
+    eks, role = aws.eks, aws.role
     for i in range(2):
         eks.create_pod_identity_association(
             clusterName="blue", namespace="ns", serviceAccount=f"sa{i}", roleArn=role
@@ -262,8 +288,8 @@ def test_quota_of_associations_per_cluster(aws, monkeypatch):
     ) == ("ResourceLimitExceededException", 400)
 
 
-def test_tags_on_associations_and_deleting_a_cluster_removes_its_associations(aws):
-    eks, role = aws["eks"], aws["role"]
+def test_tags_on_associations_and_deleting_a_cluster_removes_its_associations(aws: Aws) -> None:
+    eks, role = aws.eks, aws.role
     association = eks.create_pod_identity_association(
         clusterName="blue", namespace="ns", serviceAccount="sa", roleArn=role
     )["association"]
@@ -283,7 +309,7 @@ def test_tags_on_associations_and_deleting_a_cluster_removes_its_associations(aw
     )
 
 
-def test_injected_faults_surface_as_the_service_would_send_them(aws):
+def test_injected_faults_surface_as_the_service_would_send_them(aws: Aws) -> None:
     eks_emulation.FAULTS.inject(
         "ListPodIdentityAssociations", "ThrottlingException", status=429, times=1
     )
@@ -300,14 +326,14 @@ def test_injected_faults_surface_as_the_service_would_send_them(aws):
 # --- EKS Auth -------------------------------------------------------------------------
 
 
-def test_assume_role_for_pod_identity_mints_tagged_credentials_for_the_association(aws):
-    eks, auth, role = aws["eks"], aws["auth"], aws["role"]
+def test_assume_role_for_pod_identity_mints_tagged_credentials_for_the_association(
+    aws: Aws,
+) -> None:
+    eks, auth, role = aws.eks, aws.auth, aws.role
     association = eks.create_pod_identity_association(
         clusterName="blue", namespace="payments", serviceAccount="api", roleArn=role
     )["association"]
-    token = REGISTRY.for_cluster(aws["cluster"]["arn"]).issue(
-        "payments", "api", pod_name="api-7d9f"
-    )
+    token = REGISTRY.for_cluster(aws.cluster["arn"]).issue("payments", "api", pod_name="api-7d9f")
     response = auth.assume_role_for_pod_identity(clusterName="blue", token=token)
     conforms(
         strip_metadata(response),
@@ -335,17 +361,17 @@ def test_assume_role_for_pod_identity_mints_tagged_credentials_for_the_associati
         for r in sts_backends[ACCOUNT]["aws"].assumed_roles
         if r.access_key_id == credentials["accessKeyId"]
     ]
-    assert assumed.session_tags == {
-        "eks-cluster-arn": aws["cluster"]["arn"],
+    assert vars(assumed)["session_tags"] == {
+        "eks-cluster-arn": aws.cluster["arn"],
         "eks-cluster-name": "blue",
         "kubernetes-namespace": "payments",
         "kubernetes-service-account": "api",
         "kubernetes-pod-name": "api-7d9f",
-        "kubernetes-pod-uid": assumed.session_tags["kubernetes-pod-uid"],
+        "kubernetes-pod-uid": vars(assumed)["session_tags"]["kubernetes-pod-uid"],
     }
 
 
-def iam_in(account: str):
+def iam_in(account: str) -> IAMClient:
     """An IAM client acting in another account (moto keys backends by account)."""
     credentials = boto3.client("sts", region_name=REGION).assume_role(
         RoleArn=f"arn:aws:iam::{account}:role/admin", RoleSessionName="setup"
@@ -359,8 +385,8 @@ def iam_in(account: str):
     )
 
 
-def target_trust(association_role: str, external_id: str | None) -> dict:
-    statement: dict = {
+def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
+    statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"AWS": association_role},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
@@ -370,31 +396,44 @@ def target_trust(association_role: str, external_id: str | None) -> dict:
     return {"Version": "2012-10-17", "Statement": [statement]}
 
 
-@pytest.fixture
-def chained(aws):
+@dataclass(frozen=True)
+class Chained:
     """payments/api -> role app, chained to role data in another account."""
+
+    iam: IAMClient  # in the target role's account
+    external_id: str
+    ask: Callable[[], Any]  # EKS Auth, as the pod asks it
+
+
+@pytest.fixture
+def chained(aws: Aws) -> Chained:
     target = "arn:aws:iam::444455556666:role/data"
-    association = aws["eks"].create_pod_identity_association(
+    association = aws.eks.create_pod_identity_association(
         clusterName="blue",
         namespace="payments",
         serviceAccount="api",
-        roleArn=aws["role"],
+        roleArn=aws.role,
         targetRoleArn=target,
     )["association"]
-    token = REGISTRY.for_cluster(aws["cluster"]["arn"]).issue("payments", "api")
-    return {
-        "iam": iam_in("444455556666"),
-        "external_id": association["externalId"],
-        "ask": lambda: aws["auth"].assume_role_for_pod_identity(clusterName="blue", token=token),
-    }
+    token = REGISTRY.for_cluster(aws.cluster["arn"]).issue("payments", "api")
+    return Chained(
+        iam=iam_in("444455556666"),
+        external_id=association["externalId"],
+        ask=lambda: aws.auth.assume_role_for_pod_identity(clusterName="blue", token=token),
+    )
 
 
-def test_target_role_chaining_returns_the_target_roles_credentials(aws, chained):
-    trust = target_trust(aws["role"], chained["external_id"])
-    chained["iam"].create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(trust))
-    response = chained["ask"]()
+def test_target_role_chaining_returns_the_target_roles_credentials(
+    aws: Aws, chained: Chained
+) -> None:
+    trust = target_trust(aws.role, chained.external_id)
+    chained.iam.create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(trust))
+    response = chained.ask()
     assert "assumed-role/data/" in response["assumedRoleUser"]["arn"]
     assert response["assumedRoleUser"]["arn"].startswith("arn:aws:sts::444455556666:")
+
+
+TrustFor = Callable[[str, str], dict[str, Any]]
 
 
 @pytest.mark.parametrize(
@@ -408,19 +447,21 @@ def test_target_role_chaining_returns_the_target_roles_credentials(aws, chained)
         pytest.param(None, id="no-target-role"),
     ],
 )
-def test_a_target_role_that_does_not_trust_the_association_is_refused(aws, chained, trust):
+def test_a_target_role_that_does_not_trust_the_association_is_refused(
+    aws: Aws, chained: Chained, trust: TrustFor | None
+) -> None:
     if trust is not None:
-        document = trust(aws["role"], chained["external_id"])
-        chained["iam"].create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(document))
+        document = trust(aws.role, chained.external_id)
+        chained.iam.create_role(RoleName="data", AssumeRolePolicyDocument=json.dumps(document))
     with pytest.raises(ClientError) as refused:
-        chained["ask"]()
+        chained.ask()
     assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "444455556666:role/data" in refused.value.response["Error"]["Message"]
 
 
-def test_eks_auth_refuses_what_eks_auth_refuses(aws):
-    eks, auth, role, iam = aws["eks"], aws["auth"], aws["role"], aws["iam"]
-    identity = REGISTRY.for_cluster(aws["cluster"]["arn"])
+def test_eks_auth_refuses_what_eks_auth_refuses(aws: Aws) -> None:
+    eks, auth, role, iam = aws.eks, aws.auth, aws.role, aws.iam
+    identity = REGISTRY.for_cluster(aws.cluster["arn"])
     eks.create_pod_identity_association(
         clusterName="blue", namespace="payments", serviceAccount="api", roleArn=role
     )
@@ -448,7 +489,7 @@ def test_eks_auth_refuses_what_eks_auth_refuses(aws):
     declared = {e.name for e in AUTH_MODEL.operation_model("AssumeRoleForPodIdentity").error_shapes}
     for name, (token, expected) in cases.items():
         got = error_code(
-            lambda token=token: auth.assume_role_for_pod_identity(clusterName="blue", token=token)
+            partial(auth.assume_role_for_pod_identity, clusterName="blue", token=token)
         )
         assert got == expected, name
         assert got[0] in declared

@@ -44,6 +44,7 @@ from tests.integration.kube_contract_backends import (
     LightBackend,
     RealBackend,
 )
+from tests.kube_models import meta
 
 BOTH = ["real", "light"]
 MEBIBYTE = 1024 * 1024
@@ -103,6 +104,13 @@ def configmap(
     )
 
 
+def body_of(error: ApiException) -> dict[str, Any]:
+    """The Status object an API error carries."""
+    assert error.body is not None, error
+    status: dict[str, Any] = json.loads(error.body)
+    return status
+
+
 def failure(call: Any) -> ApiException:
     with pytest.raises(ApiException) as caught:
         call()
@@ -123,22 +131,22 @@ def test_create_read_replace_with_resource_version_semantics(backend: Backend) -
     grant_configmaps(backend)
     api, ns = core(backend), backend.namespace
     created = api.create_namespaced_config_map(ns, configmap("m", {"a": "1"}))
-    assert created.metadata.uid
-    first_version = created.metadata.resource_version
+    assert meta(created).uid
+    first_version = meta(created).resource_version
     replaced = api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "2"}, first_version))
-    assert replaced.metadata.resource_version != first_version
+    assert meta(replaced).resource_version != first_version
     # a replace carrying the old resourceVersion is a 409 Conflict
     stale = configmap("m", {"a": "3"}, first_version)
     conflict = failure(lambda: api.replace_namespaced_config_map("m", ns, stale))
-    assert (conflict.status, json.loads(conflict.body)["reason"]) == (409, "Conflict")
+    assert (conflict.status, body_of(conflict)["reason"]) == (409, "Conflict")
     assert api.read_namespaced_config_map("m", ns).data == {"a": "2"}
     # a replace without a resourceVersion is unconditional
     assert api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "4"})).data == {"a": "4"}
     # create of an existing name: 409 AlreadyExists; read of a missing one: 404
     exists = failure(lambda: api.create_namespaced_config_map(ns, configmap("m", {})))
-    assert (exists.status, json.loads(exists.body)["reason"]) == (409, "AlreadyExists")
+    assert (exists.status, body_of(exists)["reason"]) == (409, "AlreadyExists")
     missing = failure(lambda: api.read_namespaced_config_map("absent", ns))
-    assert (missing.status, json.loads(missing.body)["reason"]) == (404, "NotFound")
+    assert (missing.status, body_of(missing)["reason"]) == (404, "NotFound")
     absent = configmap("absent", {})
     assert status_of(lambda: api.replace_namespaced_config_map("absent", ns, absent)) == 404
 
@@ -149,11 +157,11 @@ def test_replace_sets_labels_and_annotations_to_the_bodys(backend: Backend) -> N
     api, ns = core(backend), backend.namespace
     labelled = configmap("m", {"a": "1"}, labels={"keep": "me"}, annotations={"note": "x"})
     created = api.create_namespaced_config_map(ns, labelled)
-    assert created.metadata.labels == {"keep": "me"}
+    assert meta(created).labels == {"keep": "me"}
     # a replace whose body has no labels/annotations removes them: PUT is the whole object
     replaced = api.replace_namespaced_config_map("m", ns, configmap("m", {"a": "2"}))
-    assert replaced.metadata.labels is None
-    assert replaced.metadata.annotations is None
+    assert meta(replaced).labels is None
+    assert meta(replaced).annotations is None
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
@@ -164,8 +172,8 @@ def test_patch_delete_and_lists(backend: Backend) -> None:
     api.create_namespaced_config_map(ns, configmap("m", {"a": "1", "b": "2"}))
     patched = api.patch_namespaced_config_map("m", ns, {"data": {"b": None, "c": "3"}})
     assert patched.data == {"a": "1", "c": "3"}
-    assert [i.metadata.name for i in api.list_namespaced_config_map(ns).items] == ["m"]
-    namespaces = [n.metadata.name for n in api.list_namespace().items]  # cluster-scoped list
+    assert [meta(i).name for i in api.list_namespaced_config_map(ns).items] == ["m"]
+    namespaces = [meta(n).name for n in api.list_namespace().items]  # cluster-scoped list
     assert {"default", "kube-system", ns} <= set(namespaces)
     api.delete_namespaced_config_map("m", ns)
     assert status_of(lambda: api.read_namespaced_config_map("m", ns)) == 404
@@ -182,7 +190,7 @@ def test_validation_rejects_what_the_apiserver_rejects(backend: Backend) -> None
         configmap("too-big", {"x": "a" * (MEBIBYTE + 1)}),
     ):
         rejected = failure(lambda invalid=invalid: api.create_namespaced_config_map(ns, invalid))
-        assert (rejected.status, json.loads(rejected.body)["reason"]) == (422, "Invalid")
+        assert (rejected.status, body_of(rejected)["reason"]) == (422, "Invalid")
     # a namespace that does not exist: 403 while not allowed, 404 once allowed
     body = configmap("m", {})
     assert status_of(lambda: api.create_namespaced_config_map("no-such-namespace", body)) == 403
@@ -195,7 +203,7 @@ def test_the_size_limit_counts_values_up_to_one_mebibyte(backend: Backend) -> No
     grant_configmaps(backend)
     api, ns = core(backend), backend.namespace
     at_limit = configmap("at-limit", {"a-long-key-name": "a" * (MEBIBYTE - 1), "b": "b"})
-    assert api.create_namespaced_config_map(ns, at_limit).metadata.uid
+    assert meta(api.create_namespaced_config_map(ns, at_limit)).uid
 
 
 def expired_token(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -219,7 +227,7 @@ def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPat
     grant_configmaps(backend)
     ns = backend.namespace
     backend.put_configmap(ns, "m", {})
-    assert core(backend).read_namespaced_config_map("m", ns).metadata.name == "m"
+    assert meta(core(backend).read_namespaced_config_map("m", ns)).name == "m"
     # a token for another cluster name, a wrong secret, an unknown key, expired, garbage: 401
     for bad in (
         EksTokenBuilder(sts()).token("green"),
@@ -232,7 +240,7 @@ def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPat
     ):
         rejected = failure(lambda bad=bad: core(backend, bad).read_namespaced_config_map("m", ns))
         assert rejected.status == 401
-        status = json.loads(rejected.body)
+        status = body_of(rejected)
         assert (status["kind"], status["reason"], status["message"]) == (
             "Status",
             "Unauthorized",
@@ -246,7 +254,7 @@ def test_authentication_like_eks(backend: Backend, monkeypatch: pytest.MonkeyPat
     backend.restore_access_entry()
     forbidden = failure(lambda: core(backend).read_namespaced_config_map("m", "default"))
     assert forbidden.status == 403
-    status = json.loads(forbidden.body)
+    status = body_of(forbidden)
     assert (status["kind"], status["reason"], status["code"]) == ("Status", "Forbidden", 403)
     assert status["message"] == (
         'configmaps "m" is forbidden: User "pusher" cannot get resource "configmaps" in API group "" '
@@ -314,7 +322,7 @@ def test_rbac_resource_names_limit_a_rule_to_those_objects_and_never_allow_creat
     v1 = core(backend)
     # Then that one object may be read and replaced
     current = v1.read_namespaced_config_map("map", ns)
-    body = configmap("map", {"a": "1"}, current.metadata.resource_version)
+    body = configmap("map", {"a": "1"}, meta(current).resource_version)
     v1.replace_namespaced_config_map("map", ns, body)
     # And nothing else, and no create at all: the authorizer sees no name on a create
     assert status_of(lambda: v1.read_namespaced_config_map("aws-auth", ns)) == 403

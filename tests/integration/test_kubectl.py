@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import yaml
 
 from sandbox.localkube import kubeconfig
 from sandbox.localkube.tls import CertificateAuthority
+from tests.integration.conftest import World
 from tests.kubectl import ROOT, kubectl
 
 MANIFEST = ROOT / "deploy" / "webhook-push-rbac.yaml"
@@ -30,7 +31,7 @@ class Target:
     kind: str
     kubeconfig: Path  # an admin's
     namespace: str  # fresh, empty
-    token_kubeconfig: object  # (namespace, service account) -> kubeconfig of that identity
+    token_kubeconfig: Callable[[str, str], Path]  # (namespace, service account) -> its kubeconfig
 
 
 @pytest.fixture(params=BOTH)
@@ -201,7 +202,7 @@ def test_field_validation_and_object_validation_errors_read_as_the_apiservers(
 def test_a_user_without_rbac_gets_the_apiservers_forbidden(target: Target) -> None:
     # Given an identity the cluster knows (a service account token) with no RBAC at all
     ns = target.namespace
-    config = target.token_kubeconfig(ns, "nobody")  # type: ignore[operator]
+    config = target.token_kubeconfig(ns, "nobody")
     # When it lists ConfigMaps
     denied = kubectl(config, "get", "configmap", "-n", "kube-system", check=False)
     # Then the server says who cannot do what, where
@@ -214,7 +215,9 @@ def test_a_user_without_rbac_gets_the_apiservers_forbidden(target: Target) -> No
 
 
 # --- the sandbox's own: TLS with its CA, the map the push wrote -----------------------------------
-def test_kubectl_refuses_a_server_its_kubeconfig_ca_did_not_sign(world, tmp_path):
+def test_kubectl_refuses_a_server_its_kubeconfig_ca_did_not_sign(
+    world: World, tmp_path: Path
+) -> None:
     # Given a kubeconfig naming another CA than the one that signed the server
     world.create_cluster("blue")
     document = yaml.safe_load(kubeconfig.write(world.kube, "blue", tmp_path).read_text())
@@ -228,7 +231,9 @@ def test_kubectl_refuses_a_server_its_kubeconfig_ca_did_not_sign(world, tmp_path
     assert "certificate signed by unknown authority" in refused.stderr
 
 
-def test_a_server_dry_run_stores_nothing_and_counts_no_version(world, tmp_path):
+def test_a_server_dry_run_stores_nothing_and_counts_no_version(
+    world: World, tmp_path: Path
+) -> None:
     # Given a cluster where the manifest was never applied
     api = world.kube.add_cluster("fresh")
     config = kubeconfig.write(world.kube, "fresh", tmp_path)
@@ -241,7 +246,7 @@ def test_a_server_dry_run_stores_nothing_and_counts_no_version(world, tmp_path):
     assert api.find("roles", "kube-system", "podid-webhook-push") is None
 
 
-def test_kubectl_shows_the_map_the_push_wrote(world, tmp_path):
+def test_kubectl_shows_the_map_the_push_wrote(world: World, tmp_path: Path) -> None:
     # Given payments/api declared fleet-wide and pushed
     world.given_payments_api("blue")
     config = kubeconfig.write(world.kube, "blue", tmp_path)
@@ -253,5 +258,5 @@ def test_kubectl_shows_the_map_the_push_wrote(world, tmp_path):
     identities = json.loads(shown["data"]["identities.json"])["identities"]
     assert identities == [{"namespace": "payments", "serviceAccount": "api"}]
     assert shown["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "podid"
-    stored = world.apis["blue"].configmap(*CONFIGMAP)
+    stored = world.configmap("blue", *CONFIGMAP)
     assert shown["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]

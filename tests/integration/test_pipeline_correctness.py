@@ -7,8 +7,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from functions.core.models import (
+    ActualAssociation,
+    AssociationKey,
+    AssociationSpec,
+    AssociationStatus,
+)
 from functions.dal.repository import Repository
 from sandbox import eks_emulation, sqs_fifo
 from tests.integration.conftest import ACCOUNT, World, fixture_event
@@ -34,7 +43,7 @@ def only_association(world: World, cluster: str) -> dict[str, Any]:
     return association
 
 
-def test_drift_heals_every_time_not_only_once(world):
+def test_drift_heals_every_time_not_only_once(world: World) -> None:
     world.configure(mode="enforce")
     world.create_role("intruder")
     world.given_payments_api("blue")
@@ -59,10 +68,12 @@ def test_drift_heals_every_time_not_only_once(world):
     world.reconcile_event(edited_event(world, "blue", "UpdatePodIdentityAssociation"))
     healed = only_association(world, "blue")
     assert (healed["disableSessionTags"], healed.get("policy")) == (False, None)
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
+    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
 
 
-def test_a_write_answered_with_something_else_is_an_error_not_a_success(world, monkeypatch):
+def test_a_write_answered_with_something_else_is_an_error_not_a_success(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from functions.aws.eks import EksAdapter
 
     world.configure(mode="enforce")
@@ -70,8 +81,15 @@ def test_a_write_answered_with_something_else_is_an_error_not_a_success(world, m
     world.given_payments_api("blue")
     original = EksAdapter.update_association
 
-    def stale_answer(self, key, association_id, spec, token):
+    def stale_answer(
+        self: EksAdapter,
+        key: AssociationKey,
+        association_id: str,
+        spec: AssociationSpec,
+        token: str,
+    ) -> ActualAssociation:
         answered = original(self, key, association_id, spec, token)
+        assert answered is not None
         return answered.model_copy(
             update={"spec": answered.spec.model_copy(update={"role_arn": OTHER})}
         )
@@ -83,13 +101,13 @@ def test_a_write_answered_with_something_else_is_an_error_not_a_success(world, m
     )
     world.reconcile_event(edited_event(world, "blue", "UpdatePodIdentityAssociation"), settle=False)
     world.run_reconcile_queue()
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert status["state"] == "Error"
     assert "EKS answered update blue/payments/api (role_arn)" in status["reason"]
-    assert "blue" in world.item("DECL#payments-api", "STATUS")["clusters"]
+    assert "blue" in world.record("DECL#payments-api", "STATUS")["clusters"]
 
 
-def test_a_declaration_in_the_readme_shape_is_applied(world):
+def test_a_declaration_in_the_readme_shape_is_applied(world: World) -> None:
     world.create_role("payments-api")
     world.enroll("blue")
     # exactly the README's item: no attribute beyond pk, sk and the declaration
@@ -105,15 +123,17 @@ def test_a_declaration_in_the_readme_shape_is_applied(world):
     )
     world.settle()
     assert list(world.associations("blue")) == [("orders", "worker")]
-    assert world.item("DECL#orders-worker", "STATUS")["state"] == "Accepted"
+    assert world.record("DECL#orders-worker", "STATUS")["state"] == "Accepted"
 
 
-def test_a_new_declaration_lands_while_the_listing_index_lags(world, monkeypatch):
+def test_a_new_declaration_lands_while_the_listing_index_lags(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.create_role("payments-api")
     world.enroll("blue")
     original = Repository._query
 
-    def lagging(self, **kwargs):
+    def lagging(self: Repository, **kwargs: Any) -> Iterator[dict[str, Any]]:
         if kwargs.get("IndexName") == "byKind":
             # the index has not caught up with anything written in this test yet
             return iter([i for i in original(self, **kwargs) if i["pk"] != "DECL#payments-api"])
@@ -125,7 +145,7 @@ def test_a_new_declaration_lands_while_the_listing_index_lags(world, monkeypatch
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
-def test_the_stream_never_writes_to_eks_one_writer_per_cluster(world):
+def test_the_stream_never_writes_to_eks_one_writer_per_cluster(world: World) -> None:
     world.create_role("payments-api")
     world.enroll("blue")
     world.declare_in_payments("payments-api", "api")
@@ -136,7 +156,9 @@ def test_the_stream_never_writes_to_eks_one_writer_per_cluster(world):
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
-def test_a_stale_status_write_is_replanned_not_overwritten(world, monkeypatch):
+def test_a_stale_status_write_is_replanned_not_overwritten(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.configure(mode="enforce")
     world.create_role("intruder")
     world.given_payments_api("blue")
@@ -144,7 +166,7 @@ def test_a_stale_status_write_is_replanned_not_overwritten(world, monkeypatch):
     raced = {"left": 1}
     eks = world.client("eks")
 
-    def another_writer_first(self, status):
+    def another_writer_first(self: Repository, status: AssociationStatus) -> AssociationStatus:
         # between our read and our write, someone changes EKS and records it
         if raced["left"]:
             raced["left"] -= 1
@@ -152,6 +174,7 @@ def test_a_stale_status_write_is_replanned_not_overwritten(world, monkeypatch):
                 clusterName="blue", associationId=status.association_id, roleArn=OTHER
             )
             fresh = self.association_statuses(status.key.cluster)[status.key]
+            assert fresh.observed is not None
             observed = fresh.observed.model_copy(update={"role_arn": OTHER})
             original(self, fresh.model_copy(update={"observed": observed}))
         return original(self, status)
@@ -165,23 +188,23 @@ def test_a_stale_status_write_is_replanned_not_overwritten(world, monkeypatch):
     assert raced["left"] == 0
     # re-planned: it saw the other write and healed it; its status tells the truth
     assert only_association(world, "blue")["roleArn"] == ROLE
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert (status["state"], status["observed"]["roleArn"]) == ("InSync", ROLE)
 
 
-def test_a_cluster_leaving_the_fleet_gets_an_empty_map(world):
+def test_a_cluster_leaving_the_fleet_gets_an_empty_map(world: World) -> None:
     world.given_payments_api("blue")
-    configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
+    configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert "payments" in configmap["data"]["identities.json"]
-    arn = world.item("CLUSTER#blue", "CLUSTER")["arn"]
+    arn = world.record("CLUSTER#blue", "CLUSTER")["arn"]
     world.client("eks").untag_resource(resourceArn=arn, tagKeys=["pod-identity/fleet"])
     world.reconcile_event(fixture_event("eks_untag_resource", CLUSTER="blue"))
     assert world.associations("blue") == {}
-    configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
+    configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert json.loads(configmap["data"]["identities.json"]) == {"identities": []}
 
 
-def test_consecutive_identical_push_requests_are_all_delivered(world):
+def test_consecutive_identical_push_requests_are_all_delivered(world: World) -> None:
     """Real SQS FIFO drops a repeated de-duplication id for 5 minutes."""
     world.given_payments_api("blue")
     world.undeclare("payments-api")
@@ -191,11 +214,11 @@ def test_consecutive_identical_push_requests_are_all_delivered(world):
     world.undeclare("payments-api")
     world.settle()
     assert sqs_fifo.DROPPED == []
-    configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
+    configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert json.loads(configmap["data"]["identities.json"]) == {"identities": []}
 
 
-def test_the_fifo_window_drops_a_repeated_id_like_sqs(world):
+def test_the_fifo_window_drops_a_repeated_id_like_sqs(world: World) -> None:
     sqs = world.client("sqs")
     for _ in range(2):
         sqs.send_message(
@@ -209,7 +232,9 @@ def test_the_fifo_window_drops_a_repeated_id_like_sqs(world):
     assert len(sqs_fifo.DROPPED) == 1
 
 
-def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monkeypatch):
+def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from functions.aws.eks import EksAdapter
 
     monkeypatch.setattr(eks_emulation.limits, "MAX_ASSOCIATIONS_PER_CLUSTER", 20)
@@ -223,7 +248,7 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monk
     described: list[str] = []
     original = EksAdapter.describe_association
 
-    def counting(self, cluster, association_id):
+    def counting(self: EksAdapter, cluster: str, association_id: str) -> ActualAssociation | None:
         described.append(association_id)
         return original(self, cluster, association_id)
 
@@ -231,10 +256,10 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monk
     world.declare_in_payments("payments-api", "api")
     world.settle(timeout=30)
     assert described == []  # none of the 20 hand-made ones, on any attempt
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert status["state"] == "Error"
     assert "ResourceLimitExceededException" in status["reason"]
-    problem = world.item("DECL#payments-api", "STATUS")["clusters"]["blue"]
+    problem = world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]
     assert "ResourceLimitExceededException" in problem
     (parked,) = world.dead_letters()
     assert parked["source"] == "reconcile"
@@ -242,7 +267,7 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(world, monk
     assert "ResourceLimitExceededException" in parked["reason"]
 
 
-def test_a_failed_message_waits_out_the_visibility_timeout(world):
+def test_a_failed_message_waits_out_the_visibility_timeout(world: World) -> None:
     world.create_role("payments-api")
     world.enroll("blue")
     # every attempt of the SDK's retries (AWS_MAX_ATTEMPTS=3) fails once

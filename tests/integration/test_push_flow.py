@@ -23,9 +23,9 @@ def push_message(world: World, cluster: str = "blue") -> None:
     )
 
 
-def test_the_full_map_carries_generation_and_a_verifiable_hash(world):
+def test_the_full_map_carries_generation_and_a_verifiable_hash(world: World) -> None:
     world.given_payments_api("blue")
-    configmap = world.apis["blue"].configmap(*CONFIGMAP)
+    configmap = world.configmap("blue", *CONFIGMAP)
     document = parse_full_map(configmap["data"][FULL_MAP_KEY])
     # the empty map of the freshly enrolled cluster, then the declared one
     assert document["generation"] == 2
@@ -34,45 +34,49 @@ def test_the_full_map_carries_generation_and_a_verifiable_hash(world):
         configmap["metadata"]["annotations"]["podid.io/association-map-sha256"]
         == document["sha256"]
     )
-    assert world.item("CLUSTER#blue", "MAP")["sha256"] == document["sha256"]
+    assert world.record("CLUSTER#blue", "MAP")["sha256"] == document["sha256"]
 
 
-def test_an_unchanged_map_is_not_pushed_again(world):
+def test_an_unchanged_map_is_not_pushed_again(world: World) -> None:
     world.given_payments_api("blue")
     before = len(world.apis["blue"].requests)
-    generation = world.item("CLUSTER#blue", "MAP")["generation"]
+    generation = world.record("CLUSTER#blue", "MAP")["generation"]
     push_message(world)
     world.run_push()
     assert len(world.apis["blue"].requests) == before  # not even a read
-    assert world.item("CLUSTER#blue", "MAP")["generation"] == generation
+    assert world.record("CLUSTER#blue", "MAP")["generation"] == generation
 
 
-def test_a_conflicting_write_is_retried_with_the_new_resource_version(world):
+def test_a_conflicting_write_is_retried_with_the_new_resource_version(world: World) -> None:
     world.given_payments_api("blue")
     api = world.apis["blue"]
-    generation = world.item("CLUSTER#blue", "MAP")["generation"]
+    generation = world.record("CLUSTER#blue", "MAP")["generation"]
     api.inject(409, reason="Conflict", method="PUT")
     world.declare_in_payments("worker", "worker")
     world.settle()
-    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    identities = json.loads(world.configmap("blue", *CONFIGMAP)["data"]["identities.json"])[
+        "identities"
+    ]
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
     puts = [code for method, _, code in api.requests if method == "PUT"]
     assert api.faults_fired == 1
     assert puts[-2:] == [409, 200]
-    assert world.item("CLUSTER#blue", "MAP")["generation"] == generation + 1
+    assert world.record("CLUSTER#blue", "MAP")["generation"] == generation + 1
 
 
-def test_someone_elses_edit_is_overwritten_by_the_next_push(world):
+def test_someone_elses_edit_is_overwritten_by_the_next_push(world: World) -> None:
     world.given_payments_api("blue")
     api = world.apis["blue"]
     api.put_configmap_directly(*CONFIGMAP, {"identities.json": '{"identities":[]}'})
     world.declare_in_payments("worker", "worker")
     world.settle()
-    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    identities = json.loads(world.configmap("blue", *CONFIGMAP)["data"]["identities.json"])[
+        "identities"
+    ]
     assert len(identities) == 2
 
 
-def test_missing_rbac_is_parked_with_an_actionable_reason(world):
+def test_missing_rbac_is_parked_with_an_actionable_reason(world: World) -> None:
     world.create_cluster("blue", fleet="prod")
     # access entry, but the manifest's RoleBinding is gone: no RBAC
     world.apis["blue"].remove("rolebindings", "kube-system", "podid-webhook-push")
@@ -89,7 +93,7 @@ def test_missing_rbac_is_parked_with_an_actionable_reason(world):
     assert world.item("CLUSTER#blue", "MAP") is None  # nothing recorded as pushed
 
 
-def test_missing_access_entry_is_parked_with_an_actionable_reason(world):
+def test_missing_access_entry_is_parked_with_an_actionable_reason(world: World) -> None:
     world.create_cluster("blue", fleet="prod")
     world.apis["blue"].access_entries.clear()
     world.create_role("payments-api")
@@ -101,19 +105,23 @@ def test_missing_access_entry_is_parked_with_an_actionable_reason(world):
     assert all("has no EKS access entry" in message["reason"] for message in parked)
 
 
-def test_a_server_error_is_retried_until_it_lands(world):
+def test_a_server_error_is_retried_until_it_lands(world: World) -> None:
     world.given_payments_api("blue")
     api = world.apis["blue"]
     api.inject(503, reason="ServiceUnavailable", method="PUT", times=2)
     world.declare_in_payments("worker", "worker")
     world.settle()
-    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    identities = json.loads(world.configmap("blue", *CONFIGMAP)["data"]["identities.json"])[
+        "identities"
+    ]
     assert len(identities) == 2
     assert api.faults_fired == 2
     assert world.dead_letters() == []
 
 
-def test_garbage_is_parked_and_a_push_for_a_deleted_cluster_is_dropped_quietly(world):
+def test_garbage_is_parked_and_a_push_for_a_deleted_cluster_is_dropped_quietly(
+    world: World,
+) -> None:
     world.given_payments_api("blue")
     sqs = world.client("sqs")
     sqs.send_message(
@@ -142,7 +150,7 @@ def eks_reports_endpoint(cluster: str, url: str) -> None:
     eks_backends[ACCOUNT][REGION].clusters[cluster].endpoint = url
 
 
-def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world):
+def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world: World) -> None:
     # Given a cluster EKS places at its real API server, with no endpoint override
     world.given_payments_api("blue")
     api = world.apis["blue"]
@@ -152,7 +160,7 @@ def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world):
     # And a table writer who points its record at a listener of theirs and at aws-auth
     with LocalKubernetes() as attacker:
         trap = attacker.add_cluster("blue")
-        item = world.item("CLUSTER#blue", "CLUSTER")
+        item = world.record("CLUSTER#blue", "CLUSTER")
         item["endpoint"] = trap.url
         item["webhook"] = {"namespace": "kube-system", "name": "aws-auth"}
         world.table.put_item(Item=item)
@@ -161,13 +169,17 @@ def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world):
         world.settle()
         # Then the token went only where EKS says the cluster is, to the deployment's ConfigMap
         assert trap.requests == []
-    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    identities = json.loads(world.configmap("blue", *CONFIGMAP)["data"]["identities.json"])[
+        "identities"
+    ]
     assert [i["serviceAccount"] for i in identities] == ["api", "worker"]
     assert api.configmap("kube-system", "aws-auth") is None
     assert world.dead_letters() == []
 
 
-def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_created(world):
+def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_created(
+    world: World,
+) -> None:
     # Given a cluster whose map ConfigMap was deleted (or the manifest never applied)
     world.given_payments_api("blue")
     api = world.apis["blue"]
@@ -186,7 +198,7 @@ def test_a_missing_configmap_is_parked_telling_to_apply_the_manifest_never_creat
     assert api.configmap(*CONFIGMAP) is None
 
 
-def test_the_push_verifies_the_server_with_the_clusters_ca_and_never_skips_it(world):
+def test_the_push_verifies_the_server_with_the_clusters_ca_and_never_skips_it(world: World) -> None:
     # Given a cluster whose DescribeCluster CA is not the CA that signed the server it reaches
     world.given_payments_api("blue")
     api = world.apis["blue"]
@@ -197,7 +209,9 @@ def test_the_push_verifies_the_server_with_the_clusters_ca_and_never_skips_it(wo
     world.settle(timeout=60)
     # Then the handshake failed: no request (no token) reached that server, the map is as it was
     assert len(api.requests) == before
-    identities = json.loads(api.configmap(*CONFIGMAP)["data"]["identities.json"])["identities"]
+    identities = json.loads(world.configmap("blue", *CONFIGMAP)["data"]["identities.json"])[
+        "identities"
+    ]
     assert [i["serviceAccount"] for i in identities] == ["api"]
     parked = world.dead_letters()
     assert parked

@@ -32,6 +32,7 @@ from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from functions.core.models import FLEET_TAG
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, KubeSetupError, api_client
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, fixture_event
+from tests.kube_models import meta
 from tests.realkube import RealKube
 
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "webhook-push-rbac.yaml"
@@ -165,7 +166,7 @@ def test_the_push_updates_the_configmap_the_manifest_created(real: RealCluster) 
     assert pushed.metadata.labels["app.kubernetes.io/component"] == "association-map"
     assert pushed.metadata.labels["app.kubernetes.io/managed-by"] == "podid"
     assert "kubectl.kubernetes.io/last-applied-configuration" in pushed.metadata.annotations
-    assert real.world.item(f"CLUSTER#{real.name}", "MAP")["sha256"] == document["sha256"]
+    assert real.world.record(f"CLUSTER#{real.name}", "MAP")["sha256"] == document["sha256"]
     # by the push role's session, authenticated by the EKS token webhook
     authenticated = [who for ok, who in real.kube.authenticator.reviews if ok]
     assert f"arn:aws:sts::{ACCOUNT}:assumed-role/podid-webhook-push/{SESSION}" in authenticated
@@ -215,7 +216,9 @@ def test_a_real_conflict_is_retried_with_the_new_resource_version(
             edited = real.admin.patch_namespaced_config_map(
                 name, namespace, {"metadata": {"annotations": {"someone": "else"}}}
             )
-            interleaved.append(edited.metadata.resource_version)
+            version = meta(edited).resource_version
+            assert version is not None
+            interleaved.append(version)
         return current
 
     def replace_and_record(api: k8s.CoreV1Api, *args: Any, **kw: Any) -> Any:
@@ -322,7 +325,8 @@ def rules_review(api: k8s.ApiClient, namespace: str) -> set[Any]:
     review = k8s.AuthorizationV1Api(api).create_self_subject_rules_review(
         k8s.V1SelfSubjectRulesReview(spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=namespace))
     )
-    rules = set()
+    rules: set[tuple[str, str, str]] = set()
+    assert review.status is not None
     for rule in review.status.resource_rules:
         for group in rule.api_groups or [""]:
             for resource in rule.resources or []:

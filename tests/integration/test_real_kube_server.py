@@ -10,7 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -19,7 +19,11 @@ from kubernetes.client.exceptions import ApiException
 
 from functions.aws.eks_token import EksTokenBuilder, decode_token
 from tests.integration.conftest import ACCOUNT, REGION
+from tests.kube_models import meta
 from tests.realkube import RealKube
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import CredentialsTypeDef
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/realkube-reader"
 TRUST = {
@@ -29,7 +33,7 @@ TRUST = {
 
 
 @pytest.fixture
-def role_session(moto_endpoint: str) -> Iterator[dict[str, str]]:
+def role_session(moto_endpoint: str) -> Iterator[CredentialsTypeDef]:
     """Credentials of a session of ROLE, issued by the local AWS."""
     iam = boto3.client("iam", region_name=REGION)
     iam.create_role(RoleName="realkube-reader", AssumeRolePolicyDocument=json.dumps(TRUST))
@@ -40,7 +44,7 @@ def role_session(moto_endpoint: str) -> Iterator[dict[str, str]]:
     iam.delete_role(RoleName="realkube-reader")
 
 
-def eks_token(credentials: dict[str, str], cluster: str, **overrides: str) -> str:
+def eks_token(credentials: CredentialsTypeDef, cluster: str, **overrides: str) -> str:
     sts = boto3.client(
         "sts",
         region_name=REGION,
@@ -55,6 +59,7 @@ def whoami(real_kube: RealKube, token: str) -> Any:
     review = k8s.AuthenticationV1Api(real_kube.token_api(token)).create_self_subject_review(
         k8s.V1SelfSubjectReview()
     )
+    assert review.status is not None
     return review.status.user_info
 
 
@@ -76,7 +81,7 @@ def test_kubectl_works_with_the_admin_kubeconfig(real_kube: RealKube) -> None:
 
 
 def test_an_eks_token_authenticates_only_with_an_access_entry(
-    real_kube: RealKube, role_session: dict[str, str]
+    real_kube: RealKube, role_session: CredentialsTypeDef
 ) -> None:
     token = eks_token(role_session, real_kube.cluster_name)
     # Given a valid token whose role has no access entry: 401, as EKS
@@ -111,7 +116,7 @@ def test_an_eks_token_authenticates_only_with_an_access_entry(
 
 
 def test_a_token_carrying_extra_query_parameters_is_rejected(
-    real_kube: RealKube, role_session: dict[str, str]
+    real_kube: RealKube, role_session: CredentialsTypeDef
 ) -> None:
     real_kube.map_iam_principal(ROLE, "reader", ["readers"])
     try:
@@ -141,6 +146,7 @@ def test_a_pod_bound_service_account_token_is_reviewed(real_kube: RealKube) -> N
         ),
     )
     # nothing schedules it: it stays Pending, which is all a test needs
+    assert pod.status is not None
     assert pod.status.phase == "Pending"
     token = real_kube.service_account_token(
         "realkube-tokens", "api", ["pods.eks.amazonaws.com"], 600, pod="api-1"
@@ -155,7 +161,7 @@ def test_a_pod_bound_service_account_token_is_reviewed(real_kube: RealKube) -> N
     assert found.authenticated
     assert found.user.username == "system:serviceaccount:realkube-tokens:api"
     assert found.user.extra["authentication.kubernetes.io/pod-name"] == ["api-1"]
-    assert found.user.extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
+    assert found.user.extra["authentication.kubernetes.io/pod-uid"] == [meta(pod).uid]
     assert not review("sts.amazonaws.com").authenticated
 
 
@@ -235,7 +241,7 @@ def test_a_mutating_webhook_at_a_loopback_url_mutates_pods(real_kube: RealKube) 
                 spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="x.invalid/c")]),
             ),
         )
-        assert pod.metadata.labels == {"mutated-by": "webhook"}
+        assert meta(pod).labels == {"mutated-by": "webhook"}
     finally:
         real_kube.kubectl("delete", "mutatingwebhookconfiguration", "realkube-label")
         server.shutdown()

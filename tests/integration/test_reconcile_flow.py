@@ -1,11 +1,15 @@
 """Drift, fleet membership and the schedule (EKS CloudTrail events, SQS fan-out)."""
 
+from typing import Any, NoReturn
+
+import pytest
+
 from tests.integration.conftest import ACCOUNT, World, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
 
-def delete_by_hand(world: World, cluster: str) -> dict:
+def delete_by_hand(world: World, cluster: str) -> dict[str, Any]:
     (association,) = world.associations(cluster).values()
     world.client("eks").delete_pod_identity_association(
         clusterName=cluster, associationId=association["associationId"]
@@ -18,7 +22,7 @@ def delete_by_hand(world: World, cluster: str) -> dict:
     )
 
 
-def test_enforce_heals_an_association_deleted_by_hand(world):
+def test_enforce_heals_an_association_deleted_by_hand(world: World) -> None:
     world.configure(mode="enforce")
     world.given_payments_api("blue")
     event = delete_by_hand(world, "blue")
@@ -27,20 +31,20 @@ def test_enforce_heals_an_association_deleted_by_hand(world):
     world.settle()
     (healed,) = world.associations("blue").values()
     assert healed["roleArn"] == ROLE
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
+    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
 
 
-def test_audit_reports_drift_and_leaves_it(world):
+def test_audit_reports_drift_and_leaves_it(world: World) -> None:
     world.given_payments_api("blue")
     world.reconcile_event(delete_by_hand(world, "blue"))
     world.settle()
     assert world.associations("blue") == {}
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert status["state"] == "Drifted"
     assert status["reason"] == "drift reported (audit mode): create blue/payments/api"
 
 
-def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world):
+def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world: World) -> None:
     world.configure(mode="enforce")
     world.given_payments_api("blue")
     world.create_role("intruder")
@@ -63,7 +67,7 @@ def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world):
     assert reverted["associationId"] == association["associationId"]
 
 
-def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world):
+def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world: World) -> None:
     world.given_payments_api("blue")
     # When a green cluster of the same fleet is created (blue/green migration)
     world.create_cluster("green", fleet="prod")
@@ -74,10 +78,12 @@ def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world):
     # Then it gets the fleet's associations and its map, without any declaration edit
     assert list(world.associations("green")) == [("payments", "api")]
     assert world.apis["green"].configmap("kube-system", "pod-identity-associations") is not None
-    assert world.item("CLUSTER#green", "CLUSTER")["enrolledBy"] == "tag"
+    assert world.record("CLUSTER#green", "CLUSTER")["enrolledBy"] == "tag"
 
 
-def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events(world):
+def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events(
+    world: World,
+) -> None:
     world.given_payments_api("blue")
     world.create_cluster("green", fleet="prod")  # its CreateCluster event was missed
     response = world.reconcile_event(fixture_event("scheduled_event"))
@@ -87,7 +93,7 @@ def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events
     assert list(world.associations("green")) == [("payments", "api")]
 
 
-def test_a_deleted_cluster_is_forgotten(world):
+def test_a_deleted_cluster_is_forgotten(world: World) -> None:
     world.given_payments_api("blue", "green")
     world.client("eks").delete_cluster(name="green")
     world.reconcile_event(fixture_event("scheduled_event"))
@@ -96,18 +102,20 @@ def test_a_deleted_cluster_is_forgotten(world):
     assert world.item("CLUSTER#blue", "CLUSTER") is not None
 
 
-def test_a_cluster_leaving_the_fleet_is_released(world):
+def test_a_cluster_leaving_the_fleet_is_released(world: World) -> None:
     world.given_payments_api("blue", "green")
     world.client("eks").untag_resource(
         resourceArn=f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/green", tagKeys=["pod-identity/fleet"]
     )
     world.reconcile_event(fixture_event("eks_untag_resource", CLUSTER="green"))
     assert world.associations("green") == {}
-    assert world.item("CLUSTER#green", "CLUSTER")["enrolled"] is False
+    assert world.record("CLUSTER#green", "CLUSTER")["enrolled"] is False
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
-def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts_it(world):
+def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts_it(
+    world: World,
+) -> None:
     world.configure(mode="enforce")
     world.create_cluster("blue", fleet="prod")
     world.create_role("payments-api")
@@ -125,21 +133,21 @@ def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts
     world.settle()
     (kept,) = world.associations("blue").values()
     assert (kept["associationId"], kept["roleArn"]) == (handmade["associationId"], other)
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert status["state"] == "Blocked"
     assert "not created by podid" in status["reason"]
-    assert "Blocked" in world.item("DECL#payments-api", "STATUS")["clusters"]["blue"]
+    assert "Blocked" in world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]
     # the declaration opts in: adopted in place, not duplicated
     world.declare_in_payments("payments-api", "api", adopt=True)
     world.settle()
     (adopted,) = world.associations("blue").values()
     assert (adopted["associationId"], adopted["roleArn"]) == (handmade["associationId"], ROLE)
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert (status["state"], status["owned"]) == ("InSync", True)
-    assert "blue" not in world.item("DECL#payments-api", "STATUS").get("clusters", {})
+    assert "blue" not in world.record("DECL#payments-api", "STATUS").get("clusters", {})
 
 
-def test_own_eks_changes_and_failed_calls_are_ignored(world):
+def test_own_eks_changes_and_failed_calls_are_ignored(world: World) -> None:
     world.given_payments_api("blue")
     (association,) = world.associations("blue").values()
     own = fixture_event(
@@ -156,7 +164,7 @@ def test_own_eks_changes_and_failed_calls_are_ignored(world):
     assert world.reconcile_event(own) == {"status": "ignored"}
 
 
-def test_a_second_pass_over_an_unchanged_world_writes_nothing(world):
+def test_a_second_pass_over_an_unchanged_world_writes_nothing(world: World) -> None:
     from benchmarks.call_counter import CallCounter
     from functions.aws import clients
     from tests.integration.conftest import REGION, TABLE
@@ -200,7 +208,9 @@ def cluster_arn(name: str) -> str:
     return f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/{name}"
 
 
-def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_schedule(world):
+def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_schedule(
+    world: World,
+) -> None:
     from benchmarks.call_counter import CallCounter
     from functions.aws import clients
     from tests.integration.conftest import REGION
@@ -216,7 +226,7 @@ def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_sched
         target={"fleet": "staging"},
     )
     world.settle()
-    assert world.item("CLUSTER#lab", "CLUSTER")["enrolled"] is False
+    assert world.record("CLUSTER#lab", "CLUSTER")["enrolled"] is False
     # When the fleet tag is changed, removed and added, and no Tag/UntagResource event arrives
     eks = world.client("eks")
     eks.tag_resource(resourceArn=cluster_arn("green"), tags={"pod-identity/fleet": "staging"})
@@ -231,12 +241,12 @@ def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_sched
     world.settle()
     # Then the ordinary schedule moves each cluster to its new fleet, or releases it
     assert list(world.associations("green")) == [("checkout", "api")]
-    assert world.item("CLUSTER#green", "CLUSTER")["fleet"] == "staging"
+    assert world.record("CLUSTER#green", "CLUSTER")["fleet"] == "staging"
     assert world.associations("red") == {}
-    assert world.item("CLUSTER#red", "CLUSTER")["enrolled"] is False
+    assert world.record("CLUSTER#red", "CLUSTER")["enrolled"] is False
     assert world.item("CLUSTER#red", "ASSOC#payments#api") is None
     assert list(world.associations("lab")) == [("payments", "api")]
-    assert world.item("CLUSTER#lab", "CLUSTER")["enrolled"] is True
+    assert world.record("CLUSTER#lab", "CLUSTER")["enrolled"] is True
     assert list(world.associations("blue")) == [("payments", "api")]
     # and cheaply: one tag listing, DescribeCluster only for the three that changed
     assert calls["resourcegroupstaggingapi:GetResources"] == 1
@@ -244,20 +254,20 @@ def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_sched
 
 
 def test_the_schedule_falls_back_to_describing_new_clusters_when_tags_cannot_be_listed(
-    world, monkeypatch
-):
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from botocore.exceptions import ClientError
 
     from functions.aws.tagging import TaggingAdapter
     from functions.observability import logger
 
-    def denied(self):
+    def denied(self: TaggingAdapter) -> NoReturn:
         raise ClientError(
             {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
             "GetResources",
         )
 
-    warnings = []
+    warnings: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr(TaggingAdapter, "cluster_tags", denied)
     monkeypatch.setattr(logger, "warning", lambda msg, **kw: warnings.append((msg, kw)))
     world.given_payments_api("blue")
@@ -271,7 +281,7 @@ def test_the_schedule_falls_back_to_describing_new_clusters_when_tags_cannot_be_
     assert any("AccessDeniedException" in str(kw) for _, kw in warnings), warnings
 
 
-def test_a_release_that_fails_is_retried_by_the_next_schedule(world):
+def test_a_release_that_fails_is_retried_by_the_next_schedule(world: World) -> None:
     from sandbox import eks_emulation
 
     world.given_payments_api("blue")
@@ -289,5 +299,5 @@ def test_a_release_that_fails_is_retried_by_the_next_schedule(world):
     world.reconcile_event(fixture_event("scheduled_event"))
     world.settle()
     assert world.associations("blue") == {}
-    assert world.item("CLUSTER#blue", "CLUSTER")["enrolled"] is False
+    assert world.record("CLUSTER#blue", "CLUSTER")["enrolled"] is False
     assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None

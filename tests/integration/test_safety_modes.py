@@ -54,7 +54,9 @@ def handmade(world: World, namespace: str, service_account: str, **extra: Any) -
     )
 
 
-def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_change(world):
+def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_change(
+    world: World,
+) -> None:
     world.configure(mode="plan")
     world.create_role("payments-api", trust=EC2_ONLY, tags=OPT_IN)
     writes = watch_writes(world)
@@ -73,17 +75,19 @@ def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_chang
     assert writes == []
     assert cluster_writes(world, "blue") == []
     assert list(world.associations("blue")) == [("legacy", "app")]  # only the hand-made one
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert (status["state"], status["reason"]) == (
         "Pending",
         "plan mode: would create blue/payments/api",
     )
-    assert world.item("ROLE#" + ROLE, "FINDING#LATEST")["action"] == "reported"
+    assert world.record("ROLE#" + ROLE, "FINDING#LATEST")["action"] == "reported"
     assert world.trust_policy("payments-api") == EC2_ONLY  # the role is untouched
 
 
 @pytest.mark.parametrize("faults", [False, True], ids=["calm", "under-faults"])
-def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world, faults):
+def test_audit_mode_writes_only_associations_podid_created_and_never_iam(
+    world: World, faults: bool
+) -> None:
     world.create_role("payments-api", trust=EC2_ONLY, tags=OPT_IN)
     world.enroll("blue")
     stray = handmade(world, "stray", "app", tags={"pod-identity/managed-by": "podid"})
@@ -110,7 +114,7 @@ def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world, 
     )
     event["detail"]["eventName"] = "UpdatePodIdentityAssociation"
     world.reconcile_event(event)
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api")["state"] == "Drifted"
+    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "Drifted"
     # a trust policy broken by hand: reported, no IAM write
     world.guard_event(
         fixture_event(
@@ -130,5 +134,5 @@ def test_audit_mode_writes_only_associations_podid_created_and_never_iam(world, 
     assert names == [*retried, "CreatePodIdentityAssociation", "DeletePodIdentityAssociation"]
     assert writes[-1][1].endswith(f"/{ours}")
     assert {stray, blocked} <= {a["associationId"] for a in world.associations("blue").values()}
-    assert world.item("CLUSTER#blue", "ASSOC#payments#worker")["state"] == "Blocked"
+    assert world.record("CLUSTER#blue", "ASSOC#payments#worker")["state"] == "Blocked"
     assert world.trust_policy("payments-api") == EC2_ONLY

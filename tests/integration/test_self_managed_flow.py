@@ -103,7 +103,7 @@ def test_a_self_managed_cluster_is_reconciled_as_map_entries_without_any_eks_ass
     assert not [c for c in calls if "PodIdentityAssociation" in c]
     assert set(calls) <= {"ListClusters", "DescribeCluster"}
     # discovery keeps the record (it is not in EKS) and a push of its map is queued
-    assert world.item("CLUSTER#lab-1", "CLUSTER")["kind"] == "self-managed"
+    assert world.record("CLUSTER#lab-1", "CLUSTER")["kind"] == "self-managed"
     queued = world.client("sqs").receive_message(QueueUrl=world.urls["push"]).get("Messages", [])
     assert [m["Body"] for m in queued if "lab-1" in m["Body"]]
     assert trap.connections == 0  # nothing pushed yet

@@ -1,13 +1,14 @@
 """Declarations written to the table reach every target cluster (stream -> sync)."""
 
 import json
+from typing import Any
 
 from tests.integration.conftest import ACCOUNT, World
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
 
-def declare_payments(world: World, **overrides):
+def declare_payments(world: World, **overrides: Any) -> dict[str, Any]:
     fields = {
         "namespace": "payments",
         "serviceAccount": "api",
@@ -18,7 +19,9 @@ def declare_payments(world: World, **overrides):
     return world.declare("payments-api", **fields)
 
 
-def test_fleet_declaration_creates_associations_on_every_fleet_cluster_and_pushes_maps(world):
+def test_fleet_declaration_creates_associations_on_every_fleet_cluster_and_pushes_maps(
+    world: World,
+) -> None:
     # Given two prod clusters and one dev cluster
     for name in ("blue", "green"):
         world.create_cluster(name, fleet="prod")
@@ -50,42 +53,48 @@ def test_fleet_declaration_creates_associations_on_every_fleet_cluster_and_pushe
             "pod-identity/managed-by": "podid",
             "pod-identity/declaration": "payments-api",
         }
-        status = world.item(f"CLUSTER#{name}", "ASSOC#payments#api")
+        status = world.record(f"CLUSTER#{name}", "ASSOC#payments#api")
         assert status["state"] == "InSync"
         assert status["associationId"] == association["associationId"]
-        configmap = world.apis[name].configmap("kube-system", "pod-identity-associations")
+        configmap = world.configmap(name, "kube-system", "pod-identity-associations")
         assert json.loads(configmap["data"]["identities.json"]) == {
             "identities": [{"namespace": "payments", "serviceAccount": "api"}]
         }
     assert world.associations("dev") == {}
-    assert world.item("DECL#payments-api", "STATUS")["state"] == "Accepted"
+    assert world.record("DECL#payments-api", "STATUS")["state"] == "Accepted"
 
 
 def enroll(world: World, *clusters: str) -> None:
     world.enroll(*clusters)
 
 
-def schedule():
+def schedule() -> dict[str, Any]:
     from tests.integration.conftest import fixture_event
 
     return fixture_event("scheduled_event")
 
 
-def test_invalid_record_gets_an_exact_reason_is_not_retried_and_fixing_it_clears_it(world):
+def test_invalid_record_gets_an_exact_reason_is_not_retried_and_fixing_it_clears_it(
+    world: World,
+) -> None:
     enroll(world, "blue")
     # Given a record with a bad role ARN written by hand
     declare_payments(world, roleArn="arn:aws:iam::123:role/payments-api")
     # When the stream delivers it
     from functions.handlers import sync
 
-    responses = []
-    world.stream.drain(
-        lambda event, context: responses.append(sync.handler(event, context)) or responses[-1]
-    )
+    responses: list[dict[str, Any]] = []
+
+    def deliver(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        responses.append(sync.handler(event, context))
+        return responses[-1]
+
+    assert world.stream is not None
+    world.stream.drain(deliver)
     # Then it is not reported as failed (so never retried) and gets Invalid naming field, value and rule
     assert responses
     assert all(r["batchItemFailures"] == [] for r in responses)
-    status = world.item("DECL#payments-api", "STATUS")
+    status = world.record("DECL#payments-api", "STATUS")
     assert status["state"] == "Invalid"
     assert status["errors"] == [
         "roleArn: 'arn:aws:iam::123:role/payments-api' is not an IAM role ARN (expected "
@@ -97,12 +106,12 @@ def test_invalid_record_gets_an_exact_reason_is_not_retried_and_fixing_it_clears
     declare_payments(world)
     world.settle()
     # Then the status clears and the association exists
-    status = world.item("DECL#payments-api", "STATUS")
+    status = world.record("DECL#payments-api", "STATUS")
     assert (status["state"], status.get("errors", [])) == ("Accepted", [])
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
-def test_a_live_declaration_turned_invalid_keeps_its_association(world):
+def test_a_live_declaration_turned_invalid_keeps_its_association(world: World) -> None:
     enroll(world, "blue")
     world.create_role("payments-api")
     declare_payments(world)
@@ -114,10 +123,10 @@ def test_a_live_declaration_turned_invalid_keeps_its_association(world):
     # Then the association (the pods' credentials) stays exactly as it was
     (after,) = world.associations("blue").values()
     assert after["associationId"] == before["associationId"]
-    assert world.item("DECL#payments-api", "STATUS")["state"] == "Invalid"
+    assert world.record("DECL#payments-api", "STATUS")["state"] == "Invalid"
 
 
-def test_conflicting_declarations_apply_neither_and_say_why_on_both(world):
+def test_conflicting_declarations_apply_neither_and_say_why_on_both(world: World) -> None:
     enroll(world, "blue")
     world.create_role("payments-api")
     world.create_role("other")
@@ -133,16 +142,16 @@ def test_conflicting_declarations_apply_neither_and_say_why_on_both(world):
     world.settle()
     # the unrelated declaration proceeds, the conflicting key gets nothing
     assert list(world.associations("blue")) == [("payments", "worker")]
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert status["state"] == "Conflict"
     assert "'intruder' asks" in status["reason"]
     assert "'payments-api' asks" in status["reason"]
     for declaration_id in ("payments-api", "intruder"):
-        warnings = world.item(f"DECL#{declaration_id}", "STATUS")["warnings"]
+        warnings = world.record(f"DECL#{declaration_id}", "STATUS")["warnings"]
         assert any("conflict on blue/payments/api" in w for w in warnings)
 
 
-def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(world):
+def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(world: World) -> None:
     enroll(world, "blue")
     world.create_role("payments-api")
     world.create_role("payments-api-v2")
@@ -155,7 +164,7 @@ def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(wo
     (second,) = world.associations("blue").values()
     assert second["associationId"] == first["associationId"]
     assert second["roleArn"].endswith("/payments-api-v2")
-    status = world.item("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
     assert (
         status["effectiveAt"] > status["lastSyncedAt"]
     )  # running pods: after their credentials expire
@@ -165,35 +174,35 @@ def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(wo
     assert world.associations("blue") == {}
     assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
     assert world.item("DECL#payments-api", "STATUS") is None
-    configmap = world.apis["blue"].configmap("kube-system", "pod-identity-associations")
+    configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert json.loads(configmap["data"]["identities.json"]) == {"identities": []}
 
 
-def test_naming_a_cluster_does_not_enrol_it_unless_the_deployment_allows(world):
+def test_naming_a_cluster_does_not_enrol_it_unless_the_deployment_allows(world: World) -> None:
     world.create_cluster("lab", fleet=None)
     world.create_role("payments-api")
     declare_payments(world, target={"clusters": ["lab"]})
     world.settle()
     assert world.associations("lab") == {}
     assert world.item("CLUSTER#lab", "CLUSTER") is None
-    (warning,) = world.item("DECL#payments-api", "STATUS")["warnings"]
+    (warning,) = world.record("DECL#payments-api", "STATUS")["warnings"]
     assert "does not enrol clusters because a declaration names them" in warning
     assert "podid cluster enroll lab" in warning
 
 
-def test_naming_an_existing_cluster_enrolls_it_and_an_unknown_one_is_reported(world):
+def test_naming_an_existing_cluster_enrolls_it_and_an_unknown_one_is_reported(world: World) -> None:
     world.configure(enroll_named_clusters="true")
     world.create_cluster("lab", fleet=None)
     world.create_role("payments-api")
     declare_payments(world, target={"clusters": ["lab", "ghost"]})
     world.settle()
     assert list(world.associations("lab")) == [("payments", "api")]
-    assert world.item("CLUSTER#lab", "CLUSTER")["enrolledBy"] == "declaration"
-    (warning,) = world.item("DECL#payments-api", "STATUS")["warnings"]
+    assert world.record("CLUSTER#lab", "CLUSTER")["enrolledBy"] == "declaration"
+    (warning,) = world.record("DECL#payments-api", "STATUS")["warnings"]
     assert "cluster 'ghost' is not enrolled" in warning
 
 
-def test_deleting_an_invalid_record_releases_what_it_held(world):
+def test_deleting_an_invalid_record_releases_what_it_held(world: World) -> None:
     enroll(world, "blue")
     world.create_role("payments-api")
     declare_payments(world)
@@ -207,13 +216,13 @@ def test_deleting_an_invalid_record_releases_what_it_held(world):
     assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
 
 
-def test_a_conflict_begun_or_ended_by_one_side_restates_the_other(world):
+def test_a_conflict_begun_or_ended_by_one_side_restates_the_other(world: World) -> None:
     enroll(world, "blue")
     world.create_role("payments-api")
     world.create_role("other")
     declare_payments(world)
     world.settle()
-    assert world.item("DECL#payments-api", "STATUS")["state"] == "Accepted"
+    assert world.record("DECL#payments-api", "STATUS")["state"] == "Accepted"
     # When a later declaration asks another role for the same key
     world.declare(
         "intruder",
@@ -225,10 +234,10 @@ def test_a_conflict_begun_or_ended_by_one_side_restates_the_other(world):
     world.settle()
     # Then both sides are in Conflict, not only the one that changed
     for declaration_id in ("payments-api", "intruder"):
-        assert world.item(f"DECL#{declaration_id}", "STATUS")["state"] == "Conflict"
+        assert world.record(f"DECL#{declaration_id}", "STATUS")["state"] == "Conflict"
     # And when it is withdrawn, the other side is Accepted again
     world.undeclare("intruder")
     world.settle()
-    accepted = world.item("DECL#payments-api", "STATUS")
+    accepted = world.record("DECL#payments-api", "STATUS")
     assert (accepted["state"], accepted.get("warnings", [])) == ("Accepted", [])
     assert list(world.associations("blue")) == [("payments", "api")]

@@ -79,7 +79,7 @@ def test_a_target_role_without_the_external_id_condition_is_reported_never_edite
 ) -> None:
     sweep(world, 1)
     assert target_codes(world) == ["PI071"]
-    (finding,) = world.item(f"ROLE#{TARGET}", "FINDING#LATEST")["findings"]
+    (finding,) = world.record(f"ROLE#{TARGET}", "FINDING#LATEST")["findings"]
     assert chained["external_id"] in finding["message"]
     # the owner's trust is untouched, even in enforce mode with the opt-in tag
     assert world.trust_policy(TARGET_NAME) == target_trust(None)

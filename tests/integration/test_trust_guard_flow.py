@@ -2,6 +2,8 @@
 in enforce mode."""
 
 import json
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
@@ -17,7 +19,7 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
 def findings_queue(world: World) -> str:
     """Everything the guard publishes on the default bus, captured by a rule."""
     sqs, events = world.client("sqs"), world.client("events")
-    url = sqs.create_queue(QueueName="findings-capture")["QueueUrl"]
+    url: str = sqs.create_queue(QueueName="findings-capture")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -26,7 +28,7 @@ def findings_queue(world: World) -> str:
     return url
 
 
-def published(world: World, url: str) -> list[dict]:
+def published(world: World, url: str) -> list[dict[str, Any]]:
     messages = (
         world.client("sqs")
         .receive_message(QueueUrl=url, MaxNumberOfMessages=10)
@@ -35,26 +37,27 @@ def published(world: World, url: str) -> list[dict]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def tamper(world: World, trust: dict, *, caller: str = "Admin") -> dict:
+def tamper(world: World, trust: dict[str, Any], *, caller: str = "Admin") -> dict[str, Any]:
     world.client("iam").update_assume_role_policy(
         RoleName=ROLE_NAME, PolicyDocument=json.dumps(trust)
     )
     return fixture_event("iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE=caller)
 
 
-def finding_history(world: World) -> list[dict]:
+def finding_history(world: World) -> list[dict[str, Any]]:
     """The role's recorded checks (sort keys FINDING#<timestamp>), oldest first."""
-    return world.table.query(
+    found: list[dict[str, Any]] = world.table.query(
         KeyConditionExpression="pk = :pk AND begins_with(sk, :f)",
         ExpressionAttributeValues={":pk": f"ROLE#{ROLE}", ":f": "FINDING#2"},
     )["Items"]
+    return found
 
 
 @pytest.fixture
 def notifications(world: World) -> str:
     """What the guard sends to the SNS topic, captured by an SQS subscription."""
     sqs, sns = world.client("sqs"), world.client("sns")
-    url = sqs.create_queue(QueueName="notifications-capture")["QueueUrl"]
+    url: str = sqs.create_queue(QueueName="notifications-capture")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
@@ -64,8 +67,8 @@ def notifications(world: World) -> str:
 
 
 def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
-    world, findings_queue, notifications
-):
+    world: World, findings_queue: str, notifications: str
+) -> None:
     world.given_payments_api("blue", tags=OPT_IN)
     # When someone removes the pod principal from the trust policy
     event = tamper(world, EC2_ONLY)
@@ -73,7 +76,7 @@ def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
     # Then the finding is recorded with the causing event, published, and the role untouched
     assert response["action"] == "reported"
     assert "PI010" in response["findings"]
-    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    latest = world.record(f"ROLE#{ROLE}", "FINDING#LATEST")
     assert latest["eventId"] == event["detail"]["eventID"]
     assert latest["mode"] == "audit"
     assert world.trust_policy(ROLE_NAME) == EC2_ONLY
@@ -85,7 +88,9 @@ def test_audit_mode_records_and_publishes_findings_without_touching_the_role(
     assert json.loads(notification["Message"])["findings"][0]["code"] == "PI010"
 
 
-def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findings_queue):
+def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(
+    world: World, findings_queue: str
+) -> None:
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN)
     response = world.guard_event(tamper(world, EC2_ONLY))
@@ -107,18 +112,19 @@ def test_enforce_mode_repairs_minimally_and_ignores_its_own_change(world, findin
     assert len(finding_history(world)) == 1
 
 
-def test_enforce_only_edits_roles_that_opted_in(world):
+def test_enforce_only_edits_roles_that_opted_in(world: World) -> None:
     world.configure(mode="enforce")
     world.given_payments_api("blue")  # no opt-in tag
     response = world.guard_event(tamper(world, EC2_ONLY))
     assert response["action"] == "repair-skipped"
     assert world.trust_policy(ROLE_NAME) == EC2_ONLY
     assert (
-        "pod-identity/managed-trust=true" in world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
+        "pod-identity/managed-trust=true"
+        in world.record(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
     )
 
 
-def test_a_declaration_mode_lowers_the_deployments_never_raises_it(world):
+def test_a_declaration_mode_lowers_the_deployments_never_raises_it(world: World) -> None:
     world.given_payments_api("blue", tags=OPT_IN)
     # an audit deployment: a table writer asking for enforce gets no IAM write
     world.declare_in_payments("payments-api", "api", mode="enforce")
@@ -134,24 +140,24 @@ def test_a_declaration_mode_lowers_the_deployments_never_raises_it(world):
     assert world.guard_event(tamper(world, EC2_ONLY))["action"] == "repaired"
 
 
-def test_repairs_are_capped_per_role_per_window(world):
+def test_repairs_are_capped_per_role_per_window(world: World) -> None:
     world.configure(mode="enforce", repair_limit="2")
     world.given_payments_api("blue", tags=OPT_IN)
     actions = [world.guard_event(tamper(world, EC2_ONLY))["action"] for _ in range(3)]
     assert actions == ["repaired", "repaired", "repair-skipped"]
-    assert "repair limit reached" in world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
+    assert "repair limit reached" in world.record(f"ROLE#{ROLE}", "FINDING#LATEST")["detail"]
 
 
-def test_role_deleted_under_a_live_declaration_is_an_error_finding(world):
+def test_role_deleted_under_a_live_declaration_is_an_error_finding(world: World) -> None:
     world.given_payments_api("blue")
     world.client("iam").delete_role(RoleName=ROLE_NAME)
     response = world.guard_event(fixture_event("iam_delete_role", ROLE_NAME=ROLE_NAME))
     assert response["findings"] == ["PI002"]
-    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    latest = world.record(f"ROLE#{ROLE}", "FINDING#LATEST")
     assert "was deleted" in latest["findings"][0]["message"]
 
 
-def test_the_same_event_delivered_twice_is_handled_once(world):
+def test_the_same_event_delivered_twice_is_handled_once(world: World) -> None:
     world.given_payments_api("blue")
     event = tamper(world, EC2_ONLY)
     first = world.guard_event(event)
@@ -160,7 +166,7 @@ def test_the_same_event_delivered_twice_is_handled_once(world):
     assert len(finding_history(world)) == 1
 
 
-def test_roles_without_declarations_and_failed_calls_are_ignored(world):
+def test_roles_without_declarations_and_failed_calls_are_ignored(world: World) -> None:
     world.given_payments_api("blue")
     world.create_role("unrelated")
     assert world.guard_event(
@@ -184,15 +190,16 @@ NO_TAG_SESSION = {
 }
 
 
-def schedule(world: World, run: int) -> dict:
+def schedule(world: World, run: int) -> dict[str, Any]:
     event = fixture_event("scheduled_event")
     event["id"] = f"{event['id'][:-4]}{run:04d}"  # each firing has its own id
-    return world.guard_event(event)
+    response: dict[str, Any] = world.guard_event(event)
+    return response
 
 
 def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_quiet(
-    world, findings_queue
-):
+    world: World, findings_queue: str
+) -> None:
     # Given a role that was already wrong when it was declared: no IAM event will come
     world.given_payments_api("blue", trust=NO_TAG_SESSION)
     assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST") is None
@@ -200,7 +207,7 @@ def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_q
     swept = schedule(world, 1)
     # Then the role is analysed, recorded and published
     assert swept == {"status": "swept", "roles": 1, "changed": [ROLE]}
-    latest = world.item(f"ROLE#{ROLE}", "FINDING#LATEST")
+    latest = world.record(f"ROLE#{ROLE}", "FINDING#LATEST")
     assert [f["code"] for f in latest["findings"]] == ["PI012", "PI031", "PI032"]
     assert "eventId" not in latest
     assert len(published(world, findings_queue)) == 1
@@ -210,18 +217,20 @@ def test_the_schedule_checks_a_role_declared_with_a_bad_policy_once_then_stays_q
     assert len(finding_history(world)) == 1
 
 
-def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world):
+def test_the_schedule_repairs_an_opted_in_role_in_enforce_mode(world: World) -> None:
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN, trust=NO_TAG_SESSION)
     assert schedule(world, 1)["changed"] == [ROLE]
-    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
+    assert world.record(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
     owners, added = world.trust_policy(ROLE_NAME)["Statement"]
     assert owners == NO_TAG_SESSION["Statement"][0]  # as its owner wrote it
     assert added["Action"] == ["sts:AssumeRole", "sts:TagSession"]
     assert added["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"] == "api"
 
 
-def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(world, notifications):
+def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(
+    world: World, notifications: str
+) -> None:
     # Given enforce mode and a wrong role that did not opt in to repairs
     world.configure(mode="enforce")
     world.given_payments_api("blue", trust=NO_TAG_SESSION)
@@ -234,7 +243,9 @@ def test_the_schedule_does_not_renotify_a_role_it_may_not_repair(world, notifica
     assert world.trust_policy(ROLE_NAME) == NO_TAG_SESSION
 
 
-def test_a_repair_seen_again_by_the_schedule_or_a_late_event_is_not_news(world, findings_queue):
+def test_a_repair_seen_again_by_the_schedule_or_a_late_event_is_not_news(
+    world: World, findings_queue: str
+) -> None:
     # Given enforce mode and an opted-in role that someone tampers with
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN)
@@ -249,11 +260,11 @@ def test_a_repair_seen_again_by_the_schedule_or_a_late_event_is_not_news(world, 
     assert response["action"] == "repaired"
     assert schedule(world, 2)["changed"] == []
     # And the role's latest record is still the repair, told once
-    assert world.item(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
+    assert world.record(f"ROLE#{ROLE}", "FINDING#LATEST")["action"] == "repaired"
     assert published(world, findings_queue) == []
 
 
-def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world):
+def test_a_garbled_event_is_parked_with_the_reason_and_changes_nothing(world: World) -> None:
     world.given_payments_api("blue")
     garbled = fixture_event(
         "iam_update_assume_role_policy", ROLE_NAME=ROLE_NAME, CALLER_ROLE="Admin"
@@ -290,13 +301,13 @@ SCOPED_ROLE = "orders-worker"
 SCOPED_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/pod-identity/{SCOPED_ROLE}"
 
 
-def latest(world: World, role_arn: str = ROLE) -> dict:
+def latest(world: World, role_arn: str = ROLE) -> dict[str, Any]:
     found = world.item(f"ROLE#{role_arn}", "FINDING#LATEST")
     assert found is not None
     return found
 
 
-def test_a_namespace_the_role_owner_excluded_is_reported_never_widened(world):
+def test_a_namespace_the_role_owner_excluded_is_reported_never_widened(world: World) -> None:
     # Given enforce mode, an opted-in role whose owner admits only namespace orders
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN, trust=ONLY_ORDERS)
@@ -311,7 +322,9 @@ def test_a_namespace_the_role_owner_excluded_is_reported_never_widened(world):
     assert "role owner must widen it" in excluded["message"]
 
 
-def test_enforce_repairs_breakage_only_and_proposes_hardening_with_the_exact_policy(world):
+def test_enforce_repairs_breakage_only_and_proposes_hardening_with_the_exact_policy(
+    world: World,
+) -> None:
     # Given a working but unhardened role, opted in to breakage repairs only
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN, trust=POD_MINIMAL)
@@ -338,7 +351,9 @@ def test_enforce_repairs_breakage_only_and_proposes_hardening_with_the_exact_pol
     assert world.trust_policy(ROLE_NAME) == proposed
 
 
-def test_a_repair_over_the_size_quota_is_refused_and_the_refusal_recorded(world, monkeypatch):
+def test_a_repair_over_the_size_quota_is_refused_and_the_refusal_recorded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given an opted-in role with no pod trust, two declared usages and the smallest quota
     monkeypatch.setenv("MAX_TRUST_POLICY_CHARS", "512")  # restored after the test
     world.configure(mode="enforce")
@@ -359,22 +374,27 @@ def test_a_repair_over_the_size_quota_is_refused_and_the_refusal_recorded(world,
 def watch_iam(world: World, refuse: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Every IAM call the functions make, as (operation, role name); a role named
     in `refuse` gets that error code, as IAM answers outside the function's policy."""
-    from botocore.awsrequest import AWSResponse
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+    from botocore.model import OperationModel
 
     from functions.flows.services import services
 
     calls: list[tuple[str, str]] = []
 
-    def before_call(model, params, **_):
+    def before_call(
+        model: OperationModel, params: dict[str, Any], **_: Any
+    ) -> tuple[AWSResponse, dict[str, Any]] | None:
         role = (params.get("body") or {}).get("RoleName", "")  # the serialized query
         calls.append((model.name, role))
         code = (refuse or {}).get(role)
         if code is None:
             return None
         error = {"Code": code, "Message": f"not authorized to perform: iam:{model.name}"}
-        return AWSResponse("", 403, {}, None), {"Error": error, "ResponseMetadata": {}}
+        return AWSResponse("", 403, HTTPHeaders(), None), {"Error": error, "ResponseMetadata": {}}
 
-    services().iam._iam.meta.events.register("before-call.iam", before_call)
+    # a before-call handler's answer replaces the call (the stubs type handlers as -> None)
+    handler = cast("Callable[..., None]", before_call)
+    services().iam._iam.meta.events.register("before-call.iam", handler)
     return calls
 
 
@@ -396,7 +416,9 @@ def given_scoped_role(world: World) -> None:
     world.settle()
 
 
-def test_roles_outside_the_role_path_are_skipped_before_any_iam_call(world, monkeypatch):
+def test_roles_outside_the_role_path_are_skipped_before_any_iam_call(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given enforce mode restricted to /pod-identity/, a broken role inside it and
     # a broken, opted-in role outside it (at /), both declared
     world.given_payments_api("blue", tags=OPT_IN, trust=EC2_ONLY)
@@ -418,7 +440,9 @@ def test_roles_outside_the_role_path_are_skipped_before_any_iam_call(world, monk
 
 
 @pytest.mark.parametrize("code", ["AccessDenied", "Throttling", "NoSuchEntity"])
-def test_an_iam_error_on_one_role_is_a_finding_for_it_and_the_sweep_goes_on(world, code):
+def test_an_iam_error_on_one_role_is_a_finding_for_it_and_the_sweep_goes_on(
+    world: World, code: str
+) -> None:
     # Given two declared roles, IAM refusing every call about one of them
     world.configure(mode="enforce")
     world.given_payments_api("blue", tags=OPT_IN, trust=EC2_ONLY)

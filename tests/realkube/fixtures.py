@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import atexit
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.realkube.server import RealKube, ensure_tools
+
+if TYPE_CHECKING:
+    from pluggy import Result
 
 _running: list[RealKube] = []
 
@@ -49,8 +52,10 @@ def real_kube(
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+    report = outcome.get_result()
     if report.failed and _running and "real_kube" in getattr(item, "fixturenames", ()):
         report.sections.append(("real API server logs", _running[-1].log_tail()))

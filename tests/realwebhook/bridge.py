@@ -19,8 +19,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 CHUNK = 64 * 1024
+T = TypeVar("T")
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -35,7 +38,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-def _joiner(open_peer):  # type: ignore[no-untyped-def]
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _joiner(open_peer: Callable[[], Awaitable[Streams]]) -> Handler:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             peer_reader, peer_writer = await open_peer()
@@ -47,14 +54,14 @@ def _joiner(open_peer):  # type: ignore[no-untyped-def]
     return handle
 
 
-async def tcp_to_unix(port: int, path: str) -> asyncio.AbstractServer:
+async def tcp_to_unix(port: int, path: str) -> asyncio.Server:
     """Listen on 127.0.0.1:port (0: any free port), forward to the unix socket."""
     return await asyncio.start_server(
         _joiner(lambda: asyncio.open_unix_connection(path)), "127.0.0.1", port
     )
 
 
-async def unix_to_tcp(path: str, port: int) -> asyncio.AbstractServer:
+async def unix_to_tcp(path: str, port: int) -> asyncio.Server:
     """Listen on the unix socket, forward to 127.0.0.1:port."""
     return await asyncio.start_unix_server(
         _joiner(lambda: asyncio.open_connection("127.0.0.1", port)), path
@@ -70,7 +77,7 @@ class Bridges:
         self._thread.start()
         self._servers: list[asyncio.AbstractServer] = []
 
-    def _run(self, coroutine):  # type: ignore[no-untyped-def]
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def tcp_to_unix(self, path: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -86,7 +87,7 @@ def test_make_certs_issues_a_serving_certificate_for_the_webhook_service(tmp_pat
     assert '"path":"/webhooks/0/clientConfig/caBundle"' in found.stdout
 
 
-def documents(name: str) -> list[dict]:
+def documents(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((SELF_MANAGED / name).read_text()) if d]
 
 

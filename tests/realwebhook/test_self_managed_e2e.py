@@ -33,6 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World
+from tests.kube_models import meta
 from tests.realkube.server import SERVICE_ACCOUNT_ISSUER, RealKube
 from tests.realwebhook.test_delivery import kubelet_mount, kubelet_update, wait_for
 from tests.realwebhook.webhook import REPO, RealWebhook
@@ -157,16 +158,23 @@ def session_tags(form: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+def map_entry(core: k8s.CoreV1Api, key: str) -> str:
+    """One entry of the association map's config map, which must be there."""
+    data = core.read_namespaced_config_map(MAP[1], MAP[0]).data
+    assert data is not None, "the association map has no data"
+    return data[key]
+
+
 def create_pod(core: k8s.CoreV1Api, name: str, service_account: str) -> Any:
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "serviceAccountName": service_account,
-            "containers": [{"name": "app", "image": "public.ecr.aws/docker/library/busybox"}],
-        },
-    }
+    body = k8s.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=k8s.V1ObjectMeta(name=name, namespace=NAMESPACE),
+        spec=k8s.V1PodSpec(
+            service_account_name=service_account,
+            containers=[k8s.V1Container(name="app", image="public.ecr.aws/docker/library/busybox")],
+        ),
+    )
     return core.create_namespaced_pod(NAMESPACE, body)
 
 
@@ -256,8 +264,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
     world.settle()
 
     # --- Then the map is in the cluster, written by the push through the real API server -----
-    configmap = core.read_namespaced_config_map(MAP[1], MAP[0])
-    identities = json.loads(configmap.data["identities.json"])["identities"]
+    identities = json.loads(map_entry(core, "identities.json"))["identities"]
     assert identities == [{"namespace": NAMESPACE, "serviceAccount": "api"}]
     status = world.item(f"CLUSTER#{kube.cluster_name}", f"ASSOC#{NAMESPACE}#api")
     assert status is not None
@@ -350,7 +357,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         print(f"declared -> injected into a new pod in {seconds:.1f} s after the push settled")
 
         # --- Item 5: the node agent's sts backend serves the pod credentials ----------------
-        full_map = core.read_namespaced_config_map(MAP[1], MAP[0]).data["associations.json"]
+        full_map = map_entry(core, "associations.json")
         volume_dir = tmp_path / "agent-map"
         kubelet_mount(volume_dir, {"associations.json": full_map})
         agent_sa = kube.service_account_token("kube-system", "podid-node-agent", [ISSUER], 3600)
@@ -394,7 +401,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         sts.close()
         assert signer == node["AccessKeyId"]
         assert form["RoleArn"] == role
-        pod_uid = core.read_namespaced_pod("api-1", NAMESPACE).metadata.uid
+        pod_uid = meta(core.read_namespaced_pod("api-1", NAMESPACE)).uid
         assert session_tags(form) == {
             "eks-cluster-arn": f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/{kube.cluster_name}",
             "eks-cluster-name": kube.cluster_name,
@@ -411,7 +418,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         # the agent follows the kubelet's swap of its mounted map (it re-reads by mtime)
         world.undeclare("sm-api")
         world.settle()
-        fresh = core.read_namespaced_config_map(MAP[1], MAP[0]).data["associations.json"]
+        fresh = map_entry(core, "associations.json")
         kubelet_update(volume_dir, {"associations.json": fresh})
         fresh_token = kube.service_account_token(NAMESPACE, "api", [AUDIENCE], 3599, pod="api-1")
         wait(lambda: fetch_credentials(port, fresh_token)[0] == 404, timeout=15)

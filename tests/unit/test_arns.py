@@ -39,7 +39,9 @@ from functions.core.arns import (
         ("arn:aws-eusc:iam::111122223333:role/app", "aws-eusc", "/", "app"),
     ],
 )
-def test_role_arn_accepts_every_partition_and_paths(arn, partition, path, name):
+def test_role_arn_accepts_every_partition_and_paths(
+    arn: str, partition: str, path: str, name: str
+) -> None:
     parsed = parse_role_arn(arn)
     assert (parsed.partition, parsed.path, parsed.name) == (partition, path, name)
     assert str(parsed) == arn
@@ -58,7 +60,7 @@ def test_role_arn_accepts_every_partition_and_paths(arn, partition, path, name):
         "arn:aws:iam::111122223333:role/bad name",
     ],
 )
-def test_role_arn_rejects_wrong_shapes_with_the_expected_shape(arn):
+def test_role_arn_rejects_wrong_shapes_with_the_expected_shape(arn: str) -> None:
     with pytest.raises(ValueError, match="is not an IAM role ARN") as raised:
         parse_role_arn(arn)
     assert "expected arn:<partition>:iam::<12-digit account>:role/" in str(
@@ -68,7 +70,7 @@ def test_role_arn_rejects_wrong_shapes_with_the_expected_shape(arn):
     )
 
 
-def test_cluster_arn_round_trips():
+def test_cluster_arn_round_trips() -> None:
     arn = "arn:aws:eks:eu-west-1:111122223333:cluster/blue-1"
     parsed = parse_cluster_arn(arn)
     assert (parsed.region, parsed.account, parsed.name) == ("eu-west-1", "111122223333", "blue-1")
@@ -78,36 +80,36 @@ def test_cluster_arn_round_trips():
 
 
 @pytest.mark.parametrize("good", ["default", "a", "kube-system", "a" * 63, "0abc"])
-def test_namespace_accepts_dns1123_labels(good):
+def test_namespace_accepts_dns1123_labels(good: str) -> None:
     assert check_namespace(good) == good
 
 
 @pytest.mark.parametrize("bad", ["", "Default", "a_b", "-a", "a-", "a.b", "a" * 64])
-def test_namespace_rejects_non_labels(bad):
+def test_namespace_rejects_non_labels(bad: str) -> None:
     with pytest.raises(ValueError, match="DNS-1123 label"):
         check_namespace(bad)
 
 
 @pytest.mark.parametrize("good", ["api", "my.sa", "a-b.c-d", "a" * 253])
-def test_service_account_accepts_subdomains(good):
+def test_service_account_accepts_subdomains(good: str) -> None:
     assert check_service_account(good) == good
 
 
 @pytest.mark.parametrize("bad", ["", "API", "a..b", ".a", "a.", "a_b", "a" * 254])
-def test_service_account_rejects_non_subdomains(bad):
+def test_service_account_rejects_non_subdomains(bad: str) -> None:
     with pytest.raises(ValueError, match="DNS-1123 subdomain"):
         check_service_account(bad)
 
 
 @pytest.mark.parametrize("bad", ["", "-x", "a" * 101, "a.b"])
-def test_cluster_name_rules(bad):
+def test_cluster_name_rules(bad: str) -> None:
     assert check_cluster_name("Blue_1-x") == "Blue_1-x"
     with pytest.raises(ValueError, match="EKS cluster name"):
         check_cluster_name(bad)
 
 
 @given(st.text(max_size=300))
-def test_validators_never_crash_only_reject(text):
+def test_validators_never_crash_only_reject(text: str) -> None:
     for check in (
         parse_arn,
         parse_role_arn,
@@ -122,7 +124,7 @@ def test_validators_never_crash_only_reject(text):
             check(text)
 
 
-def test_an_unknown_partition_is_named_with_the_ones_there_are():
+def test_an_unknown_partition_is_named_with_the_ones_there_are() -> None:
     with pytest.raises(ValueError, match="unknown partition") as raised:
         parse_cluster_arn("arn:aws-mars:eks:us-east-1:111122223333:cluster/blue")
     assert str(raised.value) == (
@@ -144,13 +146,13 @@ def test_an_unknown_partition_is_named_with_the_ones_there_are():
         ("arn:aws-eusc:eks:eusc-de-east-1:111122223333:cluster/b", "aws-eusc", "eusc-de-east-1"),
     ],
 )
-def test_cluster_arns_of_every_partition(arn, partition, region):
+def test_cluster_arns_of_every_partition(arn: str, partition: str, region: str) -> None:
     parsed = parse_cluster_arn(arn)
     assert (parsed.partition, parsed.region) == (partition, region)
     assert str(parsed) == arn
 
 
-def test_association_arn_names_its_cluster_and_id():
+def test_association_arn_names_its_cluster_and_id() -> None:
     arn = "arn:aws-cn:eks:cn-north-1:111122223333:podidentityassociation/blue/a-0123456789abcdef0"
     parsed = parse_association_arn(arn)
     assert parsed.cluster == ClusterArn("aws-cn", "cn-north-1", "111122223333", "blue")
@@ -172,7 +174,7 @@ def test_association_arn_names_its_cluster_and_id():
         ("arn:aws-us-gov:sts::111122223333:assumed-role/a.b@c/s=1", "111122223333", "a.b@c", "s=1"),
     ],
 )
-def test_assumed_role_arns(arn, account, role, session):
+def test_assumed_role_arns(arn: str, account: str, role: str, session: str) -> None:
     parsed = parse_assumed_role_arn(arn)
     assert (parsed.account, parsed.role_name, parsed.session) == (account, role, session)
     assert str(parsed) == arn
@@ -187,12 +189,12 @@ def test_assumed_role_arns(arn, account, role, session):
         "arn:aws:sts::111122223333:federated-user/bob",
     ],
 )
-def test_assumed_role_arn_rejects_other_principals(arn):
+def test_assumed_role_arn_rejects_other_principals(arn: str) -> None:
     with pytest.raises(ValueError, match="is not an STS assumed-role ARN"):
         parse_assumed_role_arn(arn)
 
 
-def test_any_arn_splits_into_six_parts_keeping_colons_in_the_resource():
+def test_any_arn_splits_into_six_parts_keeping_colons_in_the_resource() -> None:
     parsed = parse_arn("arn:aws:logs:eu-west-1:111122223333:log-group:/aws/lambda/x:*")
     assert (parsed.service, parsed.region, parsed.account) == ("logs", "eu-west-1", "111122223333")
     assert parsed.resource == "log-group:/aws/lambda/x:*"
@@ -203,7 +205,7 @@ def test_any_arn_splits_into_six_parts_keeping_colons_in_the_resource():
             parse_arn(bad)
 
 
-def test_arn_parts_for_arnlike_matching():
+def test_arn_parts_for_arnlike_matching() -> None:
     assert arn_parts("arn:aws:eks:*:*:cluster/*") == ("arn", "aws", "eks", "*", "*", "cluster/*")
     assert arn_parts("arn:aws:x:y:z:a:b") == ("arn", "aws", "x", "y", "z", "a:b")
     assert arn_parts("arn:aws:x") is None
@@ -231,7 +233,7 @@ _clusters = st.from_regex(r"\A[0-9A-Za-z][A-Za-z0-9_-]{0,99}\Z")
 
 
 @given(_partitions, _accounts, _paths, _names)
-def test_role_arns_round_trip(partition, account, path, name):
+def test_role_arns_round_trip(partition: str, account: str, path: str, name: str) -> None:
     text = f"arn:{partition}:iam::{account}:role{path}{name}"
     role = parse_role_arn(text)
     assert (role.partition, role.account, role.path, role.name) == (partition, account, path, name)
@@ -241,7 +243,9 @@ def test_role_arns_round_trip(partition, account, path, name):
 
 
 @given(_partitions, _regions, _accounts, _clusters, st.from_regex(r"\Aa-[a-z0-9]{17}\Z"))
-def test_cluster_and_association_arns_round_trip(partition, region, account, name, ident):
+def test_cluster_and_association_arns_round_trip(
+    partition: str, region: str, account: str, name: str, ident: str
+) -> None:
     cluster = ClusterArn(partition, region, account, name)
     assert parse_cluster_arn(str(cluster)) == cluster
     association = AssociationArn(cluster, ident)
@@ -250,7 +254,7 @@ def test_cluster_and_association_arns_round_trip(partition, region, account, nam
     assert (generic.partition, generic.service, generic.region) == (partition, "eks", region)
 
 
-def test_partitions_and_regions_are_the_ones_botocore_knows():
+def test_partitions_and_regions_are_the_ones_botocore_knows() -> None:
     # the product cannot load botocore's data in core, so the two are compared here
     endpoints = create_loader().load_data("endpoints")
     assert set(PARTITIONS) == {p["partition"] for p in endpoints["partitions"]}

@@ -1,4 +1,6 @@
 import json
+import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,12 +18,12 @@ from tests.builders import cluster, role_arn
 BLUE = cluster("blue")
 
 
-def assoc(ns, sa, role="app", **extra):
+def assoc(ns: str, sa: str, role: str = "app", **extra: Any) -> DesiredAssociation:
     spec = AssociationSpec(role_arn=role_arn(role), **extra)
     return DesiredAssociation(key=AssociationKey("blue", ns, sa), spec=spec, declaration_id="d")
 
 
-def test_webhook_key_is_exactly_the_container_credentials_config_format():
+def test_webhook_key_is_exactly_the_container_credentials_config_format() -> None:
     built = build_association_map(BLUE, [assoc("b", "y"), assoc("a", "x")])
     assert json.loads(built.webhook_config) == {
         "identities": [
@@ -31,7 +33,7 @@ def test_webhook_key_is_exactly_the_container_credentials_config_format():
     }
 
 
-def test_full_map_carries_role_settings_generation_and_a_verifiable_hash():
+def test_full_map_carries_role_settings_generation_and_a_verifiable_hash() -> None:
     policy = '{"Statement":[]}'
     built = build_association_map(
         BLUE,
@@ -54,13 +56,13 @@ def test_full_map_carries_role_settings_generation_and_a_verifiable_hash():
     assert data[WEBHOOK_KEY] == built.webhook_config
 
 
-def test_tampered_full_map_is_refused():
+def test_tampered_full_map_is_refused() -> None:
     text = build_association_map(BLUE, [assoc("a", "x")]).full_map(1)
     with pytest.raises(ValueError, match="hash does not match"):
         parse_full_map(text.replace("role/app", "role/evil"))
 
 
-def test_other_clusters_associations_are_ignored():
+def test_other_clusters_associations_are_ignored() -> None:
     other = DesiredAssociation(
         key=AssociationKey("green", "a", "x"),
         spec=AssociationSpec(role_arn=role_arn()),
@@ -73,7 +75,9 @@ names = st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True)
 
 
 @given(st.lists(st.tuples(names, names), unique=True, max_size=12), st.randoms())
-def test_same_associations_in_any_order_give_the_same_bytes_and_hash(pairs, rnd):
+def test_same_associations_in_any_order_give_the_same_bytes_and_hash(
+    pairs: list[tuple[str, str]], rnd: random.Random
+) -> None:
     items = [assoc(ns, sa) for ns, sa in pairs]
     shuffled = items[:]
     rnd.shuffle(shuffled)

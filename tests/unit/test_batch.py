@@ -10,7 +10,9 @@ import pytest
 from functions.handlers.batch import BatchFailed, SqsRecord, StreamRecord, process
 
 
-def sqs(message_id: str, body: str, group: str | None = None, received: str = "1") -> dict:
+def sqs(
+    message_id: str, body: str, group: str | None = None, received: str = "1"
+) -> dict[str, Any]:
     attributes = {"ApproximateReceiveCount": received}
     if group is not None:
         attributes["MessageGroupId"] = group
@@ -28,7 +30,7 @@ def failing_on(*bodies: str) -> tuple[list[str], Any]:
     return ran, work
 
 
-def test_a_standard_queue_retries_only_the_failed_record():
+def test_a_standard_queue_retries_only_the_failed_record() -> None:
     # Given three messages, the middle one failing
     ran, work = failing_on("b")
     event = {"Records": [sqs("1", "a"), sqs("2", "b"), sqs("3", "c")]}
@@ -39,7 +41,7 @@ def test_a_standard_queue_retries_only_the_failed_record():
     assert response == {"batchItemFailures": [{"itemIdentifier": "2"}]}
 
 
-def test_a_fifo_failure_holds_back_only_its_own_group():
+def test_a_fifo_failure_holds_back_only_its_own_group() -> None:
     # Given a FIFO batch where the first message of group x fails
     ran, work = failing_on("x1")
     event = {
@@ -57,7 +59,7 @@ def test_a_fifo_failure_holds_back_only_its_own_group():
     assert response == {"batchItemFailures": [{"itemIdentifier": "1"}, {"itemIdentifier": "3"}]}
 
 
-def test_without_group_skipping_later_messages_of_a_group_still_run():
+def test_without_group_skipping_later_messages_of_a_group_still_run() -> None:
     ran, work = failing_on("x1")
     event = {"Records": [sqs("1", "x1", group="x"), sqs("2", "x2", group="x")]}
     response = process(event, SqsRecord, work)
@@ -65,7 +67,7 @@ def test_without_group_skipping_later_messages_of_a_group_still_run():
     assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
 
 
-def test_a_batch_where_every_record_failed_fails_the_invocation():
+def test_a_batch_where_every_record_failed_fails_the_invocation() -> None:
     # Given a FIFO batch whose first failure skips the rest of its group
     _, work = failing_on("x1")
     event = {"Records": [sqs("1", "x1", group="x"), sqs("2", "x2", group="x")]}
@@ -74,12 +76,12 @@ def test_a_batch_where_every_record_failed_fails_the_invocation():
         process(event, SqsRecord, work, skip_failed_groups=True)
 
 
-def test_an_empty_batch_reports_nothing():
+def test_an_empty_batch_reports_nothing() -> None:
     assert process({"Records": []}, SqsRecord, lambda _: None) == {"batchItemFailures": []}
     assert process({}, SqsRecord, lambda _: None) == {"batchItemFailures": []}
 
 
-def test_an_sqs_record_carries_its_receive_count_and_group():
+def test_an_sqs_record_carries_its_receive_count_and_group() -> None:
     record = SqsRecord.from_event(sqs("m", "{}", group="c1", received="4"))
     assert (record.message_id, record.body, record.receive_count, record.group_id) == (
         "m",
@@ -90,7 +92,12 @@ def test_an_sqs_record_carries_its_receive_count_and_group():
     assert SqsRecord.from_event({"messageId": "m", "body": "x"}).receive_count == 1
 
 
-def stream(sequence: str, keys: dict, new: dict | None = None, old: dict | None = None) -> dict:
+def stream(
+    sequence: str,
+    keys: dict[str, Any],
+    new: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     change: dict[str, Any] = {"SequenceNumber": sequence, "Keys": keys}
     if new is not None:
         change["NewImage"] = new
@@ -99,7 +106,7 @@ def stream(sequence: str, keys: dict, new: dict | None = None, old: dict | None 
     return {"eventName": "MODIFY", "dynamodb": change}
 
 
-def test_stream_images_arrive_as_python_values():
+def test_stream_images_arrive_as_python_values() -> None:
     # Given a stream record in DynamoDB's JSON, one image missing (a new item)
     raw = stream(
         "100",
@@ -126,7 +133,7 @@ def test_stream_images_arrive_as_python_values():
     assert record.old_image == {}
 
 
-def test_a_failed_stream_record_is_named_by_its_sequence_number():
+def test_a_failed_stream_record_is_named_by_its_sequence_number() -> None:
     seen: list[str] = []
 
     def work(record: StreamRecord) -> None:

@@ -3,13 +3,17 @@ anything else keeps its traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from cli import main as cli_main
 
 
-def failing(error: Exception):  # type: ignore[no-untyped-def]
+def failing(error: Exception) -> Callable[..., None]:
+    """A command body that raises `error`, whatever it is called with."""
+
     def app(**_: object) -> None:
         raise error
 

@@ -19,7 +19,7 @@ from infra.config import DeployConfig
         "arn:aws-eusc:iam::111122223333:role/writer",
     ],
 )
-def test_principals_of_every_partition_are_accepted(arn):
+def test_principals_of_every_partition_are_accepted(arn: str) -> None:
     config = DeployConfig(role_path="/pod-identity/", declaration_writers=(arn,))
     assert config.declaration_writers == (arn,)
 
@@ -33,6 +33,6 @@ def test_principals_of_every_partition_are_accepted(arn):
         "arn:aws:sts::111122223333:assumed-role/writer/s",
     ],
 )
-def test_anything_broader_or_foreign_is_refused(arn):
+def test_anything_broader_or_foreign_is_refused(arn: str) -> None:
     with pytest.raises(ValidationError, match="is not an IAM role or user ARN of one account"):
         DeployConfig(role_path="/pod-identity/", cluster_enrollers=(arn,))

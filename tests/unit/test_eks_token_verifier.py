@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -58,7 +59,10 @@ def sts(
 
 
 def presign(
-    client: Any, cluster: str | None = CLUSTER, operation: str = "get_caller_identity", expires=60
+    client: Any,
+    cluster: str | None = CLUSTER,
+    operation: str = "get_caller_identity",
+    expires: int = 60,
 ) -> str:
     def add_header(request: Any, **_: Any) -> None:
         if cluster is not None:
@@ -80,7 +84,7 @@ def edit_query(token: str, **changes: str) -> str:
 
 
 @pytest.fixture
-def signed_at(monkeypatch: pytest.MonkeyPatch) -> Any:
+def signed_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime.datetime], None]:
     """Presign as if at another time (botocore reads its clock here)."""
 
     def at(moment: datetime.datetime) -> None:
@@ -91,7 +95,7 @@ def signed_at(monkeypatch: pytest.MonkeyPatch) -> Any:
     return at
 
 
-def test_a_token_for_this_cluster_names_the_signing_principal():
+def test_a_token_for_this_cluster_names_the_signing_principal() -> None:
     assert verifier().principal(presign(sts())) == PRINCIPAL
     # the global endpoint signs for us-east-1; a local STS for its own host
     global_sts = sts(region="us-east-1", endpoint="https://sts.amazonaws.com")
@@ -100,7 +104,7 @@ def test_a_token_for_this_cluster_names_the_signing_principal():
     assert verifier().principal(presign(local)) == PRINCIPAL
 
 
-def test_temporary_credentials_verify_with_their_own_session_token():
+def test_temporary_credentials_verify_with_their_own_session_token() -> None:
     client = sts(key=SESSION_KEY, secret=SESSION_SECRET, session_token=SESSION_TOKEN)
     good = presign(client)
     assert verifier().principal(good) == PRINCIPAL
@@ -108,7 +112,9 @@ def test_temporary_credentials_verify_with_their_own_session_token():
         verifier().principal(edit_query(good, **{"X-Amz-Security-Token": "another"}))
 
 
-def test_expiry_is_the_signed_time_plus_at_most_fifteen_minutes(signed_at):
+def test_expiry_is_the_signed_time_plus_at_most_fifteen_minutes(
+    signed_at: Callable[[datetime.datetime], None],
+) -> None:
     now = datetime.datetime.now(datetime.UTC)
     signed_at(now - datetime.timedelta(minutes=20))
     expired = presign(sts(), expires=60)
@@ -153,7 +159,7 @@ def test_expiry_is_the_signed_time_plus_at_most_fifteen_minutes(signed_at):
         pytest.param(lambda: "Bearer plainly-wrong", id="no prefix"),
     ],
 )
-def test_foreign_tokens_are_refused(make):
+def test_foreign_tokens_are_refused(make: Callable[[], str]) -> None:
     with pytest.raises(TokenInvalid):
         verifier().principal(make())
 
@@ -177,7 +183,7 @@ def test_foreign_tokens_are_refused(make):
         ),
     ],
 )
-def test_any_edit_of_a_signed_url_is_refused(tamper):
+def test_any_edit_of_a_signed_url_is_refused(tamper: Callable[[str], str]) -> None:
     url = presigned_url(presign(sts()))
     for part in ("X-Amz-Expires=60", "Version=2011-06-15", "%2Fsts%2Faws4_request"):
         assert part in url  # each edit below changes something that is there

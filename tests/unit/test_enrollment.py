@@ -8,12 +8,12 @@ KNOWN = {
 }
 
 
-def test_only_unknown_clusters_and_changed_fleet_tags_are_described():
+def test_only_unknown_clusters_and_changed_fleet_tags_are_described() -> None:
     tags = {"blue": {FLEET_TAG: "prod", "team": "a"}, "new": {FLEET_TAG: "prod"}}
     assert clusters_to_describe(["blue", "lab", "new"], KNOWN, set(), tags) == {"new"}
 
 
-def test_a_fleet_tag_changed_removed_or_added_is_described():
+def test_a_fleet_tag_changed_removed_or_added_is_described() -> None:
     changed = {"blue": {FLEET_TAG: "staging"}}
     assert clusters_to_describe(["blue", "lab"], KNOWN, set(), changed) == {"blue"}
     # a cluster absent from the listing carries no tags at all
@@ -22,9 +22,9 @@ def test_a_fleet_tag_changed_removed_or_added_is_described():
     assert clusters_to_describe(["blue", "lab"], KNOWN, set(), added) == {"lab"}
 
 
-def test_without_tags_only_unknown_and_newly_named_clusters_are_described():
+def test_without_tags_only_unknown_and_newly_named_clusters_are_described() -> None:
     assert clusters_to_describe(["blue", "lab", "new"], KNOWN, {"lab"}, None) == {"lab", "new"}
 
 
-def test_deep_describes_every_live_cluster():
+def test_deep_describes_every_live_cluster() -> None:
     assert clusters_to_describe(["blue", "lab"], KNOWN, set(), {}, deep=True) == {"blue", "lab"}

@@ -28,7 +28,7 @@ def _entry(key: str, value: str) -> bytes:
     return _field(1, key) + _field(2, value)
 
 
-def test_a_protobuf_configmap_decodes_to_the_json_it_encodes():
+def test_a_protobuf_configmap_decodes_to_the_json_it_encodes() -> None:
     # Given a ConfigMap as a typed client encodes it: metadata (name 1, namespace 3,
     # labels 11, an empty selfLink 4, a zero creationTimestamp 8), data 2, immutable 4
     metadata = (
@@ -52,13 +52,13 @@ def test_a_protobuf_configmap_decodes_to_the_json_it_encodes():
     "body",
     [b"not protobuf", protobuf.MAGIC + b"\x0a\xff", protobuf.MAGIC + _field(1, _field(2, "Pod"))],
 )
-def test_a_bad_or_unserved_protobuf_body_is_a_400(body):
+def test_a_bad_or_unserved_protobuf_body_is_a_400(body: bytes) -> None:
     with pytest.raises(ApiError) as caught:
         protobuf.decode(body)
     assert caught.value.code == 400
 
 
-def test_merge_strategic_and_json_patches():
+def test_merge_strategic_and_json_patches() -> None:
     current = {"metadata": {"labels": {"a": "1", "b": "2"}}, "rules": [1, 2]}
     assert patches.merge_patch(current, {"metadata": {"labels": {"a": None, "c": "3"}}}) == {
         "metadata": {"labels": {"b": "2", "c": "3"}},
@@ -97,12 +97,12 @@ def test_merge_strategic_and_json_patches():
         ("", True),
     ],
 )
-def test_label_selectors(selector, matches):
+def test_label_selectors(selector: str, matches: bool) -> None:
     obj = {"metadata": {"name": "m", "labels": {"app": "podid"}}}
     assert selectors.label_matches(selector, obj) is matches
 
 
-def test_a_bad_selector_is_a_400():
+def test_a_bad_selector_is_a_400() -> None:
     with pytest.raises(ApiError):
         selectors.label_matches("a b c", {"metadata": {"name": "m"}})
     with pytest.raises(ApiError):
@@ -114,5 +114,5 @@ def test_a_bad_selector_is_a_400():
     [(5, "5s"), (119, "119s"), (200, "3m20s"), (600, "10m"), (3 * 3600 + 60, "3h1m"),
      (30 * 3600, "30h"), (3 * 86400, "3d"), (400 * 86400, "400d"), (800 * 86400, "2y70d")],
 )  # fmt: skip
-def test_ages_read_as_kubectl_prints_them(seconds, shown):
+def test_ages_read_as_kubectl_prints_them(seconds: int, shown: str) -> None:
     assert tables.human_duration(seconds) == shown

@@ -10,6 +10,9 @@ from functions.core.models import (
 from functions.core.planner import OpKind, apply_plan, foreign, plan
 from tests.builders import OWNER, actual, role_arn
 
+Desired = dict[AssociationKey, DesiredAssociation]
+Actual = dict[AssociationKey, ActualAssociation]
+
 KEYS = [AssociationKey("blue", ns, sa) for ns in ("a", "b") for sa in ("x", "y", "z")]
 ROLES = [role_arn(n) for n in ("r1", "r2", "r3")]
 
@@ -38,17 +41,19 @@ actual_states = st.dictionaries(
 )
 
 
-def owned_ids(have):
+def owned_ids(have: Actual) -> set[str]:
     return {a.association_id for a in have.values() if a.association_id.startswith("mine")}
 
 
-def desired(key, role, **tags):
+def desired(key: AssociationKey, role: str, **tags: str) -> DesiredAssociation:
     spec = AssociationSpec(role_arn=role, tags={**tags, "pod-identity/managed-by": OWNER})
     return DesiredAssociation(key=key, spec=spec, declaration_id="d")
 
 
 @given(desired_states, actual_states, st.sets(st.sampled_from(KEYS), max_size=2))
-def test_applying_the_plan_converges_and_never_touches_what_is_not_ours(want, have, hold):
+def test_applying_the_plan_converges_and_never_touches_what_is_not_ours(
+    want: Desired, have: Actual, hold: set[AssociationKey]
+) -> None:
     owned = owned_ids(have)
     operations = plan(want, have, owned=owned, hold=hold)
     for op in operations:
@@ -73,7 +78,7 @@ def test_applying_the_plan_converges_and_never_touches_what_is_not_ours(want, ha
 
 
 @given(desired_states, actual_states)
-def test_never_delete_then_create_where_update_suffices(want, have):
+def test_never_delete_then_create_where_update_suffices(want: Desired, have: Actual) -> None:
     operations = plan(want, have, owned=owned_ids(have))
     touched = [op.key for op in operations]
     assert len(touched) == len(set(touched))
@@ -82,12 +87,12 @@ def test_never_delete_then_create_where_update_suffices(want, have):
 
 
 @given(desired_states)
-def test_an_empty_diff_yields_no_operations(want):
+def test_an_empty_diff_yields_no_operations(want: Desired) -> None:
     have = {k: ActualAssociation(key=k, association_id="id", spec=d.spec) for k, d in want.items()}
     assert plan(want, have, owned={"id"}) == []
 
 
-def test_role_change_is_an_in_place_update_with_the_changed_fields():
+def test_role_change_is_an_in_place_update_with_the_changed_fields() -> None:
     key = KEYS[0]
     (op,) = plan(
         {key: desired(key, ROLES[1])},
@@ -100,7 +105,7 @@ def test_role_change_is_an_in_place_update_with_the_changed_fields():
     assert op.updates_association
 
 
-def test_tag_only_change_needs_no_association_update():
+def test_tag_only_change_needs_no_association_update() -> None:
     key = KEYS[0]
     have = {key: actual(key, ROLES[0], association_id="a-1")}
     (op,) = plan({key: desired(key, ROLES[0], team="a")}, have, owned={"a-1"})
@@ -110,7 +115,7 @@ def test_tag_only_change_needs_no_association_update():
     assert op.tags_to_remove == []
 
 
-def test_an_association_podid_did_not_create_is_left_alone_even_with_the_owner_tag():
+def test_an_association_podid_did_not_create_is_left_alone_even_with_the_owner_tag() -> None:
     key = KEYS[0]
     want = {key: desired(key, ROLES[1])}
     # someone tagged their association pod-identity/managed-by=<owner>: a tag proves nothing
@@ -120,7 +125,7 @@ def test_an_association_podid_did_not_create_is_left_alone_even_with_the_owner_t
     assert plan({}, have, owned=set()) == []  # nor deleted when undeclared
 
 
-def test_an_association_is_adopted_only_when_its_declaration_asks():
+def test_an_association_is_adopted_only_when_its_declaration_asks() -> None:
     key = KEYS[0]
     have = {key: actual(key, ROLES[0], managed=False, association_id="theirs")}
     (op,) = plan({key: desired(key, ROLES[0])}, have, owned=set(), adoptable={key})
@@ -129,7 +134,7 @@ def test_an_association_is_adopted_only_when_its_declaration_asks():
     assert foreign({key: desired(key, ROLES[0])}, have, owned=set(), adoptable={key}) == {}
 
 
-def test_only_an_owned_undeclared_association_is_deleted():
+def test_only_an_owned_undeclared_association_is_deleted() -> None:
     mine, theirs = KEYS[0], KEYS[1]
     have = {
         mine: actual(mine, ROLES[0], association_id="a-mine"),

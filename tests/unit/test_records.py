@@ -24,7 +24,7 @@ from tests.builders import cluster, declaration, role_arn
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def test_declaration_round_trips_through_its_item_with_gsi_attributes():
+def test_declaration_round_trips_through_its_item_with_gsi_attributes() -> None:
     decl = declaration(tags={"team": "a"}, version=3)
     item = records.declaration_to_item(decl)
     assert item["pk"] == "DECL#app"
@@ -36,21 +36,21 @@ def test_declaration_round_trips_through_its_item_with_gsi_attributes():
     assert records.is_declaration(item)
 
 
-def test_hand_written_item_may_omit_id_but_not_contradict_its_key():
+def test_hand_written_item_may_omit_id_but_not_contradict_its_key() -> None:
     item = {k: v for k, v in records.declaration_to_item(declaration()).items() if k != "id"}
     assert records.declaration_from_item(item).id == "app"
     with pytest.raises(ValueError, match="differs from the key"):
         records.declaration_from_item({**item, "id": "other"})
 
 
-def test_invalid_declaration_item_raises_validation_error_naming_the_field():
+def test_invalid_declaration_item_raises_validation_error_naming_the_field() -> None:
     item = {**records.declaration_to_item(declaration()), "namespace": "Bad_NS"}
     with pytest.raises(ValidationError, match="namespace"):
         records.declaration_from_item(item)
     assert records.declaration_id_of(item) == "app"
 
 
-def test_other_items_round_trip():
+def test_other_items_round_trip() -> None:
     blue = cluster("blue")
     assert records.cluster_from_item(records.cluster_to_item(blue)) == blue
     status = AssociationStatus(
@@ -79,7 +79,7 @@ def test_other_items_round_trip():
     assert records.pushed_map_from_item(records.pushed_map_to_item(pushed)) == pushed
 
 
-def test_finding_history_expires_and_latest_pointer_does_not():
+def test_finding_history_expires_and_latest_pointer_does_not() -> None:
     record = FindingRecord(
         role_arn=role_arn(),
         findings=(Finding(code="PI030", severity=Severity.WARNING, message="m", repairable=True),),

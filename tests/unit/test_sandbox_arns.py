@@ -19,12 +19,14 @@ from sandbox.transport import cloudtrail_event
         ("us-isob-east-1", "aws-iso-b", "us-isob-east-1"),
     ],
 )
-def test_partition_of_a_region_and_where_its_iam_events_are_recorded(region, partition, iam_region):
+def test_partition_of_a_region_and_where_its_iam_events_are_recorded(
+    region: str, partition: str, iam_region: str
+) -> None:
     assert arns.partition_of(region) == partition
     assert arns.global_region("iam", partition) == iam_region
 
 
-def test_every_partition_is_known_to_the_emulated_role_arn_check():
+def test_every_partition_is_known_to_the_emulated_role_arn_check() -> None:
     assert {"aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-eusc"} <= set(
         arns.partitions()
     )
@@ -33,12 +35,12 @@ def test_every_partition_is_known_to_the_emulated_role_arn_check():
     assert not limits.ROLE_ARN.match("arn:aws-mars:iam::111122223333:role/app")
 
 
-def test_an_unknown_partition_is_refused():
+def test_an_unknown_partition_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown partition 'aws-mars'"):
         arns.global_region("iam", "aws-mars")
 
 
-def test_parse_and_sessions():
+def test_parse_and_sessions() -> None:
     arn = arns.parse("arn:aws-cn:eks:cn-north-1:111122223333:cluster/blue")
     assert (arn.partition, arn.region, arn.account, arn.resource_name) == (
         "aws-cn",
@@ -55,7 +57,7 @@ def test_parse_and_sessions():
         arns.parse("cluster/blue")
 
 
-def test_a_cloudtrail_event_of_a_china_role_session_stays_in_its_partition():
+def test_a_cloudtrail_event_of_a_china_role_session_stays_in_its_partition() -> None:
     caller = "arn:aws-cn:sts::111122223333:assumed-role/podid-trust-guard/session-1"
     event = cloudtrail_event(
         "iam",

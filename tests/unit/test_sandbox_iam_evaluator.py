@@ -24,7 +24,7 @@ ACCOUNT = "111122223333"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
 SESSION = Caller.aws(f"arn:aws:sts::{ACCOUNT}:assumed-role/app/s1", role_arn=ROLE)
 CLUSTER = f"arn:aws:eks:eu-west-1:{ACCOUNT}:cluster/blue"
-TAGS = {
+TAGS: dict[str, str | tuple[str, ...]] = {
     "aws:RequestTag/eks-cluster-arn": CLUSTER,
     "aws:RequestTag/kubernetes-namespace": "payments",
     "aws:RequestTag/kubernetes-service-account": "api",

@@ -4,23 +4,34 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from functions.core.fleet import expand
-from functions.core.models import AssociationKey, Cluster, ClusterKind, Mode, SyncState
-from functions.core.planner import OpKind
+from functions.core.models import (
+    AssociationKey,
+    AssociationStatus,
+    Cluster,
+    ClusterKind,
+    Declaration,
+    Mode,
+    SyncState,
+)
+from functions.core.planner import Operation, OpKind
 from functions.core.self_managed import decide_self_managed, map_entry_id, self_managed_cluster
+from functions.core.status import StatusDecision
 from tests.builders import ACCOUNT, OWNER, PEM, REGION, declaration, role_arn
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 NODE_ROLE = role_arn("lab-nodes")
 
 
-def lab(**overrides: object) -> Cluster:
-    fields: dict[str, object] = {
+def lab(**overrides: Any) -> Cluster:
+    fields: dict[str, Any] = {
         "name": "lab-1",
         "endpoint": "https://10.0.0.10:6443",
         "ca_pem": PEM,
@@ -30,7 +41,7 @@ def lab(**overrides: object) -> Cluster:
         "fleet": "prod",
     }
     fields.update(overrides)
-    return self_managed_cluster(**fields)  # type: ignore[arg-type]
+    return self_managed_cluster(**fields)
 
 
 def test_a_self_managed_cluster_is_recorded_with_its_endpoint_ca_and_node_role() -> None:
@@ -87,7 +98,12 @@ def test_a_record_cannot_be_self_managed_without_endpoint_ca_and_node_role_nor_e
         Cluster.model_validate({**good, "certificateAuthority": "%%%"})
 
 
-def decide(mode: Mode = Mode.AUDIT, statuses=None, declarations=None, now=NOW):  # type: ignore[no-untyped-def]
+def decide(
+    mode: Mode = Mode.AUDIT,
+    statuses: Mapping[AssociationKey, AssociationStatus] | None = None,
+    declarations: list[Declaration] | None = None,
+    now: datetime = NOW,
+) -> tuple[list[Operation], StatusDecision]:
     cluster = lab()
     wanted = declarations if declarations is not None else [declaration()]
     state = expand(wanted, [cluster], managed_by=OWNER)

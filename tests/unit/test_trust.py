@@ -1,5 +1,7 @@
 import copy
 import json
+from collections.abc import Iterable, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -7,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.core.errors import MalformedPolicy
-from functions.core.models import Severity
+from functions.core.models import Finding, Severity
 from functions.core.trust import (
     POD_PRINCIPAL,
     Code,
@@ -25,7 +27,11 @@ USAGE = Usage("blue", cluster_arn("blue"), "payments", "api", declaration_id="ap
 CONTEXT = TrustContext(ROLE, (USAGE,))
 
 
-def pods_statement(actions=("sts:AssumeRole", "sts:TagSession"), condition=None, **extra):
+def pods_statement(
+    actions: Sequence[str] = ("sts:AssumeRole", "sts:TagSession"),
+    condition: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     statement = {
         "Effect": "Allow",
         "Principal": {"Service": POD_PRINCIPAL},
@@ -37,7 +43,7 @@ def pods_statement(actions=("sts:AssumeRole", "sts:TagSession"), condition=None,
     return statement
 
 
-def policy(*statements):
+def policy(*statements: Any) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
@@ -54,7 +60,7 @@ HARDENED = policy(
 )
 
 
-def codes(findings):
+def codes(findings: Iterable[Finding]) -> list[str]:
     return sorted(f.code for f in findings)
 
 
@@ -63,7 +69,7 @@ EC2_ONLY = policy(
 )
 
 
-def admitted_by(document):
+def admitted_by(document: dict[str, Any]) -> set[tuple[str, str, str]]:
     """(cluster, namespace, service account) of every tagged pod the policy admits,
     as the independent evaluator of tests/unit/test_trust_properties.py sees it."""
     return {
@@ -75,7 +81,7 @@ def admitted_by(document):
     }
 
 
-def test_a_hardened_policy_has_no_findings_and_repair_changes_nothing():
+def test_a_hardened_policy_has_no_findings_and_repair_changes_nothing() -> None:
     assert analyse(HARDENED, CONTEXT) == []
     result = repair(HARDENED, CONTEXT)
     assert not result.changed
@@ -83,7 +89,7 @@ def test_a_hardened_policy_has_no_findings_and_repair_changes_nothing():
     assert result.changes == ()
 
 
-def test_hardening_is_a_proposal_with_the_exact_policy_unless_the_owner_opted_in():
+def test_hardening_is_a_proposal_with_the_exact_policy_unless_the_owner_opted_in() -> None:
     # Given the documented minimal policy: it works, it is only not hardened
     minimal = policy(pods_statement())
     findings = analyse(minimal, CONTEXT)
@@ -99,6 +105,7 @@ def test_hardening_is_a_proposal_with_the_exact_policy_unless_the_owner_opted_in
     assert "pod-identity/managed-trust=harden" in proposal.message
     hardened = repair(minimal, CONTEXT, harden=True)
     assert hardened.changed
+    assert proposal.proposed_policy is not None
     assert json.loads(proposal.proposed_policy) == hardened.policy
     assert hardened.policy["Statement"][0]["Condition"] == {
         "StringEquals": {
@@ -111,7 +118,7 @@ def test_hardening_is_a_proposal_with_the_exact_policy_unless_the_owner_opted_in
     assert not [f for f in hardened.remaining if f.code == "PI032"]
 
 
-def test_missing_tag_session_is_an_error_and_the_declared_usage_alone_is_added():
+def test_missing_tag_session_is_an_error_and_the_declared_usage_alone_is_added() -> None:
     broken = policy(pods_statement(actions=["sts:AssumeRole"]))
     (error,) = [f for f in analyse(broken, CONTEXT) if f.severity is Severity.ERROR]
     assert error.code == Code.TAG_SESSION_MISSING
@@ -131,7 +138,7 @@ def test_missing_tag_session_is_an_error_and_the_declared_usage_alone_is_added()
     }
 
 
-def test_tag_session_is_not_required_when_every_association_disables_tags():
+def test_tag_session_is_not_required_when_every_association_disables_tags() -> None:
     usage = Usage("blue", cluster_arn("blue"), "payments", "api", disable_session_tags=True)
     no_tags = policy(
         pods_statement(
@@ -141,7 +148,7 @@ def test_tag_session_is_not_required_when_every_association_disables_tags():
     assert analyse(no_tags, TrustContext(ROLE, (usage,))) == []
 
 
-def test_a_usage_without_session_tags_is_never_granted_by_podid():
+def test_a_usage_without_session_tags_is_never_granted_by_podid() -> None:
     # IAM cannot tell one untagged pod session from another: a grant would admit them all
     usage = Usage("blue", cluster_arn("blue"), "payments", "api", disable_session_tags=True)
     context = TrustContext(ROLE, (usage,))
@@ -153,13 +160,13 @@ def test_a_usage_without_session_tags_is_never_granted_by_podid():
     assert "role owner" in refused.message
 
 
-def test_wildcard_actions_count_as_covering():
+def test_wildcard_actions_count_as_covering() -> None:
     assert Code.TAG_SESSION_MISSING not in codes(
         analyse(policy(pods_statement(actions=["sts:*"])), CONTEXT)
     )
 
 
-def test_missing_pod_principal_gets_its_own_statement_and_others_stay_first():
+def test_missing_pod_principal_gets_its_own_statement_and_others_stay_first() -> None:
     ec2 = {
         "Sid": "Ec2",
         "Effect": "Allow",
@@ -178,7 +185,7 @@ def test_missing_pod_principal_gets_its_own_statement_and_others_stay_first():
     assert not result.still_broken
 
 
-def test_grants_are_per_usage_never_a_namespace_by_service_account_cross_product():
+def test_grants_are_per_usage_never_a_namespace_by_service_account_cross_product() -> None:
     # Given payments/api on blue and orders/worker on green, and no pod trust yet
     usages = (
         Usage("blue", cluster_arn("blue"), "payments", "api"),
@@ -192,7 +199,7 @@ def test_grants_are_per_usage_never_a_namespace_by_service_account_cross_product
     }
 
 
-def test_a_new_cluster_of_a_declared_usage_joins_its_grant():
+def test_a_new_cluster_of_a_declared_usage_joins_its_grant() -> None:
     first = repair(EC2_ONLY, TrustContext(ROLE, (USAGE,))).policy
     both = (USAGE, Usage("green", cluster_arn("green"), "payments", "api"))
     fixed = repair(first, TrustContext(ROLE, both)).policy
@@ -202,7 +209,7 @@ def test_a_new_cluster_of_a_declared_usage_joins_its_grant():
     assert admitted_by(fixed) == {("blue", "payments", "api"), ("green", "payments", "api")}
 
 
-def test_hardening_scopes_a_shared_policy_per_usage():
+def test_hardening_scopes_a_shared_policy_per_usage() -> None:
     usages = (
         Usage("blue", cluster_arn("blue"), "payments", "api"),
         Usage("green", cluster_arn("green"), "orders", "worker"),
@@ -222,7 +229,7 @@ def test_hardening_scopes_a_shared_policy_per_usage():
         {"NotPrincipal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}},
     ],
 )
-def test_not_principal_and_star_never_count_as_trusting_pods(wildcard):
+def test_not_principal_and_star_never_count_as_trusting_pods(wildcard: dict[str, Any]) -> None:
     # Given a statement open to everyone for sts:AssumeRole, and nothing naming pods
     document = policy({"Effect": "Allow", **wildcard, "Action": "sts:AssumeRole"})
     found = codes(analyse(document, CONTEXT))
@@ -236,7 +243,7 @@ def test_not_principal_and_star_never_count_as_trusting_pods(wildcard):
     assert added["Action"] == ["sts:AssumeRole", "sts:TagSession"]
 
 
-def test_shared_statement_is_split_only_when_hardening_so_other_principals_are_untouched():
+def test_shared_statement_is_split_only_when_hardening_so_other_principals_are_untouched() -> None:
     shared = {
         "Sid": "Shared",
         "Effect": "Allow",
@@ -252,7 +259,7 @@ def test_shared_statement_is_split_only_when_hardening_so_other_principals_are_u
     assert any("moved pods.eks.amazonaws.com" in c for c in result.changes)
 
 
-def test_a_condition_the_owner_wrote_that_excludes_a_declared_namespace_is_never_widened():
+def test_a_condition_the_owner_wrote_that_excludes_a_declared_namespace_is_never_widened() -> None:
     # Given a role whose owner admits only namespace orders, and a declaration for payments
     narrow = policy(
         pods_statement(
@@ -276,7 +283,7 @@ def test_a_condition_the_owner_wrote_that_excludes_a_declared_namespace_is_never
         assert not admitted_by(result.policy) & {("blue", "payments", "api")}
 
 
-def test_a_deny_list_pattern_is_never_removed_or_edited():
+def test_a_deny_list_pattern_is_never_removed_or_edited() -> None:
     narrow = policy(
         pods_statement(
             condition={
@@ -294,7 +301,7 @@ def test_a_deny_list_pattern_is_never_removed_or_edited():
     assert hardened["Statement"][0]["Condition"]["StringNotLike"] == deny_list
 
 
-def test_a_source_account_of_another_account_is_reported_never_changed():
+def test_a_source_account_of_another_account_is_reported_never_changed() -> None:
     foreign = policy(
         pods_statement(condition={"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}})
     )
@@ -309,7 +316,7 @@ def test_a_source_account_of_another_account_is_reported_never_changed():
         )
 
 
-def test_a_source_arn_naming_an_undeclared_cluster_is_reported_never_changed():
+def test_a_source_arn_naming_an_undeclared_cluster_is_reported_never_changed() -> None:
     document = policy(
         pods_statement(
             condition={
@@ -324,7 +331,7 @@ def test_a_source_arn_naming_an_undeclared_cluster_is_reported_never_changed():
     assert repair(document, CONTEXT, harden=True).policy["Statement"][0] == document["Statement"][0]
 
 
-def test_tag_conditions_on_a_role_whose_association_disables_tags_can_never_match():
+def test_tag_conditions_on_a_role_whose_association_disables_tags_can_never_match() -> None:
     usage = Usage("blue", cluster_arn("blue"), "payments", "api", disable_session_tags=True)
     context = TrustContext(ROLE, (usage,))
     tagged = policy(
@@ -345,7 +352,7 @@ def test_tag_conditions_on_a_role_whose_association_disables_tags_can_never_matc
     assert result.still_broken
 
 
-def test_explicit_deny_is_reported_and_never_removed():
+def test_explicit_deny_is_reported_and_never_removed() -> None:
     deny = {"Effect": "Deny", "Principal": {"Service": POD_PRINCIPAL}, "Action": "sts:AssumeRole"}
     document = policy(HARDENED["Statement"][0], deny)
     assert Code.EXPLICIT_DENY in codes(analyse(document, CONTEXT))
@@ -354,7 +361,7 @@ def test_explicit_deny_is_reported_and_never_removed():
     assert result.still_broken
 
 
-def test_wildcard_and_foreign_principals_are_flagged_but_kept():
+def test_wildcard_and_foreign_principals_are_flagged_but_kept() -> None:
     wildcard = {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}
     foreign = {
         "Effect": "Allow",
@@ -369,7 +376,7 @@ def test_wildcard_and_foreign_principals_are_flagged_but_kept():
     assert repair(document, CONTEXT).policy == document
 
 
-def test_source_arn_counts_as_protection_but_is_reported_unverifiable():
+def test_source_arn_counts_as_protection_but_is_reported_unverifiable() -> None:
     with_arn = policy(pods_statement(condition={"ArnLike": {"aws:SourceArn": cluster_arn("*")}}))
     found = analyse(with_arn, TrustContext(ROLE, (USAGE,), scope_session_tags=False))
     assert codes(found) == [Code.CONDITION_UNVERIFIABLE]
@@ -392,7 +399,9 @@ def test_source_arn_counts_as_protection_but_is_reported_unverifiable():
         (policy(pods_statement(Condition=[1])), "Condition must be an object"),
     ],
 )
-def test_malformed_policies_are_one_clear_finding_and_repair_refuses(document, message):
+def test_malformed_policies_are_one_clear_finding_and_repair_refuses(
+    document: str | dict[str, Any], message: str
+) -> None:
     (finding,) = analyse(document, CONTEXT)
     assert finding.code == Code.MALFORMED
     assert message in finding.message
@@ -400,13 +409,13 @@ def test_malformed_policies_are_one_clear_finding_and_repair_refuses(document, m
         repair(document, CONTEXT)
 
 
-def test_json_and_url_encoded_strings_are_accepted_as_iam_returns_them():
+def test_json_and_url_encoded_strings_are_accepted_as_iam_returns_them() -> None:
     text = json.dumps(HARDENED)
     assert analyse(text, CONTEXT) == []
     assert analyse(quote(text), CONTEXT) == []
 
 
-def test_scoping_is_dropped_when_it_would_overflow_the_quota_and_that_is_recorded():
+def test_scoping_is_dropped_when_it_would_overflow_the_quota_and_that_is_recorded() -> None:
     usages = tuple(
         Usage("blue", cluster_arn("blue"), f"namespace-{i:03d}", "api") for i in range(120)
     )
@@ -418,7 +427,7 @@ def test_scoping_is_dropped_when_it_would_overflow_the_quota_and_that_is_recorde
     assert "quota of 2048" in refusal.message
 
 
-def test_when_hardening_does_not_fit_the_essential_fix_is_written_alone():
+def test_when_hardening_does_not_fit_the_essential_fix_is_written_alone() -> None:
     # Given a role missing sts:TagSession, and a quota that fits only the essential fix
     broken = policy(pods_statement(actions=["sts:AssumeRole"]))
     essential = repair(broken, CONTEXT).policy
@@ -436,14 +445,14 @@ def test_when_hardening_does_not_fit_the_essential_fix_is_written_alone():
     assert Severity.ERROR in {f.severity for f in errors}
 
 
-def test_role_missing_names_the_declarations_relying_on_it():
+def test_role_missing_names_the_declarations_relying_on_it() -> None:
     (finding,) = role_missing_findings(CONTEXT, deleted=True)
     assert finding.code == Code.ROLE_MISSING
     assert "was deleted" in finding.message
     assert "(app)" in finding.message
 
 
-def test_role_missing_without_usages_names_the_declarations_or_no_parentheses():
+def test_role_missing_without_usages_names_the_declarations_or_no_parentheses() -> None:
     # declared for clusters not enrolled yet: no usage, the declarations still rely on it
     (finding,) = role_missing_findings(
         TrustContext(ROLE, ()), deleted=False, declaration_ids=["b", "a"]
@@ -477,7 +486,7 @@ CONDITION_PIECES = [
 
 
 @st.composite
-def statements(draw):
+def statements(draw: st.DrawFn) -> dict[str, Any]:
     statement = {
         "Effect": draw(st.sampled_from(["Allow", "Allow", "Allow", "Deny"])),
         "Principal": copy.deepcopy(draw(st.sampled_from(PRINCIPALS))),
@@ -489,7 +498,7 @@ def statements(draw):
     }
     if draw(st.booleans()):
         statement["Sid"] = draw(st.sampled_from(["A", "B", "EksPodIdentity"]))
-    condition: dict = {}
+    condition: dict[str, dict[str, Any]] = {}
     for operator, key, value in draw(st.lists(st.sampled_from(CONDITION_PIECES), max_size=3)):
         condition.setdefault(operator, {})[key] = copy.deepcopy(value)
     if condition:
@@ -513,7 +522,9 @@ usages = st.lists(
 
 @settings(max_examples=300)
 @given(st.lists(statements(), min_size=1, max_size=4), usages)
-def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(stmts, context):
+def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
+    stmts: list[dict[str, Any]], context: TrustContext
+) -> None:
     original = policy(*stmts)
     snapshot = copy.deepcopy(original)
     first = repair(original, context)
@@ -534,8 +545,8 @@ def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
     )
 
     # no principal disappears
-    def principal_set(p):
-        found = set()
+    def principal_set(p: dict[str, Any]) -> set[tuple[str, Any]]:
+        found: set[tuple[str, Any]] = set()
         for s in p["Statement"]:
             principal = s["Principal"]
             if principal == "*":
@@ -557,7 +568,9 @@ def test_repair_is_idempotent_and_preserves_unrelated_statements_and_principals(
 
 
 @given(st.lists(statements(), min_size=1, max_size=4), usages)
-def test_analysis_never_crashes_and_codes_are_stable(stmts, context):
+def test_analysis_never_crashes_and_codes_are_stable(
+    stmts: list[dict[str, Any]], context: TrustContext
+) -> None:
     for finding in analyse(policy(*stmts), context):
         assert finding.code.startswith("PI")
         assert finding.message

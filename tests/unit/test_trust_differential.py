@@ -221,7 +221,6 @@ def test_product_and_sandbox_evaluator_agree_on_who_may_assume(
     except (iam_policy.NotEvaluable, iam_policy.PolicyInvalid):
         event("evaluator refused to decide")
         assume(False)  # no documented IAM answer, or a document IAM would not store
-        return
     standing = product_standing(policy, pod)
     event(f"product {standing.name}, IAM {'allows' if allowed else 'refuses'}")
     if standing is Standing.ADMITTED:

@@ -179,14 +179,16 @@ def document(*statements: dict[str, Any]) -> dict[str, Any]:
         (document(allow({"ArnLike": {"aws:SourceArn": cluster_arn("*")}})), PAYMENTS_API, False),
     ],
 )
-def test_the_evaluator_follows_the_documented_iam_logic(policy, pod, expected):
+def test_the_evaluator_follows_the_documented_iam_logic(
+    policy: dict[str, Any], pod: Pod, expected: bool
+) -> None:
     for statement in policy["Statement"]:
         for key in [k for k, v in statement.items() if v is None]:
             del statement[key]
     assert admits(policy, pod) is expected
 
 
-def test_not_principal_is_no_role_trust_policy():
+def test_not_principal_is_no_role_trust_policy() -> None:
     # IAM refuses NotPrincipal in a role's trust policy, so no role has one to repair
     policy = document({**allow(), "NotPrincipal": {"Service": POD}})
     del policy["Statement"][0]["Principal"]
@@ -194,7 +196,7 @@ def test_not_principal_is_no_role_trust_policy():
         admits(policy, PAYMENTS_API)
 
 
-def test_source_arn_is_evaluated_only_when_eks_sends_it():
+def test_source_arn_is_evaluated_only_when_eks_sends_it() -> None:
     policy = document(allow({"ArnLike": {"aws:SourceArn": cluster_arn("*")}}))
     assert admits(policy, PAYMENTS_API, sends_source_arn=True)
     assert not admits(policy, PAYMENTS_API, sends_source_arn=False)
@@ -302,7 +304,9 @@ def admitted(policy: dict[str, Any], case: Case) -> set[Pod]:
 
 @settings(max_examples=400, deadline=None)
 @given(cases)
-def test_repair_admits_what_the_policy_admitted_plus_only_declared_pods_it_may_add(case):
+def test_repair_admits_what_the_policy_admitted_plus_only_declared_pods_it_may_add(
+    case: Case,
+) -> None:
     result = repair(case.policy, case.context)
     before, after = admitted(case.policy, case), admitted(result.policy, case)
     assert before <= after, f"repair of breakage locked out {sorted(map(str, before - after))}"
@@ -327,7 +331,7 @@ def test_repair_admits_what_the_policy_admitted_plus_only_declared_pods_it_may_a
 
 @settings(max_examples=300, deadline=None)
 @given(cases)
-def test_hardening_only_narrows_and_never_locks_out_a_declared_pod(case):
+def test_hardening_only_narrows_and_never_locks_out_a_declared_pod(case: Case) -> None:
     result = repair(case.policy, case.context, harden=True)
     before, after = admitted(case.policy, case), admitted(result.policy, case)
     widened = {p for p in after - before if not case.may_add(p)}
@@ -347,7 +351,9 @@ def _conditions(policy: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 @settings(max_examples=200, deadline=None)
 @given(cases, st.booleans())
-def test_no_pattern_deny_list_principal_or_statement_is_removed_or_edited(case, harden):
+def test_no_pattern_deny_list_principal_or_statement_is_removed_or_edited(
+    case: Case, harden: bool
+) -> None:
     result = repair(case.policy, case.context, harden=harden)
     kept = set(_conditions(result.policy))
     assert set(_conditions(case.policy)) <= kept, "a condition the owner wrote was edited"
