@@ -19,6 +19,21 @@ REGION = "eu-west-1"
 OWNER = "podid"
 # a role tagged so enforce mode may repair its breakage
 OPT_IN = {"pod-identity/managed-trust": "true"}
+
+
+def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
+    """A target role's trust: the association role may assume it with session
+    tags, under sts:ExternalId when one is given."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"AWS": association_role},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
 # a pod identity role's trust policy broken by hand: only EC2 may assume it
 EC2_ONLY = {
     "Version": "2012-10-17",

@@ -37,17 +37,16 @@ def session_tags(
     }
 
 
-def sts_requests(
-    cluster_arn: str, tags: dict[str, str] | None, *, now: datetime | None = None
+Context = dict[str, str | tuple[str, ...]]
+
+
+def _requests(
+    caller: iam_policy.Caller, context: Context, tags: dict[str, str] | None, now: datetime | None
 ) -> list[iam_policy.Request]:
-    """What STS authorizes when EKS Auth assumes a role for a pod of `cluster_arn`:
-    sts:AssumeRole, and sts:TagSession when `tags` are sent."""
+    """sts:AssumeRole, and sts:TagSession when `tags` are sent, with the request
+    time and the tags' keys added to `context`."""
     when = now or datetime.now(UTC)
-    context: dict[str, str | tuple[str, ...]] = {
-        "aws:SourceAccount": arns.account_of(cluster_arn),
-        "aws:SourceArn": cluster_arn,
-        "aws:PrincipalServiceName": POD_PRINCIPAL,
-        "aws:PrincipalIsAWSService": "true",
+    context = context | {
         "aws:CurrentTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "aws:EpochTime": str(int(when.timestamp())),
     }
@@ -56,8 +55,21 @@ def sts_requests(
         context |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
         context["aws:TagKeys"] = tuple(tags)
         actions.append(TAG_SESSION)
-    caller = iam_policy.Caller.service(POD_PRINCIPAL)
     return [iam_policy.Request(caller, action, context) for action in actions]
+
+
+def sts_requests(
+    cluster_arn: str, tags: dict[str, str] | None, *, now: datetime | None = None
+) -> list[iam_policy.Request]:
+    """What STS authorizes when EKS Auth assumes a role for a pod of `cluster_arn`:
+    sts:AssumeRole, and sts:TagSession when `tags` are sent."""
+    context: Context = {
+        "aws:SourceAccount": arns.account_of(cluster_arn),
+        "aws:SourceArn": cluster_arn,
+        "aws:PrincipalServiceName": POD_PRINCIPAL,
+        "aws:PrincipalIsAWSService": "true",
+    }
+    return _requests(iam_policy.Caller.service(POD_PRINCIPAL), context, tags, now)
 
 
 def chained_requests(
@@ -72,18 +84,10 @@ def chained_requests(
     association role's session (an AWS principal, no aws:SourceAccount) calls
     sts:AssumeRole with sts:ExternalId = the association's externalId, and
     sts:TagSession when session tags are sent."""
-    when = now or datetime.now(UTC)
-    context: dict[str, str | tuple[str, ...]] = {
+    context: Context = {
         "sts:ExternalId": external_id,
         "aws:PrincipalArn": association_role_arn,
         "aws:PrincipalAccount": arns.account_of(association_role_arn),
-        "aws:CurrentTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "aws:EpochTime": str(int(when.timestamp())),
     }
-    actions = [ASSUME_ROLE]
-    if tags is not None:
-        context |= {f"aws:RequestTag/{key}": value for key, value in tags.items()}
-        context["aws:TagKeys"] = tuple(tags)
-        actions.append(TAG_SESSION)
     caller = iam_policy.Caller.aws(session_arn, role_arn=association_role_arn)
-    return [iam_policy.Request(caller, action, context) for action in actions]
+    return _requests(caller, context, tags, now)

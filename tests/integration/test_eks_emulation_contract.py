@@ -21,7 +21,7 @@ from moto.eks.models import eks_backends
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.stack import POD_TRUST
-from tests.builders import EC2_ONLY
+from tests.builders import EC2_ONLY, target_trust
 
 if TYPE_CHECKING:
     from botocore.model import Shape
@@ -383,17 +383,6 @@ def iam_in(account: str) -> IAMClient:
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
-
-
-def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"AWS": association_role},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-    }
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 @dataclass(frozen=True)

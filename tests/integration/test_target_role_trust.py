@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox.cluster_identity import REGISTRY
-from tests.builders import OPT_IN
+from tests.builders import OPT_IN, target_trust
 from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
 ASSOCIATION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
@@ -22,15 +22,8 @@ TARGET_NAME = "data-reader"
 TARGET = f"arn:aws:iam::{ACCOUNT}:role/{TARGET_NAME}"
 
 
-def target_trust(external_id: str | None) -> dict[str, Any]:
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"AWS": ASSOCIATION_ROLE},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-    }
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return {"Version": "2012-10-17", "Statement": [statement]}
+def trust_for_association(external_id: str | None) -> dict[str, Any]:
+    return target_trust(ASSOCIATION_ROLE, external_id)
 
 
 def sweep(world: World, run: int) -> None:
@@ -64,7 +57,7 @@ def chained(world: World) -> dict[str, Any]:
     # Given enforce mode, an opted-in target role that trusts the association role
     # with no externalId condition, and payments/api declared with it
     world.configure(mode="enforce")
-    world.create_role(TARGET_NAME, trust=target_trust(None), tags=OPT_IN)
+    world.create_role(TARGET_NAME, trust=trust_for_association(None), tags=OPT_IN)
     world.given_payments_api("blue")
     world.declare_in_payments("payments-api", "api", targetRoleArn=TARGET)
     world.settle()
@@ -82,7 +75,7 @@ def test_a_target_role_without_the_external_id_condition_is_reported_never_edite
     (finding,) = world.record(f"ROLE#{TARGET}", "FINDING#LATEST")["findings"]
     assert chained["external_id"] in finding["message"]
     # the owner's trust is untouched, even in enforce mode with the opt-in tag
-    assert world.trust_policy(TARGET_NAME) == target_trust(None)
+    assert world.trust_policy(TARGET_NAME) == trust_for_association(None)
     # and it does work for the pods (which is the danger: so would anyone else's)
     assert pods_get_credentials(world, chained["cluster_arn"])
 
@@ -92,7 +85,8 @@ def test_the_owner_adding_the_external_id_clears_the_finding(
 ) -> None:
     sweep(world, 1)
     world.client("iam").update_assume_role_policy(
-        RoleName=TARGET_NAME, PolicyDocument=json.dumps(target_trust(chained["external_id"]))
+        RoleName=TARGET_NAME,
+        PolicyDocument=json.dumps(trust_for_association(chained["external_id"])),
     )
     world.guard_event(
         fixture_event("iam_update_assume_role_policy", ROLE_NAME=TARGET_NAME, CALLER_ROLE="Admin")
@@ -105,21 +99,22 @@ def test_another_external_id_is_reported_as_pods_getting_nothing(
     world: World, chained: dict[str, Any]
 ) -> None:
     world.client("iam").update_assume_role_policy(
-        RoleName=TARGET_NAME, PolicyDocument=json.dumps(target_trust("some-other-association"))
+        RoleName=TARGET_NAME,
+        PolicyDocument=json.dumps(trust_for_association("some-other-association")),
     )
     world.guard_event(
         fixture_event("iam_update_assume_role_policy", ROLE_NAME=TARGET_NAME, CALLER_ROLE="Admin")
     )
     assert target_codes(world) == ["PI070"]
     assert not pods_get_credentials(world, chained["cluster_arn"])
-    assert world.trust_policy(TARGET_NAME) == target_trust("some-other-association")
+    assert world.trust_policy(TARGET_NAME) == trust_for_association("some-other-association")
 
 
 def test_a_target_role_in_another_account_is_not_read_here(world: World) -> None:
     # Given a target role in a central account, and a namesake role in this one
     central = "arn:aws:iam::444455556666:role/data-reader"
     world.configure(target_role_accounts="444455556666")
-    world.create_role(TARGET_NAME, trust=target_trust(None))
+    world.create_role(TARGET_NAME, trust=trust_for_association(None))
     world.given_payments_api("blue")
     world.declare_in_payments("payments-api", "api", targetRoleArn=central)
     world.settle()
