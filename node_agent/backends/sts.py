@@ -54,44 +54,51 @@ class AssociationMap:
         self.generation = 0
         self.rejected = 0
         self._entries: dict[tuple[str, str], dict[str, Any]] = {}
+        # changed identities not yet handed to poll(): a lookup that reloads first must
+        # not swallow them, or the agent keeps serving their cached credentials
+        self._unreported: set[tuple[str, str]] = set()
 
     def lookup(self, namespace: str, service_account: str) -> dict[str, Any] | None:
-        self.poll()
+        with self._lock:
+            self._reload()
         return self._entries.get((namespace, service_account))
 
     def poll(self) -> set[tuple[str, str]]:
-        """Reload if the file changed; returns the identities whose entry changed."""
+        """Reload if the file changed; returns the identities whose entry changed since
+        the last poll, including changes a lookup loaded in between."""
         with self._lock:
-            now = time.monotonic()
-            if now - self._checked < self.check_seconds and self._stamp is not None:
-                return set()
-            self._checked = now
-            try:
-                stat = os.stat(self.path)
-            except FileNotFoundError:
-                return set()
-            stamp = (stat.st_mtime, stat.st_size)
-            if stamp == self._stamp:
-                return set()
-            try:
-                with open(self.path, encoding="utf-8") as handle:
-                    document = parse_full_map(handle.read())
-            except (OSError, ValueError, KeyError) as error:
-                # keep serving the last good map; a later push replaces the bad one
-                self._stamp = stamp
-                self.rejected += 1
-                log.error("association map rejected, keeping the previous one: %s", error)
-                return set()
-            entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
-            changed = {
-                k
-                for k in set(entries) | set(self._entries)
-                if entries.get(k) != self._entries.get(k)
-            }
-            self._entries, self._stamp = entries, stamp
-            self.cluster_arn, self.cluster_name = document["clusterArn"], document["cluster"]
-            self.generation = int(document["generation"])
+            self._reload()
+            changed, self._unreported = self._unreported, set()
             return changed
+
+    def _reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_seconds and self._stamp is not None:
+            return
+        self._checked = now
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                document = parse_full_map(handle.read())
+        except (OSError, ValueError, KeyError) as error:
+            # keep serving the last good map; a later push replaces the bad one
+            self._stamp = stamp
+            self.rejected += 1
+            log.error("association map rejected, keeping the previous one: %s", error)
+            return
+        entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
+        self._unreported |= {
+            k for k in set(entries) | set(self._entries) if entries.get(k) != self._entries.get(k)
+        }
+        self._entries, self._stamp = entries, stamp
+        self.cluster_arn, self.cluster_name = document["clusterArn"], document["cluster"]
+        self.generation = int(document["generation"])
 
 
 class StsBackend:

@@ -155,6 +155,30 @@ def test_a_changed_map_drops_exactly_the_affected_cached_identities(self_managed
     assert self_managed["calls"][-1]["RoleArn"] == other
 
 
+def test_a_map_change_first_read_by_a_fetch_still_drops_the_cached_identity(self_managed):
+    agent, identity = self_managed["agent"], self_managed["identity"]
+    api_token = identity.issue("payments", "api")
+    _, api_before = get_credentials(agent.ports[0], api_token)
+    app, other = self_managed["roles"]
+    write_map(
+        self_managed["path"],
+        {
+            ("payments", "api"): {"role_arn": other},
+            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
+        },
+    )
+    # When a fetch for another identity reads the new map before the watcher's next poll
+    assert agent.backend.associations.lookup("batch", "job") is not None
+    # Then the watcher still learns that payments/api changed and drops its credential
+    deadline = time.monotonic() + 5
+    while len(agent.cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(agent.cache) == 0, "the cached payments/api credential outlived its map entry"
+    _, api_after = get_credentials(agent.ports[0], api_token)
+    assert api_after["AccessKeyId"] != api_before["AccessKeyId"]
+    assert self_managed["calls"][-1]["RoleArn"] == other
+
+
 def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
     agent, identity, path = self_managed["agent"], self_managed["identity"], self_managed["path"]
     associations = agent.backend.associations
