@@ -258,7 +258,11 @@ def test_graceful_shutdown_answers_inflight_requests(setup, start_agent):
         target=lambda: outcome.update(result=get_credentials(agent.ports[0], setup.pod().token))
     )
     caller.start()
-    time.sleep(0.2)
+    # stop once the request is in flight (its upstream call takes 0.5 s more), not after a guess
+    deadline = time.monotonic() + 5
+    while agent.app.inflight == 0:
+        assert time.monotonic() < deadline, "the request never reached the agent"
+        time.sleep(0.01)
     agent.stop_thread()
     caller.join(5)
     assert outcome["result"][0] == 200
