@@ -118,9 +118,10 @@ def test_forged_tokens_from_one_pod_do_not_starve_another_pods_first_request(set
     statuses, first = asyncio.run(flood_then_first_request())
     # Then it is served: the flood spent only the flooding pod's own share
     assert first == 200
-    # refused as forged upstream (the per-address burst), rate-limited, or over the
-    # per-address connection cap
-    assert set(statuses) <= {401, 429, 503}, set(statuses)
+    # refused as forged upstream (the per-address burst), rate-limited, over the per-address
+    # connection cap, or timed out upstream (moto shares this interpreter: a loaded machine
+    # slows it past the budget); never served
+    assert set(statuses) <= {401, 429, 503, 504}, set(statuses)
     assert statuses.count(401) <= 60
     assert agent.limiter.refused["overall"] == 0
 
