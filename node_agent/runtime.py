@@ -176,6 +176,11 @@ class Agent:
         return self
 
     def stop_thread(self, timeout: float = 10) -> None:
+        """Stop, and return once no upstream call of this agent runs any more (bounded by
+        `timeout` and the backend's own timeouts): none reaches whatever runs next."""
+        deadline = time.monotonic() + timeout
         self.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        if not self.app.wait_idle(max(0.0, deadline - time.monotonic())):
+            log.warning("stopped with upstream calls still running")

@@ -315,3 +315,32 @@ def test_new_identities_are_rate_limited_with_a_retryable_answer(setup, start_ag
     assert statuses == [200, 200, 429]
     assert agent.cache.stats.rate_limited == 1
     assert agent.limiter.refused == {"source": 0, "overall": 1, "source_calls": 0}
+
+
+def test_a_stopped_agent_has_no_upstream_call_left_running(setup, start_agent, monkeypatch):
+    agent = start_agent()
+    token = setup.pod().token
+    get_credentials(agent.ports[0], token)
+    started, ended = [], []
+    fetch = agent.app.backend.fetch
+
+    def starved(token, claims):  # an upstream thread that has not sent its call yet
+        started.append(True)
+        time.sleep(0.3)
+        try:
+            return fetch(token, claims)
+        finally:
+            ended.append(True)
+
+    monkeypatch.setattr(agent.app.backend, "fetch", starved)
+    # Given a background refresh whose upstream call is running
+    setup.clock_offset[0] = SIX_HOURS - 20 * 60
+    assert get_credentials(agent.ports[0], token)[0] == 200
+    deadline = time.monotonic() + 5
+    while not started:
+        assert time.monotonic() < deadline, "the refresh never called upstream"
+        time.sleep(0.01)
+    # When the agent is stopped (a test ends: the next one resets moto and injects faults)
+    agent.stop_thread()
+    # Then that call is over: it cannot reach the next test's world
+    assert ended == [True]
