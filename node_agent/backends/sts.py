@@ -48,7 +48,9 @@ class AssociationMap:
         self.check_seconds = check_seconds
         self._lock = threading.Lock()
         self._checked = 0.0
-        self._stamp: tuple[float, int] | None = None
+        # the file's inode too: a swap (rename, kubelet ..data) always brings a new one, while
+        # two pushes inside one mtime tick (a few ms) can have the same mtime and size
+        self._stamp: tuple[int, int, int] | None = None
         self.cluster_arn = ""
         self.cluster_name = ""
         self.generation = 0
@@ -80,7 +82,7 @@ class AssociationMap:
             stat = os.stat(self.path)
         except FileNotFoundError:
             return
-        stamp = (stat.st_mtime, stat.st_size)
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp == self._stamp:
             return
         try:

@@ -179,6 +179,23 @@ def test_a_map_change_first_read_by_a_fetch_still_drops_the_cached_identity(self
     assert self_managed["calls"][-1]["RoleArn"] == other
 
 
+def test_a_map_swapped_in_within_one_mtime_tick_at_the_same_size_is_reloaded(tmp_path):
+    # Given a map read by the agent
+    path = tmp_path / "associations.json"
+    write_map(path, {("payments", "api"): {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/abc"}})
+    associations = AssociationMap(str(path), check_seconds=0)
+    associations.poll()
+    before = path.stat()
+    # When the next push is swapped in within the file system's timestamp tick (a few ms),
+    # at the same size
+    write_map(path, {("payments", "api"): {"role_arn": f"arn:aws:iam::{ACCOUNT}:role/xyz"}})
+    os.utime(path, ns=(before.st_mtime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    # Then it is still seen as a new map
+    assert associations.poll() == {("payments", "api")}
+    assert associations.lookup("payments", "api")["roleArn"].endswith(":role/xyz")
+
+
 def test_a_tampered_map_is_refused_and_the_last_good_one_kept(self_managed):
     agent, identity, path = self_managed["agent"], self_managed["identity"], self_managed["path"]
     associations = agent.backend.associations
