@@ -124,7 +124,13 @@ class Agent:
         self.ops.ready = True
         log.info(
             "serving credentials",
-            extra={"binds": list(self.settings.binds), "backend": self.backend.name},
+            # the bound ports: a bind to port 0 says here which one it got
+            extra={
+                "binds": list(self.settings.binds),
+                "ports": self.ports[:-1],
+                "ops_port": self.ports[-1],
+                "backend": self.backend.name,
+            },
         )
         if started is not None:
             started.set()
