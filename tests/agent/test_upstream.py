@@ -64,16 +64,30 @@ def test_botocores_container_provider_gets_an_error_not_a_timeout_when_eks_auth_
     assert time.perf_counter() - started < 3 * 1.6
 
 
-def test_a_retried_client_request_joins_the_upstream_call_in_flight(setup, start_agent):
+def test_a_retried_client_request_joins_the_upstream_call_in_flight(
+    setup, start_agent, monkeypatch
+):
     agent = start_agent()
     token = setup.pod().token
-    # slow, yet well inside the agent's ~1 s upstream budget: a loaded CI machine adds latency
-    FAULTS.slow_down("AssumeRoleForPodIdentity", 0.5)
+    fetch = agent.app.backend.fetch
+
+    def held(token, claims):
+        # the call runs until the retry has joined it (within the agent's 1.5 s budget),
+        # however late a loaded machine schedules that retry
+        deadline = time.monotonic() + 1.0
+        while agent.cache.stats.coalesced == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return fetch(token, claims)
+
+    monkeypatch.setattr(agent.app.backend, "fetch", held)
     raw = f"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
-    # Given a client that gave up after 0.2 s
+    # Given a client that gave up once its call was running upstream
     with socket.create_connection(("127.0.0.1", agent.ports[0])) as impatient:
         impatient.sendall(raw)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while not agent.cache.inflight_keys:
+            assert time.monotonic() < deadline, "the first request never called upstream"
+            time.sleep(0.01)
     # When it retries while the first call is still running
     status, _ = get_credentials(agent.ports[0], token)
     # Then the retry waited on that call instead of starting another one
