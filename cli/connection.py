@@ -36,6 +36,16 @@ class SandboxState:
         return self.environment.get("AWS_ENDPOINT_URL")
 
 
+def write_state(state: SandboxState) -> None:
+    """Publish the state in one rename: a command reading it meanwhile sees no file or
+    the whole file, never a half-written one that read_state would remove as stale."""
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged.write_text(json.dumps({"pid": state.pid, "environment": state.environment}))
+    os.replace(staged, path)
+
+
 def read_state() -> SandboxState | None:
     """The running sandbox, or None. A state file left by a sandbox that is
     gone is removed, and the user is told."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -13,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cli import output
-from cli.connection import read_state, state_path
+from cli.connection import SandboxState, read_state, state_path, write_state
 
 # what another shell needs to reach the sandbox's account and queues
 _SHARED_ENVIRONMENT = (
@@ -72,17 +71,12 @@ def up(
         box.pump()
         output.console.print(world)
         _print_kubeconfigs(kube_dir, list(box.apis))
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    # other shells act as a person at the console, not as the functions
-                    "environment": {
-                        k: os.environ[k] for k in _SHARED_ENVIRONMENT if k in os.environ
-                    }
-                    | {"AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_KEY},
-                }
+        write_state(
+            SandboxState(
+                os.getpid(),
+                # other shells act as a person at the console, not as the functions
+                {k: os.environ[k] for k in _SHARED_ENVIRONMENT if k in os.environ}
+                | {"AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_KEY},
             )
         )
         output.console.print(

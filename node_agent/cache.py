@@ -77,6 +77,7 @@ class CacheStats:
     misses: int = 0
     coalesced: int = 0
     refreshes: int = 0
+    refreshed: int = 0
     refresh_failures: int = 0
     reused_for_new_token: int = 0
     rate_limited: int = 0
@@ -245,6 +246,7 @@ class CredentialCache:
     ) -> None:
         try:
             self._store(key, await self._call(fetch), token_expires_at, entry.pod_uid)
+            self.stats.refreshed += 1
         except AgentError as error:
             self.stats.refresh_failures += 1
             if error.code in REVOKED:

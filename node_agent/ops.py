@@ -34,6 +34,7 @@ class AgentCollector(Collector):
             ("cache_misses", stats.misses, "Requests that needed an upstream call"),
             ("coalesced_waits", stats.coalesced, "Requests that waited on another's upstream call"),
             ("cache_refreshes", stats.refreshes, "Background refreshes started"),
+            ("cache_refreshed", stats.refreshed, "Background refreshes that renewed the entry"),
             (
                 "cache_refresh_failures",
                 stats.refresh_failures,

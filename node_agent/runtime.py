@@ -124,7 +124,13 @@ class Agent:
         self.ops.ready = True
         log.info(
             "serving credentials",
-            extra={"binds": list(self.settings.binds), "backend": self.backend.name},
+            # the bound ports: a bind to port 0 says here which one it got
+            extra={
+                "binds": list(self.settings.binds),
+                "ports": self.ports[:-1],
+                "ops_port": self.ports[-1],
+                "backend": self.backend.name,
+            },
         )
         if started is not None:
             started.set()
@@ -176,6 +182,11 @@ class Agent:
         return self
 
     def stop_thread(self, timeout: float = 10) -> None:
+        """Stop, and return once no upstream call of this agent runs any more (bounded by
+        `timeout` and the backend's own timeouts): none reaches whatever runs next."""
+        deadline = time.monotonic() + timeout
         self.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        if not self.app.wait_idle(max(0.0, deadline - time.monotonic())):
+            log.warning("stopped with upstream calls still running")

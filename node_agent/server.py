@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,8 @@ class CredentialsApp:
         self.requests = RequestStats()
         # its own threads: a hung upstream call holds one of these, never the loop's
         self._executor = ThreadPoolExecutor(upstream_concurrency, "podid-upstream")
+        self._running = 0  # backend calls in those threads (a stop waits for them)
+        self._idle = threading.Condition()
         self.observe_latency = observe_latency or (lambda _: None)
         self.inflight = 0
 
@@ -241,14 +244,30 @@ class CredentialsApp:
         async def fetch() -> Credentials:
             started = time.perf_counter()
             try:
-                return await loop.run_in_executor(self._executor, self.backend.fetch, text, claims)
+                return await loop.run_in_executor(self._executor, self._call_backend, text, claims)
             finally:
                 self.observe_latency(time.perf_counter() - started)
 
         return fetch
 
+    def _call_backend(self, token: str, claims: Any) -> Credentials:
+        with self._idle:
+            self._running += 1
+        try:
+            return self.backend.fetch(token, claims)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no backend call runs (a call outlives a stop: its await was cancelled
+        or it was a background refresh); False if one still runs after `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
 
 
 class CredentialsProtocol(asyncio.Protocol):

@@ -48,50 +48,59 @@ class AssociationMap:
         self.check_seconds = check_seconds
         self._lock = threading.Lock()
         self._checked = 0.0
-        self._stamp: tuple[float, int] | None = None
+        # the file's inode too: a swap (rename, kubelet ..data) always brings a new one, while
+        # two pushes inside one mtime tick (a few ms) can have the same mtime and size
+        self._stamp: tuple[int, int, int] | None = None
         self.cluster_arn = ""
         self.cluster_name = ""
         self.generation = 0
         self.rejected = 0
         self._entries: dict[tuple[str, str], dict[str, Any]] = {}
+        # changed identities not yet handed to poll(): a lookup that reloads first must
+        # not swallow them, or the agent keeps serving their cached credentials
+        self._unreported: set[tuple[str, str]] = set()
 
     def lookup(self, namespace: str, service_account: str) -> dict[str, Any] | None:
-        self.poll()
+        with self._lock:
+            self._reload()
         return self._entries.get((namespace, service_account))
 
     def poll(self) -> set[tuple[str, str]]:
-        """Reload if the file changed; returns the identities whose entry changed."""
+        """Reload if the file changed; returns the identities whose entry changed since
+        the last poll, including changes a lookup loaded in between."""
         with self._lock:
-            now = time.monotonic()
-            if now - self._checked < self.check_seconds and self._stamp is not None:
-                return set()
-            self._checked = now
-            try:
-                stat = os.stat(self.path)
-            except FileNotFoundError:
-                return set()
-            stamp = (stat.st_mtime, stat.st_size)
-            if stamp == self._stamp:
-                return set()
-            try:
-                with open(self.path, encoding="utf-8") as handle:
-                    document = parse_full_map(handle.read())
-            except (OSError, ValueError, KeyError) as error:
-                # keep serving the last good map; a later push replaces the bad one
-                self._stamp = stamp
-                self.rejected += 1
-                log.error("association map rejected, keeping the previous one: %s", error)
-                return set()
-            entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
-            changed = {
-                k
-                for k in set(entries) | set(self._entries)
-                if entries.get(k) != self._entries.get(k)
-            }
-            self._entries, self._stamp = entries, stamp
-            self.cluster_arn, self.cluster_name = document["clusterArn"], document["cluster"]
-            self.generation = int(document["generation"])
+            self._reload()
+            changed, self._unreported = self._unreported, set()
             return changed
+
+    def _reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_seconds and self._stamp is not None:
+            return
+        self._checked = now
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == self._stamp:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                document = parse_full_map(handle.read())
+        except (OSError, ValueError, KeyError) as error:
+            # keep serving the last good map; a later push replaces the bad one
+            self._stamp = stamp
+            self.rejected += 1
+            log.error("association map rejected, keeping the previous one: %s", error)
+            return
+        entries = {(e["namespace"], e["serviceAccount"]): e for e in document["associations"]}
+        self._unreported |= {
+            k for k in set(entries) | set(self._entries) if entries.get(k) != self._entries.get(k)
+        }
+        self._entries, self._stamp = entries, stamp
+        self.cluster_arn, self.cluster_name = document["clusterArn"], document["cluster"]
+        self.generation = int(document["generation"])
 
 
 class StsBackend:
@@ -102,6 +111,9 @@ class StsBackend:
         self.associations = associations
         self._sts = sts
         self._session = botocore.session.get_session()  # for chained clients, not boto3's
+        # load its STS model now: parsed on the first chained fetch it took ~150 ms of that
+        # request's 1.5 s budget (a 504 on a loaded node); later clients reuse it (~4 ms)
+        self._chained_client("warm-up", "warm-up", "warm-up")
 
     @classmethod
     def from_settings(cls, settings: Any, sts: Any) -> StsBackend:
@@ -141,13 +153,8 @@ class StsBackend:
             params["Policy"] = entry["policy"]
         raw = self._assume(self._sts, params)
         if entry.get("targetRoleArn"):
-            chained = self._session.create_client(
-                "sts",
-                aws_access_key_id=raw["AccessKeyId"],
-                aws_secret_access_key=raw["SecretAccessKey"],
-                aws_session_token=raw["SessionToken"],
-                region_name=self._sts.meta.region_name,
-                config=self._sts.meta.config,
+            chained = self._chained_client(
+                raw["AccessKeyId"], raw["SecretAccessKey"], raw["SessionToken"]
             )
             raw = self._assume(
                 chained,
@@ -165,6 +172,16 @@ class StsBackend:
             expiration=raw["Expiration"],
             namespace=identity.namespace,
             service_account=identity.service_account,
+        )
+
+    def _chained_client(self, key_id: str, secret: str, token: str) -> Any:
+        return self._session.create_client(
+            "sts",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            region_name=self._sts.meta.region_name,
+            config=self._sts.meta.config,
         )
 
     @staticmethod

@@ -51,21 +51,27 @@ class FaultInjector:
             self.fired.clear()
 
     def check(self, operation: str) -> None:
+        """Delay and fail this call as injected when it arrived: a slowed call still
+        sleeping when the next test clears and injects faults does not take them."""
         with self._lock:
             delays = self._delays.get(operation)
             delay = delays.pop(0) if delays else 0.0
+            fault = self._take(operation)
         if delay:
             time.sleep(delay)
-        with self._lock:
-            queue = self._faults.get(operation)
-            if not queue:
-                return
-            fault = queue[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                queue.pop(0)
-            self.fired[operation] += 1
-        raise EmulatedError(fault.code, fault.status, fault.message)
+        if fault is not None:
+            raise EmulatedError(fault.code, fault.status, fault.message)
+
+    def _take(self, operation: str) -> _Fault | None:
+        queue = self._faults.get(operation)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            queue.pop(0)
+        self.fired[operation] += 1
+        return fault
 
 
 FAULTS = FaultInjector()

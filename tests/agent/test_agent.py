@@ -12,6 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
+from node_agent.credentials import Credentials
+from node_agent.server import CredentialsProtocol
+from node_agent.tokens import TokenClaims
 from sandbox.eks_emulation import FAULTS
 from tests.agent.conftest import Setup, StartAgent, get_credentials, request
 from tests.builders import EC2_ONLY
@@ -130,13 +133,23 @@ def test_transient_upstream_errors_are_retried_with_jitter_inside_the_budget(
 
 
 def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_together(
-    setup: Setup, start_agent: StartAgent
+    setup: Setup, start_agent: StartAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the widest upstream budget: 1,000 clients, the agent and moto share one interpreter here
     agent = start_agent(upstream_timeout_seconds=1.8, upstream_budget_seconds=1.8)
     token = setup.pod().token
     FAULTS.slow_down("AssumeRoleForPodIdentity", 0.5)
     port = agent.ports[0]
+    # when the agent answers each request (the clients share this interpreter: on a loaded
+    # machine their own reads spread out, whatever the agent does)
+    woken: list[float] = []
+    finish = CredentialsProtocol._finish
+
+    def answered(self: CredentialsProtocol, answer: bytes | None, keep_alive: bool) -> None:
+        woken.append(time.perf_counter())
+        finish(self, answer, keep_alive)
+
+    monkeypatch.setattr(CredentialsProtocol, "_finish", answered)
 
     async def one(index: int) -> tuple[int, float]:
         # from four pod addresses: a single one would meet the per-address connection cap
@@ -160,9 +173,9 @@ def test_a_thousand_concurrent_first_requests_make_one_upstream_call_and_wake_to
     assert stats.upstream_calls == 1
     assert stats.misses == 1
     assert stats.coalesced + stats.hits == 999
-    finished = sorted(done for _, done in results)
-    # the waiters wake when the one call returns, not in polling steps
-    assert finished[-1] - finished[0] < 0.3
+    # the waiters wake when the one call returns, together, not in polling steps
+    assert len(woken) == stats.misses + stats.coalesced
+    assert woken[-1] - woken[0] < 0.3
 
 
 def test_refresh_ahead_serves_the_cached_credential_and_renews_it_in_the_background(
@@ -176,10 +189,10 @@ def test_refresh_ahead_serves_the_cached_credential_and_renews_it_in_the_backgro
     _, served = get_credentials(agent.ports[0], token)
     # Then the cached one is served at once and one refresh runs in the background
     assert served["AccessKeyId"] == first["AccessKeyId"]
-    deadline = time.time() + 5
-    while agent.cache.stats.upstream_calls < 2 and time.time() < deadline:
+    deadline = time.monotonic() + 5
+    while agent.cache.stats.refreshed < 1:
+        assert time.monotonic() < deadline, "the background refresh never landed"
         time.sleep(0.02)
-    time.sleep(0.1)
     assert agent.cache.stats.refreshes == 1  # one refresh, however many hits
     assert agent.cache.stats.upstream_calls == 2
     _, renewed = get_credentials(agent.ports[0], token)
@@ -274,7 +287,11 @@ def test_graceful_shutdown_answers_inflight_requests(setup: Setup, start_agent: 
         target=lambda: outcome.update(result=get_credentials(agent.ports[0], setup.pod().token))
     )
     caller.start()
-    time.sleep(0.2)
+    # stop once the request is in flight (its upstream call takes 0.5 s more), not after a guess
+    deadline = time.monotonic() + 5
+    while agent.app.inflight == 0:
+        assert time.monotonic() < deadline, "the request never reached the agent"
+        time.sleep(0.01)
     agent.stop_thread()
     caller.join(5)
     assert outcome["result"][0] == 200
@@ -318,3 +335,37 @@ def test_new_identities_are_rate_limited_with_a_retryable_answer(
     assert statuses == [200, 200, 429]
     assert agent.cache.stats.rate_limited == 1
     assert agent.limiter.refused == {"source": 0, "overall": 1, "source_calls": 0}
+
+
+def test_a_stopped_agent_has_no_upstream_call_left_running(
+    setup: Setup, start_agent: StartAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = start_agent()
+    token = setup.pod().token
+    get_credentials(agent.ports[0], token)
+    started: list[bool] = []
+    ended: list[bool] = []
+    fetch = agent.app.backend.fetch
+
+    def starved(
+        token: str, claims: TokenClaims
+    ) -> Credentials:  # an upstream thread that has not sent its call yet
+        started.append(True)
+        time.sleep(0.3)
+        try:
+            return fetch(token, claims)
+        finally:
+            ended.append(True)
+
+    monkeypatch.setattr(agent.app.backend, "fetch", starved)
+    # Given a background refresh whose upstream call is running
+    setup.clock_offset[0] = SIX_HOURS - 20 * 60
+    assert get_credentials(agent.ports[0], token)[0] == 200
+    deadline = time.monotonic() + 5
+    while not started:
+        assert time.monotonic() < deadline, "the refresh never called upstream"
+        time.sleep(0.01)
+    # When the agent is stopped (a test ends: the next one resets moto and injects faults)
+    agent.stop_thread()
+    # Then that call is over: it cannot reach the next test's world
+    assert ended == [True]

@@ -32,43 +32,48 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bound_ports(process: subprocess.Popen[bytes], log: Path) -> tuple[int, int]:
+    """The credentials and ops ports the agent bound (it was given port 0: a port picked
+    here and bound later could be taken meanwhile by another socket)."""
+    deadline = time.monotonic() + 30
+    while True:
+        for line in log.read_text().splitlines():
+            if '"serving credentials"' in line:
+                serving = json.loads(line)
+                return int(serving["ports"][0]), int(serving["ops_port"])
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"the agent did not start: {log.read_text()}"
+        time.sleep(0.1)
 
 
 @pytest.fixture
 def agent_process(
-    setup: Setup, moto_endpoint: str
+    setup: Setup, moto_endpoint: str, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port, ops = free_port(), free_port()
-
     def fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
-    env = {**os.environ, "PODID_AGENT_LOG_LEVEL": "WARNING", "AWS_ENDPOINT_URL": moto_endpoint}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "node_agent", "--cluster-name", "blue", "--region", REGION),
-            *("--bind", f"127.0.0.1:{port}", "--ops-bind", f"127.0.0.1:{ops}"),
-        ],
-        env=env,
-        cwd=ROOT,
-        preexec_fn=fd_limit,  # noqa: PLW1509 - only setrlimit, before exec
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", ops), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield process, port
-    process.terminate()
-    process.wait(10)
+    # its log goes to a file: a pipe nobody reads during the flood would fill and block it
+    log = tmp_path / "agent.log"
+    env = {**os.environ, "PODID_AGENT_LOG_LEVEL": "INFO", "AWS_ENDPOINT_URL": moto_endpoint}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "node_agent", "--cluster-name", "blue", "--region", REGION),
+                *("--bind", "127.0.0.1:0", "--ops-bind", "127.0.0.1:0"),
+            ],
+            env=env,
+            cwd=ROOT,
+            preexec_fn=fd_limit,  # noqa: PLW1509 - only setrlimit, before exec
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        port, _ = bound_ports(process, log)
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def ask(port: int, token: str) -> tuple[int, float]:

@@ -268,18 +268,34 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(
 
 
 def test_a_failed_message_waits_out_the_visibility_timeout(world: World) -> None:
+    from functions.handlers import reconcile
+
     world.create_role("payments-api")
     world.enroll("blue")
     # every attempt of the SDK's retries (AWS_MAX_ATTEMPTS=3) fails once
     eks_emulation.FAULTS.inject(
         "CreatePodIdentityAssociation", "ServerException", status=500, times=3
     )
+    deliveries: list[tuple[float, dict[str, str]]] = []  # (handed over at, SQS attributes)
+
+    def recording(event: dict[str, Any], context: Any) -> Any:
+        deliveries.extend((time.time(), r["attributes"]) for r in event["Records"])
+        return reconcile.handler(event, context)
+
+    world.reconcile_handler = recording
     world.declare_in_payments("payments-api", "api")
     world.run_sync()
-    assert world.run_reconcile_queue() == 1  # received, failed
+    # When the queue is polled as Lambda polls it, however long the failing attempt took
+    deadline = time.monotonic() + 30
+    while len(deliveries) < 2:
+        assert time.monotonic() < deadline, f"not redelivered: {deliveries}"
+        world.run_reconcile_queue()
+        time.sleep(0.05)
     assert eks_emulation.FAULTS.fired["CreatePodIdentityAssociation"] == 3
-    assert world.run_reconcile_queue() == 0  # not redelivered at once: no hot loop
-    assert world.associations("blue") == {}
-    time.sleep(1.5)  # the test queues' visibility timeout is 1 s
-    assert world.run_reconcile_queue() == 1
+    (_, first), (second_at, second) = deliveries
+    assert (first["ApproximateReceiveCount"], second["ApproximateReceiveCount"]) == ("1", "2")
+    # Then it came back only once the queues' visibility timeout (1 s) had passed since
+    # the failed receive (moto's clock is this process's): no hot loop
+    failed_receive = int(second["ApproximateFirstReceiveTimestamp"]) / 1000
+    assert second_at - failed_receive >= 1.0
     assert list(world.associations("blue")) == [("payments", "api")]

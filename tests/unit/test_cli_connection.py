@@ -4,6 +4,8 @@ what the next command sees."""
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
 import os
 import socket
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 from typer import Exit
 
-from cli.connection import connect
+from cli.connection import SandboxState, connect, read_state, write_state
 from functions.core.models import Mode
 from functions.flows.services import Services
 
@@ -118,3 +120,27 @@ def test_a_bad_environment_names_the_variable_and_changes_nothing(
     assert exited.value.exit_code == 2
     assert "MODE: Input should be 'plan', 'audit' or 'enforce'" in capsys.readouterr().err
     assert dict(os.environ) == before
+
+
+def test_a_command_reading_the_state_while_sandbox_up_writes_it_never_removes_it(
+    tmp_path: Path, listening: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODID_HOME", str(tmp_path))
+    state = SandboxState(os.getpid(), {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{listening}"})
+    seen: list[SandboxState | None] = []
+    real_open = io.open
+
+    def reading_meanwhile(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode:  # another shell's command, at the worst instant of the write
+            seen.append(read_state())
+        return handle
+
+    monkeypatch.setattr(io, "open", reading_meanwhile)  # pathlib opens files through io.open
+    monkeypatch.setattr(builtins, "open", reading_meanwhile)
+    # When `podid sandbox up` publishes its state while another command reads it
+    write_state(state)
+    # Then that command saw no sandbox yet (not half a file it would remove as stale),
+    # and the state is there for the next one
+    assert seen == [None]
+    assert read_state() == state
