@@ -53,6 +53,7 @@ from functions.core.trust.guarding import (
     relied_on_arn,
     relied_on_roles,
     role_mode,
+    split_by_use,
     target_usages,
     usages,
 )
@@ -177,10 +178,9 @@ def _check(
     *,
     event: CloudTrailDetail | None = None,
 ) -> GuardOutcome:
-    as_target = [d for d in declarations if d.target_role_arn == role_arn]
-    as_association = [d for d in declarations if d.role_arn == role_arn] or (
-        [] if as_target else declarations
-    )
+    # by name, as the declarations were found: a path declared differently must never
+    # turn a target role into one asked to trust pods (and repaired to)
+    as_target, as_association = split_by_use(declarations, parse_role_arn(role_arn).name)
     context = TrustContext(
         role_arn,
         usages(as_association, clusters),

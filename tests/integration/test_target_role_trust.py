@@ -124,3 +124,28 @@ def test_a_target_role_in_another_account_is_not_read_here(world: World) -> None
     assert latest is not None
     assert [f["code"] for f in latest["findings"]] == ["PI072"]
     assert world.item(f"ROLE#{TARGET}", "FINDING#LATEST") is None
+
+
+def test_a_target_role_declared_under_another_path_is_never_given_pod_trust(world: World) -> None:
+    # Given enforce mode and an opted-in role data-reader whose real path is /teams/,
+    # declared as a target role without that path
+    world.configure(mode="enforce")
+    trust = trust_for_association(None)
+    world.client("iam").create_role(
+        RoleName=TARGET_NAME,
+        Path="/teams/",
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Tags=[{"Key": k, "Value": v} for k, v in OPT_IN.items()],
+    )
+    world.given_payments_api("blue")
+    world.declare_in_payments("payments-api", "api", targetRoleArn=TARGET)
+    world.settle()
+    sweep(world, 1)
+    # Then the target role is judged as a target role only: nothing is written to it,
+    # and no pod principal is asked of it
+    assert world.trust_policy(TARGET_NAME) == trust
+    checked = world.record(
+        f"ROLE#arn:aws:iam::{ACCOUNT}:role/teams/{TARGET_NAME}", "FINDING#LATEST"
+    )
+    assert checked["action"] == "reported"
+    assert "PI010" not in {f["code"] for f in checked["findings"]}

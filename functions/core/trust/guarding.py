@@ -107,6 +107,20 @@ def own_account(self_role_arns: Iterable[str]) -> str | None:
     return accounts.pop() if len(accounts) == 1 else None
 
 
+def split_by_use(
+    declarations: Iterable[Declaration], role_name: str
+) -> tuple[list[Declaration], list[Declaration]]:
+    """(as its target role, as its association role): the declarations relying on
+    the role called `role_name`, by what they use it for."""
+    as_target, as_association = [], []
+    for d in declarations:
+        if d.target_role_arn and parse_role_arn(d.target_role_arn).name == role_name:
+            as_target.append(d)
+        if parse_role_arn(d.role_arn).name == role_name:
+            as_association.append(d)
+    return as_target, as_association
+
+
 def relied_on_roles(declarations: Iterable[Declaration]) -> set[tuple[str, str]]:
     """(account, name) of every role declarations rely on, target roles included."""
     arns = [d.role_arn for d in declarations] + [
