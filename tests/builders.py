@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
 
 from functions.core.models import (
     ActualAssociation,
@@ -19,6 +24,17 @@ REGION = "eu-west-1"
 OWNER = "podid"
 # a role tagged so enforce mode may repair its breakage
 OPT_IN = {"pod-identity/managed-trust": "true"}
+
+
+def sts_as(key_id: str, secret: str, token: str) -> STSClient:
+    """STS signing with these temporary credentials (whoever they were issued to)."""
+    return boto3.client(
+        "sts",
+        region_name=REGION,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+    )
 
 
 def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import pytest
 
@@ -24,6 +23,7 @@ from node_agent.settings import AgentSettings
 from sandbox.cluster_identity import ClusterIdentity
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
 from tests.agent.conftest import get_credentials
+from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, REGION, World
 
 CLUSTER_ARN = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/onprem"
@@ -66,6 +66,24 @@ class SelfManaged:
     api: ClusterAPI
     token_file: Path
     ca_file: str
+
+
+def push_api_to_other(self_managed: SelfManaged) -> None:
+    """The control plane pushes a map where payments/api has the other role."""
+    app, other = self_managed.roles
+    write_map(
+        self_managed.path,
+        {
+            ("payments", "api"): {"role_arn": other},
+            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
+        },
+    )
+
+
+def push_api_chained_to_other(self_managed: SelfManaged) -> None:
+    """payments/api maps to app, which chains on to the target role `other`."""
+    app, other = self_managed.roles
+    write_map(self_managed.path, {("payments", "api"): {"role_arn": app, "target_role_arn": other}})
 
 
 @pytest.fixture
@@ -162,15 +180,9 @@ def test_a_changed_map_drops_exactly_the_affected_cached_identities(
     api_token, job_token = identity.issue("payments", "api"), identity.issue("batch", "job")
     _, api_before = get_credentials(agent.ports[0], api_token)
     _, job_before = get_credentials(agent.ports[0], job_token)
-    app, other = self_managed.roles
+    other = self_managed.roles[1]
     # When the control plane pushes a map where payments/api has another role
-    write_map(
-        self_managed.path,
-        {
-            ("payments", "api"): {"role_arn": other},
-            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
-        },
-    )
+    push_api_to_other(self_managed)
     deadline = time.time() + 5
     while len(agent.cache) == 2 and time.time() < deadline:
         time.sleep(0.05)
@@ -188,14 +200,8 @@ def test_a_map_change_first_read_by_a_fetch_still_drops_the_cached_identity(
     agent, identity = self_managed.agent, self_managed.identity
     api_token = identity.issue("payments", "api")
     _, api_before = get_credentials(agent.ports[0], api_token)
-    app, other = self_managed.roles
-    write_map(
-        self_managed.path,
-        {
-            ("payments", "api"): {"role_arn": other},
-            ("batch", "job"): {"role_arn": app, "disable_session_tags": True},
-        },
-    )
+    other = self_managed.roles[1]
+    push_api_to_other(self_managed)
     # When a fetch for another identity reads the new map before the watcher's next poll
     assert self_managed.backend.associations.lookup("batch", "job") is not None
     # Then the watcher still learns that payments/api changed and drops its credential
@@ -309,24 +315,15 @@ def test_a_target_role_is_reached_by_chaining_from_the_mapped_role(
     self_managed: SelfManaged,
 ) -> None:
     agent, identity = self_managed.agent, self_managed.identity
-    app, other = self_managed.roles
+    app = self_managed.roles[0]
     # Given payments/api maps to app, which chains on to the target role `other`
-    write_map(
-        self_managed.path,
-        {("payments", "api"): {"role_arn": app, "target_role_arn": other}},
-    )
+    push_api_chained_to_other(self_managed)
     # When a pod asks for credentials
     status, body = get_credentials(agent.ports[0], identity.issue("payments", "api"))
     # Then it gets the target role's, assumed with the mapped role's credentials
     assert status == 200
     assert [c["RoleArn"] for c in self_managed.calls] == [app]
-    sts = boto3.client(
-        "sts",
-        region_name=REGION,
-        aws_access_key_id=body["AccessKeyId"],
-        aws_secret_access_key=body["SecretAccessKey"],
-        aws_session_token=body["Token"],
-    )
+    sts = sts_as(body["AccessKeyId"], body["SecretAccessKey"], body["Token"])
     assert ":assumed-role/other/" in sts.get_caller_identity()["Arn"]
 
 
@@ -336,11 +333,7 @@ def test_a_chained_fetch_reads_no_sdk_model_file_on_the_request_path(
     from botocore.loaders import JSONFileLoader
 
     agent, identity = self_managed.agent, self_managed.identity
-    app, other = self_managed.roles
-    write_map(
-        self_managed.path,
-        {("payments", "api"): {"role_arn": app, "target_role_arn": other}},
-    )
+    push_api_chained_to_other(self_managed)
     loaded: list[str] = []
     load_file = JSONFileLoader.load_file
 

@@ -21,7 +21,7 @@ from moto.eks.models import eks_backends
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
 from sandbox.stack import POD_TRUST
-from tests.builders import EC2_ONLY, target_trust
+from tests.builders import EC2_ONLY, sts_as, target_trust
 
 if TYPE_CHECKING:
     from botocore.model import Shape
@@ -346,12 +346,8 @@ def test_assume_role_for_pod_identity_mints_tagged_credentials_for_the_associati
         f"arn:aws:sts::{ACCOUNT}:assumed-role/app/eks-blue-api-7d9f"
     )
     credentials = response["credentials"]
-    caller = boto3.client(
-        "sts",
-        region_name=REGION,
-        aws_access_key_id=credentials["accessKeyId"],
-        aws_secret_access_key=credentials["secretAccessKey"],
-        aws_session_token=credentials["sessionToken"],
+    caller = sts_as(
+        credentials["accessKeyId"], credentials["secretAccessKey"], credentials["sessionToken"]
     ).get_caller_identity()
     assert caller["Arn"] == response["assumedRoleUser"]["arn"]
     from moto.sts.models import sts_backends

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -31,6 +30,7 @@ from functions.aws.eks_token import EksTokenBuilder
 from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from functions.core.models import FLEET_TAG
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, KubeSetupError, api_client
+from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, fixture_event
 from tests.kube_models import meta
 from tests.realkube import RealKube
@@ -111,12 +111,9 @@ class RealCluster:
         }
 
     def push_token(self) -> str:
-        client = boto3.client(
-            "sts",
-            region_name=REGION,
-            aws_access_key_id=self.credentials["AccessKeyId"],
-            aws_secret_access_key=self.credentials["SecretAccessKey"],
-            aws_session_token=self.credentials["SessionToken"],
+        credentials = self.credentials
+        client = sts_as(
+            credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]
         )
         return EksTokenBuilder(client).token(self.name, 900)
 

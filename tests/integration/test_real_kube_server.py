@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from functions.aws.eks_token import EksTokenBuilder, decode_token
+from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, REGION
 from tests.kube_models import meta
 from tests.realkube import RealKube
@@ -45,12 +46,10 @@ def role_session(moto_endpoint: str) -> Iterator[CredentialsTypeDef]:
 
 
 def eks_token(credentials: CredentialsTypeDef, cluster: str, **overrides: str) -> str:
-    sts = boto3.client(
-        "sts",
-        region_name=REGION,
-        aws_access_key_id=overrides.get("key", credentials["AccessKeyId"]),
-        aws_secret_access_key=overrides.get("secret", credentials["SecretAccessKey"]),
-        aws_session_token=overrides.get("session", credentials["SessionToken"]),
+    sts = sts_as(
+        overrides.get("key", credentials["AccessKeyId"]),
+        overrides.get("secret", credentials["SecretAccessKey"]),
+        overrides.get("session", credentials["SessionToken"]),
     )
     return EksTokenBuilder(sts).token(cluster, int(overrides.get("expires", "60")))
 

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import boto3
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
+from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World
 from tests.kube_models import meta
 from tests.realkube.server import SERVICE_ACCOUNT_ISSUER, RealKube
@@ -246,13 +246,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
     from functions.flows.services import services
 
     services().tokens = EksTokenBuilder(
-        boto3.client(
-            "sts",
-            region_name=REGION,
-            aws_access_key_id=push["AccessKeyId"],
-            aws_secret_access_key=push["SecretAccessKey"],
-            aws_session_token=push["SessionToken"],
-        )
+        sts_as(push["AccessKeyId"], push["SecretAccessKey"], push["SessionToken"])
     )
     world.declare(
         "sm-api",
@@ -388,12 +382,8 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         pod_token = kube.service_account_token(NAMESPACE, "api", [AUDIENCE], 3600, pod="api-1")
         code, answer = fetch_credentials(port, pod_token)
         assert code == 200, answer
-        caller = boto3.client(
-            "sts",
-            region_name=REGION,
-            aws_access_key_id=answer["AccessKeyId"],
-            aws_secret_access_key=answer["SecretAccessKey"],
-            aws_session_token=answer["Token"],
+        caller = sts_as(
+            answer["AccessKeyId"], answer["SecretAccessKey"], answer["Token"]
         ).get_caller_identity()
         assert caller["Arn"].startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/sm-payments-api/")
         # sts:AssumeRole signed with the node role's credentials, with the six EKS session tags
