@@ -74,11 +74,12 @@ def target_usages(
     )
 
 
-def _names(role_arn: str | None, role_name: str, account: str) -> bool:
+def _names(role_arn: str | None, role_name: str, account: str | None = None) -> bool:
+    """Whether `role_arn` is the role called `role_name` (in `account`, when given)."""
     if not role_arn:
         return False
     arn = parse_role_arn(role_arn)
-    return arn.name == role_name and arn.account in (account, "")
+    return arn.name == role_name and (account is None or arn.account in (account, ""))
 
 
 def declarations_of_role(
@@ -96,9 +97,11 @@ def declarations_of_role(
 
 def relied_on_arn(declaration: Declaration, role_name: str) -> str:
     """The ARN by which a declaration names the role called `role_name`."""
-    if parse_role_arn(declaration.role_arn).name == role_name or not declaration.target_role_arn:
-        return declaration.role_arn
-    return declaration.target_role_arn
+    if _names(declaration.target_role_arn, role_name) and not _names(
+        declaration.role_arn, role_name
+    ):
+        return str(declaration.target_role_arn)
+    return declaration.role_arn
 
 
 def own_account(self_role_arns: Iterable[str]) -> str | None:
@@ -112,13 +115,11 @@ def split_by_use(
 ) -> tuple[list[Declaration], list[Declaration]]:
     """(as its target role, as its association role): the declarations relying on
     the role called `role_name`, by what they use it for."""
-    as_target, as_association = [], []
-    for d in declarations:
-        if d.target_role_arn and parse_role_arn(d.target_role_arn).name == role_name:
-            as_target.append(d)
-        if parse_role_arn(d.role_arn).name == role_name:
-            as_association.append(d)
-    return as_target, as_association
+    declared = list(declarations)
+    return (
+        [d for d in declared if _names(d.target_role_arn, role_name)],
+        [d for d in declared if _names(d.role_arn, role_name)],
+    )
 
 
 def relied_on_roles(declarations: Iterable[Declaration]) -> set[tuple[str, str]]:
@@ -126,7 +127,7 @@ def relied_on_roles(declarations: Iterable[Declaration]) -> set[tuple[str, str]]
     arns = [d.role_arn for d in declarations] + [
         d.target_role_arn for d in declarations if d.target_role_arn
     ]
-    return {(parse_role_arn(a).account, parse_role_arn(a).name) for a in arns}
+    return {(arn.account, arn.name) for arn in map(parse_role_arn, arns)}
 
 
 def in_role_scope(role_arn: str, role_path: str) -> bool:
