@@ -112,9 +112,15 @@ class NodeReview:
         )
 
 
-def review_node_usage(statements: list[StatementView], node_usage: NodeUsage) -> NodeReview:
+def review_node_usage(
+    statements: list[StatementView],
+    node_usage: NodeUsage,
+    context: dict[str, ContextValue] | None = None,
+) -> NodeReview:
+    """How the trust answers a role (the node role; or, with the request's
+    `context`, a target role's association role) assuming it for a usage."""
     usage, role = node_usage.usage, node_usage.node_role_arn
-    context = role_context(usage)
+    context = role_context(usage) if context is None else context
     missing, admitted = [], []
     excluded: list[tuple[str, StatementView, tuple[tuple[str, str], ...]]] = []
     unknown: list[tuple[str, StatementView]] = []

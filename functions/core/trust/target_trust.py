@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 from functions.core.arns import parse_role_arn
 from functions.core.models import Finding, Severity
-from functions.core.trust.conditions import (
-    EXTERNAL_ID,
-    ContextValue,
-    Tri,
-    Usage,
-    evaluate,
-)
+from functions.core.trust.conditions import EXTERNAL_ID, ContextValue, Usage
 from functions.core.trust.document import ASSUME_ROLE, StatementView
-from functions.core.trust.node_trust import actions_for, names_role, reaches_role, role_context
+from functions.core.trust.node_trust import (
+    NodeReview,
+    NodeUsage,
+    actions_for,
+    review_node_usage,
+    role_context,
+)
 
 TARGET_NOT_ADMITTED = "PI070"
 EXTERNAL_ID_NOT_REQUIRED = "PI071"
@@ -57,25 +57,17 @@ def target_context(target: TargetUsage, *, external_id: bool = True) -> dict[str
     return context
 
 
-def _admits(statements: list[StatementView], target: TargetUsage, action: str, **how: bool) -> Tri:
-    """Tri.TRUE when an Allow naming the association role applies and no Deny might."""
-    role, context = target.association_role_arn, target_context(target, **how)
-    if any(
-        not view.allows
-        and reaches_role(view, role)
-        and view.covers(action)
-        and evaluate(view.condition(), context).outcome is not Tri.FALSE
-        for view in statements
-    ):
-        return Tri.FALSE
-    outcomes = [
-        evaluate(view.condition(), context).outcome
-        for view in statements
-        if view.allows and names_role(view, role) and view.covers(action)
-    ]
-    if Tri.TRUE in outcomes:
-        return Tri.TRUE
-    return Tri.UNKNOWN if Tri.UNKNOWN in outcomes else Tri.FALSE
+def _review(statements: list[StatementView], target: TargetUsage, **how: bool) -> NodeReview:
+    """The association role asking, as node_trust reviews any role asking."""
+    caller = NodeUsage(target.usage, target.association_role_arn)
+    return review_node_usage(statements, caller, target_context(target, **how))
+
+
+def _refused(review: NodeReview) -> list[str]:
+    """The actions certainly refused: denied, or allowed by no statement."""
+    refused = {a for a, _ in review.denied} | {a for a, _, _ in review.excluded}
+    refused |= set(review.missing)
+    return [a for a in actions_for(review.node_usage.usage) if a in refused]
 
 
 def target_findings(
@@ -84,9 +76,8 @@ def target_findings(
     found: list[Finding] = []
     for target in targets:
         role = target.association_role_arn
-        actions = actions_for(target.usage)
         if target.external_id is not None:
-            refused = [a for a in actions if _admits(statements, target, a) is Tri.FALSE]
+            refused = _refused(_review(statements, target))
             if refused:
                 found.append(
                     Finding(
@@ -100,7 +91,8 @@ def target_findings(
                     )
                 )
                 continue
-        if _admits(statements, target, ASSUME_ROLE, external_id=False) is Tri.TRUE:
+        anyone = _review(statements, target, external_id=False)
+        if ASSUME_ROLE in anyone.admitted and not any(a == ASSUME_ROLE for a, _ in anyone.denied):
             found.append(
                 Finding(
                     code=EXTERNAL_ID_NOT_REQUIRED,
