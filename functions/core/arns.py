@@ -65,6 +65,7 @@ _DNS1123_SUBDOMAIN = re.compile(
 # EKS CreateCluster: 1-100 chars, starts alphanumeric.
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$", re.ASCII)
 _ACCOUNT_ID = re.compile(r"^\d{12}$", re.ASCII)
+_REGION_NAME = re.compile(rf"^{_REGION}$", re.ASCII)
 
 ROLE_ARN_SHAPE = "arn:<partition>:iam::<12-digit account>:role/[<path>/]<name>"
 ARN_SHAPE = "arn:<partition>:<service>:<region or empty>:<account or empty>:<resource>"
@@ -244,6 +245,12 @@ def check_cluster_name(value: str) -> str:
 def check_account_id(value: str) -> str:
     if not _ACCOUNT_ID.fullmatch(value):
         raise ValueError(f"{value!r} is not an AWS account id (12 digits)")
+    return value
+
+
+def check_region(value: str) -> str:
+    if not isinstance(value, str) or not _REGION_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not an AWS region (e.g. us-east-1, eu-west-2)")
     return value
 
 
