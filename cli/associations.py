@@ -37,15 +37,17 @@ def status(
     rows = []
     accounts = {}
     for found in svc.repo.list_clusters():
-        if cluster not in (None, found.name):
+        if cluster not in (None, found.name, str(found.ref)):
             continue
         accounts[found.name] = found.account
-        for key, item in sorted(svc.repo.association_statuses(found.name).items()):
+        for key, item in sorted(svc.repo.association_statuses(found.ref).items()):
             if namespace not in (None, key.namespace) or state not in (None, item.state.value):
                 continue
             rows.append(
                 {
-                    "cluster": key.cluster,
+                    "cluster": key.cluster.name,
+                    "account": key.cluster.account,
+                    "region": key.cluster.region,
                     "namespace": key.namespace,
                     "serviceAccount": key.service_account,
                     "role": item.observed_role_arn,
@@ -82,13 +84,13 @@ def plan(
 
     svc = connect(table)
     fleet = checks.fleet_with(svc)
-    clusters = [c for c in fleet.enrolled if cluster in (None, c.name)]
+    clusters = [c for c in fleet.enrolled if cluster in (None, c.name, str(c.ref))]
     if cluster and not clusters:
         output.fail(f"cluster {cluster!r} is not enrolled (`podid cluster list` shows them)", 2)
     desired = fleet.desired
     rows = []
     for found in clusters:
-        operations, blocked = preview(svc, found.name, fleet.declarations, desired)
+        operations, blocked = preview(svc, found.ref, fleet.declarations, desired)
         for key, association_id in sorted(blocked.items()):
             output.warn(
                 f"{key}: association {association_id} was not created by podid and is left "
@@ -186,13 +188,17 @@ def _states(svc: Services, declaration: Declaration) -> dict[str, AssociationSta
     """Each target cluster's status for the declaration's key; named clusters
     count before they are enrolled (the declaration enrolls them)."""
     from functions.core.models import AssociationKey
+    from functions.core.places import ClusterRef
 
-    enrolled = [
-        c.name for c in svc.repo.list_clusters() if c.enrolled and declaration.target.matches(c)
+    recorded = svc.repo.list_clusters()
+    enrolled = [c.ref for c in recorded if c.enrolled and declaration.target.matches(c)]
+    # a named cluster not enrolled yet: where its name is recorded, else here
+    pending = [
+        ClusterRef.parse(s) if "/" in s else ClusterRef.at(svc.home, s)
+        for s in declaration.target.unmatched([c for c in recorded if c.enrolled])
     ]
-    names = sorted(set(enrolled) | set(declaration.target.clusters))
     found: dict[str, Any] = {}
-    for name in names:
-        key = AssociationKey(name, declaration.namespace, declaration.service_account)
-        found[name] = svc.repo.association_statuses(name).get(key)
+    for ref in sorted(set(enrolled) | set(pending)):
+        key = AssociationKey(ref, declaration.namespace, declaration.service_account)
+        found[str(ref)] = svc.repo.association_statuses(ref).get(key)
     return found

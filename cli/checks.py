@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from functions.core.places import Unreachable
+
 if TYPE_CHECKING:
     from functions.core.fleet import Conflict, DesiredState
     from functions.core.models import Cluster, Declaration
@@ -58,7 +60,7 @@ def conflict_messages(conflicts: Iterable[Conflict], ids: Iterable[str]) -> list
             grouped[(conflict.declaration_ids, conflict.role_arns)].append(conflict)
     messages = []
     for same in grouped.values():
-        others = [c.key.cluster for c in same[1:]]
+        others = [str(c.key.cluster) for c in same[1:]]
         also = f" (the same on cluster(s) {', '.join(others)})" if others else ""
         messages.append(same[0].message + also)
     return messages
@@ -67,12 +69,18 @@ def conflict_messages(conflicts: Iterable[Conflict], ids: Iterable[str]) -> list
 def missing_clusters(svc: Services, declaration: Declaration, fleet: Fleet) -> list[str]:
     """Clusters named in target.clusters that EKS does not have (an existing
     one that is not enrolled yet is enrolled by the declaration)."""
-    enrolled = {c.name for c in fleet.enrolled}
-    return [
-        name
-        for name in declaration.target.clusters
-        if name not in enrolled and svc.eks.describe_cluster(name) is None
-    ]
+    from functions.core.places import ClusterRef
+
+    enrolled = {c.name for c in fleet.enrolled} | {str(c.ref) for c in fleet.enrolled}
+
+    def absent(selector: str) -> bool:
+        ref = ClusterRef.parse(selector) if "/" in selector else ClusterRef.at(svc.home, selector)
+        try:
+            return svc.eks_in(ref.place).describe_cluster(ref) is None
+        except Unreachable:
+            return True
+
+    return [name for name in declaration.target.clusters if name not in enrolled and absent(name)]
 
 
 def missing_cluster_message(svc: Services, declaration: Declaration, name: str) -> str:

@@ -19,6 +19,7 @@ from cli.output import Format, OutputOption, TableOption
 
 if TYPE_CHECKING:
     from functions.core.models import AssociationStatus, Cluster, ReconcileReceipt
+    from functions.core.places import ClusterRef
     from functions.flows.services import Services
 
 MAX_CA_FILE_BYTES = 64 * 1024
@@ -35,7 +36,29 @@ _NO_QUEUE = (
 )
 
 
-def queue_reconciles(svc: Services, names: list[str], *, reason: str, deep: bool = False) -> str:
+def resolve(svc: Services, text: str) -> ClusterRef:
+    """A cluster the user named: "account/region/name", a cluster ARN, or a name
+    (the recorded cluster of that name, else this account and region's)."""
+    from functions.core.places import ClusterRef
+
+    if "/" in text or text.startswith("arn:"):
+        try:
+            return ClusterRef.parse(text)
+        except ValueError as error:
+            output.fail(str(error), 2)
+    matches = sorted(c.ref for c in svc.repo.list_clusters() if c.name == text)
+    if len(matches) > 1:
+        output.fail(
+            f"cluster name {text!r} is in several accounts or regions "
+            f"({', '.join(map(str, matches))}): name one as account/region/name",
+            2,
+        )
+    return matches[0] if matches else ClusterRef.at(svc.home, text)
+
+
+def queue_reconciles(
+    svc: Services, names: list[ClusterRef], *, reason: str, deep: bool = False
+) -> str:
     """Queue a reconcile of each cluster; returns the request id its receipts carry."""
     from functions.events import ClusterMessage
     from functions.flows.reconcile import request_reconcile
@@ -47,7 +70,7 @@ def queue_reconciles(svc: Services, names: list[str], *, reason: str, deep: bool
     request_reconcile(
         svc,
         [
-            ClusterMessage(cluster=name, reason=reason, deep=deep, request_id=request_id)
+            ClusterMessage(cluster=str(name), reason=reason, deep=deep, request_id=request_id)
             for name in names
         ],
     )
@@ -75,19 +98,21 @@ def reconcile(  # noqa: PLR0917 - one parameter per command-line option
     declarations = svc.repo.load_declarations()
     with output.console.status("discovering clusters"):
         clusters, found = discover(svc, declarations.valid, deep=deep)
-    names = [c.name for c in clusters if c.enrolled and cluster in (None, c.name)]
+    names = [c.ref for c in clusters if c.enrolled and cluster in (None, c.name, str(c.ref))]
     if cluster and not names:
-        enrolled = ", ".join(c.name for c in clusters if c.enrolled) or "none"
+        enrolled = ", ".join(str(c.ref) for c in clusters if c.enrolled) or "none"
         output.fail(f"cluster {cluster!r} is not enrolled (enrolled: {enrolled})", 2)
     output.say(
-        f"discovery: enrolled {', '.join(found.enrolled) or 'none'}, "
-        f"forgotten {', '.join(found.forgotten) or 'none'}"
+        f"discovery: enrolled {', '.join(map(str, found.enrolled)) or 'none'}, "
+        f"forgotten {', '.join(map(str, found.forgotten)) or 'none'}"
     )
+    for place, reason in sorted(found.unreachable.items()):
+        output.errors.print(f"[yellow]unreachable[/yellow] {place}:", Text(reason))
     if not names:
         output.say("no enrolled cluster: nothing to reconcile")
         return
     request_id = queue_reconciles(svc, names, reason="cli", deep=deep)
-    output.say(f"queued a reconcile of {', '.join(names)}")
+    output.say(f"queued a reconcile of {', '.join(map(str, names))}")
     if not wait:
         output.say("`podid status` shows the results once they have run (or use --wait)")
         return
@@ -95,14 +120,14 @@ def reconcile(  # noqa: PLR0917 - one parameter per command-line option
 
 
 def wait_for_reconciles(
-    svc: Services, names: list[str], request_id: str, *, timeout: float, interval: float
+    svc: Services, names: list[ClusterRef], request_id: str, *, timeout: float, interval: float
 ) -> None:
     """Each queued reconcile records a receipt when it has run. Exit 3 on
     timeout, 1 when an association ended in Error."""
     deadline = time.monotonic() + timeout
-    pending: set[str] = set(names)
-    done: dict[str, ReconcileReceipt] = {}
-    with output.console.status(f"waiting for the reconcile of {', '.join(names)}"):
+    pending: set[ClusterRef] = set(names)
+    done: dict[ClusterRef, ReconcileReceipt] = {}
+    with output.console.status(f"waiting for the reconcile of {', '.join(map(str, names))}"):
         while pending:
             for name in sorted(pending):
                 receipt = svc.repo.receipt(name, request_id)
@@ -114,7 +139,7 @@ def wait_for_reconciles(
             if time.monotonic() >= deadline:
                 output.fail(
                     f"timed out after {timeout:.0f} s: the reconcile of "
-                    f"{', '.join(sorted(pending))} has not run yet (queued or retrying); "
+                    f"{', '.join(map(str, sorted(pending)))} has not run yet (queued or retrying); "
                     "`podid status` shows the last results",
                     3,
                 )
@@ -215,25 +240,29 @@ def enroll(  # noqa: PLR0917 - one parameter per command-line option
             "output ReconcileQueueUrl) to queue one now"
         )
         return
-    queue_reconciles(svc, [saved.name], reason="cli enroll")
-    output.say(
-        f"queued a reconcile of {saved.name}; `podid status --cluster {saved.name}` shows it"
-    )
+    queue_reconciles(svc, [saved.ref], reason="cli enroll")
+    output.say(f"queued a reconcile of {saved.ref}; `podid status --cluster {saved.ref}` shows it")
 
 
 def _enroll_eks(name: str, *, table: str | None, queue_url: str | None) -> Cluster | None:
+    from functions.core.places import Unreachable
     from functions.dal.repository import StaleWrite
     from functions.flows.discovery import Discovery, named_clusters, refresh_cluster
 
     svc = connect(table, queue_url=queue_url)
-    if svc.eks.describe_cluster(name) is None:
+    ref = resolve(svc, name)
+    try:
+        described = svc.eks_in(ref.place).describe_cluster(ref)
+    except Unreachable as error:
+        output.fail(str(error), 2)
+    if described is None:
         output.fail(
-            f"cluster {name!r} does not exist in EKS (DescribeCluster in "
-            f"{svc.settings.aws_region} found none): check the name and the region, or "
-            "enrol a cluster that is not EKS with --self-managed",
+            f"cluster {name!r} does not exist in EKS (DescribeCluster in account "
+            f"{ref.account} region {ref.region} found none): check the name and the region, "
+            "or enrol a cluster that is not EKS with --self-managed",
             2,
         )
-    existing = svc.repo.get_cluster(name)
+    existing = svc.repo.get_cluster(ref)
     if existing is not None and existing.self_managed:
         output.fail(
             f"cluster {name!r} is recorded as self-managed, but EKS has a cluster of that name: "
@@ -245,7 +274,7 @@ def _enroll_eks(name: str, *, table: str | None, queue_url: str | None) -> Clust
         return None
     named = named_clusters(svc, svc.repo.load_declarations().valid)
     try:
-        saved = refresh_cluster(svc, name, named, existing, Discovery(), by_cli=True)
+        saved = refresh_cluster(svc, ref, named, existing, Discovery(), by_cli=True)
     except StaleWrite:
         output.fail(
             f"cluster {name!r} was being recorded by a reconcile too; run the command again"
@@ -309,14 +338,14 @@ def _enroll_self_managed(
         )
     except ValueError as error:
         output.fail(f"cluster {name} is invalid: {error}", 2)
-    found = svc.eks.describe_cluster(name)
+    found = svc.eks.describe_cluster(cluster.ref)
     if found is not None:
         output.fail(
             f"EKS has a cluster named {name!r} ({found.arn}): a self-managed cluster needs a "
             "name EKS does not use in this account and region (the push would refuse it)",
             2,
         )
-    existing = svc.repo.get_cluster(name)
+    existing = svc.repo.get_cluster(cluster.ref)
     if existing is not None and not existing.self_managed:
         output.fail(f"cluster {name!r} is already recorded as an EKS cluster", 2)
     record = cluster.model_copy(update={"version": existing.version if existing else 0})

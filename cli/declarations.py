@@ -226,7 +226,7 @@ def removal(svc: Services, declaration_id: str) -> list[dict[str, Any]]:
     after = expand(others, fleet.enrolled, managed_by=svc.settings.owner, scope=svc.settings.scope)
     rows = []
     for cluster in fleet.clusters:
-        for key, status in sorted(svc.repo.association_statuses(cluster.name).items()):
+        for key, status in sorted(svc.repo.association_statuses(cluster.ref).items()):
             if status.declaration_id != declaration_id:
                 continue
             rows.append(
@@ -353,21 +353,26 @@ def import_(
     """Adopt the existing associations of a cluster as declarations."""
     from pydantic import ValidationError
 
+    from cli.clusters import resolve
     from functions.aws.eks import ClusterNotFound
     from functions.core.errors import describe_validation_error
     from functions.core.models import Declaration
     from functions.dal.repository import StaleWrite
 
     svc = connect(table)
+    ref = resolve(svc, cluster)
+    eks = svc.eks_in(ref.place)
     try:
-        summaries = svc.eks.list_associations(cluster)
+        summaries = eks.list_associations(ref)
     except ClusterNotFound:
         output.fail(
-            f"cluster {cluster!r} does not exist in EKS (region {svc.settings.aws_region})", 2
+            f"cluster {cluster!r} does not exist in EKS (account {ref.account} region "
+            f"{ref.region})",
+            2,
         )
     declarations = []
     for summary in summaries:
-        association = svc.eks.describe_association(cluster, summary.association_id)
+        association = eks.describe_association(ref, summary.association_id)
         if association is None:
             continue  # deleted since it was listed
         spec = association.spec

@@ -8,7 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from functions.core.arns import check_cluster_name
+from functions.core.places import ClusterRef, Place
 
 
 class _Lenient(BaseModel):
@@ -54,6 +57,11 @@ class CloudTrailDetail(_Lenient):
     error_code: str | None = Field(default=None, alias="errorCode")
     recipient_account_id: str | None = Field(default=None, alias="recipientAccountId")
 
+    def place(self, home: Place) -> Place:
+        """Where the call was made (a spoke's events reach the hub's bus too)."""
+        account = self.recipient_account_id or self.user_identity.account_id or home.account
+        return Place(account, self.aws_region)
+
     def request(self, name: str) -> Any:
         return (self.request_parameters or {}).get(name)
 
@@ -91,7 +99,9 @@ class ClusterMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cluster: str = Field(min_length=1, max_length=100)
+    # "account/region/name" (also its FIFO message group: one writer per cluster);
+    # a bare name, as earlier versions sent, means the hub's own account and region
+    cluster: str = Field(min_length=1, max_length=128)
     reason: str = "unspecified"
     deep: bool = False
     suspects: tuple[str, ...] = ()  # association ids an event named: describe them afresh
@@ -100,3 +110,17 @@ class ClusterMessage(BaseModel):
     declarations: tuple[str, ...] = ()
     # set by whoever waits for this reconcile (the CLI): a receipt is recorded under it
     request_id: str | None = Field(default=None, max_length=64)
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_shape(cls, value: str) -> str:
+        if "/" in value:
+            ClusterRef.parse(value)
+        else:
+            check_cluster_name(value)
+        return value
+
+    def ref(self, home: Place) -> ClusterRef:
+        if "/" in self.cluster:
+            return ClusterRef.parse(self.cluster)
+        return ClusterRef.at(home, self.cluster)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from functions.core.arns import check_account_id
 from functions.core.fleet import Scope
 from functions.core.models import Mode, WebhookTarget
 from functions.core.trust.analysis import DEFAULT_MAX_TRUST_POLICY_CHARS
@@ -51,6 +52,8 @@ class Settings(BaseModel):
     kube_endpoint_template: str | None = None
     kube_token_seconds: int = Field(default=60, ge=1, le=900)
     aws_region: str = "us-east-1"
+    # the hub's own account (set by the stack; else asked of STS once)
+    account_id: Annotated[str, AfterValidator(check_account_id)] | None = None
     # the role scope: podid binds, reads and repairs only roles under this IAM
     # path (mirrored in IAM); others are never asked for
     role_path: str = "/"

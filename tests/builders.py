@@ -17,6 +17,7 @@ from functions.core.models import (
     Cluster,
     Declaration,
 )
+from functions.core.places import ClusterRef
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
@@ -72,6 +73,11 @@ PEM = (
 
 def role_arn(name: str = "app", account: str = ACCOUNT) -> str:
     return f"arn:aws:iam::{account}:role/{name}"
+
+
+def ref(name: str = "blue", account: str = ACCOUNT, region: str = REGION) -> ClusterRef:
+    """A cluster's identity in the builders' account and region by default."""
+    return ClusterRef(account, region, name)
 
 
 def cluster_arn(name: str, account: str = ACCOUNT) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from functions.core.models import (
     AssociationKey,
     AssociationSpec,
 )
+from functions.core.places import ClusterRef, Place
 
 if TYPE_CHECKING:
     from mypy_boto3_eks import EKSClient
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
 
 class ClusterNotFound(Exception):
     pass
+
+
+class WrongPlace(ValueError):
+    """A call for a cluster in another account or region than this client's: a
+    bug, refused before it reaches EKS (the same name may exist in both)."""
 
 
 class AssociationExists(Exception):
@@ -59,7 +66,7 @@ def request_token(*parts: object) -> str:
     return hashlib.sha256(canonical_json([str(p) for p in parts]).encode()).hexdigest()[:64]
 
 
-def _actual(cluster: str, raw: PodIdentityAssociationTypeDef) -> ActualAssociation:
+def _actual(cluster: ClusterRef, raw: PodIdentityAssociationTypeDef) -> ActualAssociation:
     return ActualAssociation(
         key=AssociationKey(cluster, raw["namespace"], raw["serviceAccount"]),
         association_id=raw["associationId"],
@@ -76,19 +83,35 @@ def _actual(cluster: str, raw: PodIdentityAssociationTypeDef) -> ActualAssociati
 
 
 class EksAdapter:
-    def __init__(self, eks_client: EKSClient) -> None:
+    """EKS in one account and region (`place`): every call names a cluster there."""
+
+    def __init__(self, eks_client: EKSClient, place: Place | Callable[[], Place]) -> None:
+        """`place`, or how to learn it when first needed (the hub asks STS once
+        when its account is not configured)."""
         self._eks = eks_client
+        self._place = place
+
+    @property
+    def place(self) -> Place:
+        if not isinstance(self._place, Place):
+            self._place = self._place()
+        return self._place
+
+    def _name(self, cluster: ClusterRef) -> str:
+        if cluster.place != self.place:
+            raise WrongPlace(f"cluster {cluster} is not in {self.place}, where this client calls")
+        return cluster.name
 
     # clusters ------------------------------------------------------------------
-    def list_clusters(self) -> list[str]:
+    def list_clusters(self) -> list[ClusterRef]:
         names: list[str] = []
         for page in self._eks.get_paginator("list_clusters").paginate():
             names.extend(page["clusters"])
-        return sorted(names)
+        return [ClusterRef.at(self.place, name) for name in sorted(names)]
 
-    def describe_cluster(self, name: str) -> ClusterInfo | None:
+    def describe_cluster(self, cluster: ClusterRef) -> ClusterInfo | None:
         try:
-            raw = self._eks.describe_cluster(name=name)["cluster"]
+            raw = self._eks.describe_cluster(name=self._name(cluster))["cluster"]
         except ClientError as error:
             if error_code(error) == "ResourceNotFoundException":
                 return None
@@ -103,11 +126,11 @@ class EksAdapter:
         )
 
     # associations ----------------------------------------------------------------
-    def list_associations(self, cluster: str) -> list[AssociationSummary]:
+    def list_associations(self, cluster: ClusterRef) -> list[AssociationSummary]:
         found = []
         try:
             for page in self._eks.get_paginator("list_pod_identity_associations").paginate(
-                clusterName=cluster
+                clusterName=self._name(cluster)
             ):
                 for raw in page["associations"]:
                     found.append(
@@ -119,22 +142,26 @@ class EksAdapter:
                     )
         except ClientError as error:
             if error_code(error) == "ResourceNotFoundException":
-                raise ClusterNotFound(cluster) from error
+                raise ClusterNotFound(str(cluster)) from error
             raise
         return found
 
     def find_association(self, key: AssociationKey) -> ActualAssociation | None:
         response = self._eks.list_pod_identity_associations(
-            clusterName=key.cluster, namespace=key.namespace, serviceAccount=key.service_account
+            clusterName=self._name(key.cluster),
+            namespace=key.namespace,
+            serviceAccount=key.service_account,
         )
         for raw in response["associations"]:
             return self.describe_association(key.cluster, raw["associationId"])
         return None
 
-    def describe_association(self, cluster: str, association_id: str) -> ActualAssociation | None:
+    def describe_association(
+        self, cluster: ClusterRef, association_id: str
+    ) -> ActualAssociation | None:
         try:
             raw = self._eks.describe_pod_identity_association(
-                clusterName=cluster, associationId=association_id
+                clusterName=self._name(cluster), associationId=association_id
             )["association"]
         except ClientError as error:
             if error_code(error) == "ResourceNotFoundException":
@@ -146,7 +173,7 @@ class EksAdapter:
         self, key: AssociationKey, spec: AssociationSpec, token: str
     ) -> ActualAssociation:
         params: dict[str, Any] = {
-            "clusterName": key.cluster,
+            "clusterName": self._name(key.cluster),
             "namespace": key.namespace,
             "serviceAccount": key.service_account,
             "roleArn": spec.role_arn,
@@ -172,7 +199,7 @@ class EksAdapter:
     ) -> ActualAssociation | None:
         """None when the association vanished in the meantime."""
         params: dict[str, Any] = {
-            "clusterName": key.cluster,
+            "clusterName": self._name(key.cluster),
             "associationId": association_id,
             "roleArn": spec.role_arn,
             "disableSessionTags": spec.disable_session_tags,
@@ -189,11 +216,11 @@ class EksAdapter:
             raise
         return _actual(key.cluster, raw)
 
-    def delete_association(self, cluster: str, association_id: str) -> bool:
+    def delete_association(self, cluster: ClusterRef, association_id: str) -> bool:
         """False when it was already gone (a retried delete is not an error)."""
         try:
             self._eks.delete_pod_identity_association(
-                clusterName=cluster, associationId=association_id
+                clusterName=self._name(cluster), associationId=association_id
             )
         except ClientError as error:
             if error_code(error) == "ResourceNotFoundException":

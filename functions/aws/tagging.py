@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from functions.core.arns import parse_cluster_arn
+from functions.core.places import ClusterRef
 
 if TYPE_CHECKING:
     from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
@@ -16,10 +16,10 @@ class TaggingAdapter:
     def __init__(self, tagging_client: ResourceGroupsTaggingAPIClient) -> None:
         self._tagging = tagging_client
 
-    def cluster_tags(self) -> dict[str, dict[str, str]]:
-        """Cluster name -> tags, for the clusters of this account and region that
+    def cluster_tags(self) -> dict[ClusterRef, dict[str, str]]:
+        """Cluster -> tags, for the clusters of this account and region that
         carry or once carried a tag; a cluster never tagged is absent."""
-        found: dict[str, dict[str, str]] = {}
+        found: dict[ClusterRef, dict[str, str]] = {}
         pages = self._tagging.get_paginator("get_resources").paginate(
             ResourceTypeFilters=[CLUSTER_TYPE],
             PaginationConfig={"PageSize": 100},  # ResourcesPerPage: the API's maximum
@@ -27,8 +27,8 @@ class TaggingAdapter:
         for page in pages:
             for mapping in page["ResourceTagMappingList"]:
                 try:
-                    name = parse_cluster_arn(mapping["ResourceARN"]).name
+                    ref = ClusterRef.of_arn(mapping["ResourceARN"])
                 except ValueError:
                     continue  # not a cluster ARN (the filter asks for clusters only)
-                found[name] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
+                found[ref] = {t["Key"]: t["Value"] for t in mapping["Tags"]}
         return found

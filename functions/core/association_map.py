@@ -84,7 +84,7 @@ def build_association_map(
     cluster: Cluster, associations: Iterable[HasKeyAndSpec]
 ) -> AssociationMap:
     entries = sorted(
-        (_entry(a.key, a.spec) for a in associations if a.key.cluster == cluster.name),
+        (_entry(a.key, a.spec) for a in associations if a.key.cluster == cluster.ref),
         key=lambda e: (e["namespace"], e["serviceAccount"]),
     )
     webhook_config = canonical_json(

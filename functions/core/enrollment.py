@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from functions.core.models import FLEET_TAG, Cluster
+from functions.core.places import ClusterRef
+
+
+def is_named(cluster: ClusterRef, named: set[str]) -> bool:
+    """Named by a declaration: by its name (in any account and region) or in full."""
+    return cluster.name in named or str(cluster) in named
 
 
 def clusters_to_describe(
-    live: Iterable[str],
-    known: Mapping[str, Cluster],
+    live: Iterable[ClusterRef],
+    known: Mapping[ClusterRef, Cluster],
     named: set[str],
-    tags: Mapping[str, Mapping[str, str]] | None,
+    tags: Mapping[ClusterRef, Mapping[str, str]] | None,
     *,
     deep: bool = False,
-) -> set[str]:
+) -> set[ClusterRef]:
     """Unknown clusters, named ones not yet enrolled, and those whose fleet tag
     differs from the record; every cluster when deep.
 
@@ -22,10 +28,10 @@ def clusters_to_describe(
     they could not be listed: then tag changes wait for their events.
     """
 
-    def stale(name: str) -> bool:
-        current = known.get(name)
-        if deep or current is None or (name in named and not current.enrolled):
+    def stale(ref: ClusterRef) -> bool:
+        current = known.get(ref)
+        if deep or current is None or (is_named(ref, named) and not current.enrolled):
             return True
-        return tags is not None and tags.get(name, {}).get(FLEET_TAG) != current.fleet
+        return tags is not None and tags.get(ref, {}).get(FLEET_TAG) != current.fleet
 
-    return {name for name in live if stale(name)}
+    return {ref for ref in live if stale(ref)}

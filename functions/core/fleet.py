@@ -20,6 +20,7 @@ from functions.core.models import (
     Declaration,
     DesiredAssociation,
 )
+from functions.core.places import ClusterRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +58,17 @@ class Rejection:
 
 @dataclass(slots=True)
 class DesiredState:
-    by_cluster: dict[str, dict[AssociationKey, DesiredAssociation]] = field(default_factory=dict)
+    by_cluster: dict[ClusterRef, dict[AssociationKey, DesiredAssociation]] = field(
+        default_factory=dict
+    )
     conflicts: list[Conflict] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
-    def held_keys(self, cluster: str) -> frozenset[AssociationKey]:
+    def held_keys(self, cluster: ClusterRef) -> frozenset[AssociationKey]:
         """Keys the planner must not touch on this cluster (conflicted)."""
         return frozenset(c.key for c in self.conflicts if c.key.cluster == cluster)
 
-    def for_cluster(self, cluster: str) -> dict[AssociationKey, DesiredAssociation]:
+    def for_cluster(self, cluster: ClusterRef) -> dict[AssociationKey, DesiredAssociation]:
         return self.by_cluster.get(cluster, {})
 
 
@@ -102,9 +105,8 @@ def expand(
     managed_by: str,
     scope: Scope = Scope(),
 ) -> DesiredState:
-    cluster_list = sorted(clusters, key=lambda c: c.name)
-    known = {c.name for c in cluster_list}
-    state = DesiredState(by_cluster={c.name: {} for c in cluster_list})
+    cluster_list = sorted(clusters, key=lambda c: c.ref)
+    state = DesiredState(by_cluster={c.ref: {} for c in cluster_list})
     candidates: dict[AssociationKey, list[Declaration]] = defaultdict(list)
 
     for declaration in sorted(declarations, key=lambda d: d.id):
@@ -112,7 +114,7 @@ def expand(
         if refused is not None:
             state.rejections.append(Rejection(declaration.id, refused))
             continue
-        for missing in sorted(set(declaration.target.clusters) - known):
+        for missing in declaration.target.unmatched(cluster_list):
             how = (
                 "a named cluster is enrolled once EKS has it (check the name and the region)"
                 if scope.enroll_named
@@ -127,7 +129,7 @@ def expand(
                 )
             )
         for cluster in targets_of(declaration, cluster_list):
-            key = AssociationKey(cluster.name, declaration.namespace, declaration.service_account)
+            key = AssociationKey(cluster.ref, declaration.namespace, declaration.service_account)
             target_account = (
                 parse_role_arn(declaration.target_role_arn).account
                 if declaration.target_role_arn
@@ -149,7 +151,7 @@ def expand(
                     Rejection(
                         declaration.id,
                         f"roleArn is in account {declaration.role_account} but cluster "
-                        f"{cluster.name!r} is in account {cluster.account}; EKS needs the role "
+                        f"{cluster.ref} is in account {cluster.account}; EKS needs the role "
                         "in the cluster's account (use targetRoleArn to reach another account)",
                         key,
                     )
@@ -187,7 +189,7 @@ def _enforce_capacity(state: DesiredState) -> None:
             state.rejections.append(
                 Rejection(
                     desired.pop(key).declaration_id,
-                    f"cluster {cluster!r} would exceed the EKS limit of "
+                    f"cluster {cluster} would exceed the EKS limit of "
                     f"{MAX_ASSOCIATIONS_PER_CLUSTER} pod identity associations",
                     key,
                 )

@@ -5,21 +5,33 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from functions.core.arns import (
+    check_account_id,
     check_cluster_name,
     check_namespace,
+    check_region,
     check_service_account,
     parse_cluster_arn,
     parse_role_arn,
 )
 from functions.core.endpoints import check_certificate_authority, check_self_managed_endpoint
+from functions.core.places import ClusterRef, Place
 
 # EKS and IAM limits that declarations must respect.
 MAX_SESSION_POLICY_CHARS = 2048
@@ -72,7 +84,15 @@ def _configmap_name(value: str) -> str:
     return value
 
 
+def _cluster_ref(value: object) -> object:
+    return ClusterRef.parse(value) if isinstance(value, str) else value
+
+
 RoleArnStr = Annotated[str, AfterValidator(_role_arn)]
+# a cluster's identity, "account/region/name" on the wire and in the table
+ClusterId = Annotated[
+    ClusterRef, BeforeValidator(_cluster_ref), PlainSerializer(str, return_type=str)
+]
 ClusterArnStr = Annotated[str, AfterValidator(_cluster_arn)]
 ClusterName = Annotated[str, AfterValidator(check_cluster_name)]
 Namespace = Annotated[str, AfterValidator(check_namespace)]
@@ -111,10 +131,21 @@ def least_writing(deployment: Mode, *asked: Mode | None) -> Mode:
     return min([deployment, *(m for m in asked if m is not None)], key=_WRITES.__getitem__)
 
 
+def _cluster_selector(value: str) -> str:
+    if "/" in value or value.startswith("arn:"):
+        return str(ClusterRef.parse(value))
+    return check_cluster_name(value)
+
+
+# a cluster name (that name in every account and region the target covers) or
+# "account/region/name" (that one cluster)
+ClusterSelector = Annotated[str, AfterValidator(_cluster_selector)]
+
+
 class Target(_Model):
     """Where a declaration applies: named clusters, a fleet, or both."""
 
-    clusters: tuple[ClusterName, ...] = ()
+    clusters: tuple[ClusterSelector, ...] = ()
     fleet: FleetName | None = None
 
     @model_validator(mode="after")
@@ -128,10 +159,18 @@ class Target(_Model):
             raise ValueError("target.clusters lists a cluster more than once")
         return self
 
+    def names(self, cluster: Cluster) -> bool:
+        return cluster.name in self.clusters or str(cluster.ref) in self.clusters
+
     def matches(self, cluster: Cluster) -> bool:
-        if cluster.name in self.clusters:
+        if self.names(cluster):
             return True
         return self.fleet is not None and cluster.fleet == self.fleet
+
+    def unmatched(self, clusters: Iterable[Cluster]) -> list[str]:
+        """Named clusters none of these is."""
+        seen = {c.name for c in clusters} | {str(c.ref) for c in clusters}
+        return sorted(set(self.clusters) - seen)
 
 
 def validate_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -274,9 +313,17 @@ class Cluster(_Model):
     def account(self) -> str:
         return parse_cluster_arn(self.arn).account
 
+    @property
+    def ref(self) -> ClusterRef:
+        return ClusterRef.of_arn(self.arn)
+
+    @property
+    def place(self) -> Place:
+        return self.ref.place
+
 
 class AssociationKey(NamedTuple):
-    cluster: str
+    cluster: ClusterRef
     namespace: str
     service_account: str
 
@@ -415,7 +462,7 @@ class FindingRecord(_Model):
 
 
 class PushedMap(_Model):
-    cluster: str
+    cluster: ClusterId
     sha256: str
     generation: int = Field(ge=0)
     pushed_at: datetime
@@ -425,8 +472,29 @@ class PushedMap(_Model):
 class ReconcileReceipt(_Model):
     """A requested reconcile ran (`podid reconcile --wait` waits for it)."""
 
-    cluster: str
+    cluster: ClusterId
     request_id: str
     finished_at: datetime
     applied: int = 0
     failed: dict[str, str] = Field(default_factory=dict)  # association key -> reason
+
+
+class SpokeState(StrEnum):
+    JOINED = "Joined"  # its spoke role answers: its tagged clusters are managed
+    UNREACHABLE = "Unreachable"  # spoke removed or AssumeRole denied: reported, nothing deleted
+
+
+class Spoke(_Model):
+    """An account and region that announced a spoke (its heartbeat reached the hub)."""
+
+    account: Annotated[str, AfterValidator(check_account_id)]
+    region: Annotated[str, AfterValidator(check_region)]
+    state: SpokeState = SpokeState.JOINED
+    reason: str | None = None  # why it is unreachable
+    seen_at: datetime  # its last heartbeat
+    checked_at: datetime | None = None  # the hub last acted there (or failed to)
+    version: int = 0
+
+    @property
+    def place(self) -> Place:
+        return Place(self.account, self.region)

@@ -19,6 +19,16 @@ from functions.core.arns import (
 SEPARATOR = "/"
 
 
+class Unreachable(RuntimeError):
+    """podid cannot act in this account and region now (no spoke there, the
+    spoke removed, AssumeRole denied). Its clusters are reported, never forgotten."""
+
+    def __init__(self, place: Place, reason: str) -> None:
+        super().__init__(f"cannot act in account {place.account} region {place.region}: {reason}")
+        self.place = place
+        self.reason = reason
+
+
 class Place(NamedTuple):
     """One account in one region: where a spoke (or the hub itself) is."""
 

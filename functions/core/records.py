@@ -3,14 +3,18 @@
 Single-table layout (pk, sk):
   DECL#<id>          DECL                  Declaration (GSI byRole: roleArn)
   DECL#<id>          STATUS                DeclarationStatus (Accepted / Invalid + reasons)
-  CLUSTER#<name>     CLUSTER               Cluster
-  CLUSTER#<name>     ASSOC#<ns>#<sa>       AssociationStatus
-  CLUSTER#<name>     MAP                   PushedMap (hash + generation of the last push)
-  CLUSTER#<name>     RECONCILED#<request>  ReconcileReceipt of a requested reconcile (expires)
+  CLUSTER#<c>        CLUSTER               Cluster
+  CLUSTER#<c>        ASSOC#<ns>#<sa>       AssociationStatus
+  CLUSTER#<c>        MAP                   PushedMap (hash + generation of the last push)
+  CLUSTER#<c>        RECONCILED#<request>  ReconcileReceipt of a requested reconcile (expires)
+  SPOKE#<acct>#<rgn> SPOKE                 Spoke (a spoke account and region; byKind lists them)
   ROLE#<roleArn>     FINDING#<ts>#<event>  FindingRecord history (expires via TTL)
   ROLE#<roleArn>     FINDING#LATEST        latest FindingRecord
   ROLE#<roleArn>     REPAIRS#<window>      repair budget count (expires)
   IDEMPOTENCY#trust_guard  <event hash>    Powertools idempotency record (expires)
+<c> is <account>#<region>#<name>: a cluster's name is unique only in its
+account and region. Items of earlier versions, keyed CLUSTER#<name>, are moved
+by functions/dal/migration.py.
 Each function's IAM and the table's resource policy are keyed on these pk
 prefixes (infra/functions.py, infra/table.py): a new kind of item needs them too.
 A keys-only GSI on the sort key (byKind: sk, pk) lists every declaration
@@ -38,7 +42,9 @@ from functions.core.models import (
     FindingRecord,
     PushedMap,
     ReconcileReceipt,
+    Spoke,
 )
+from functions.core.places import ClusterRef, Place
 
 PK, SK = "pk", "sk"
 # Written by earlier versions to a now-removed index; still ignored when read.
@@ -58,6 +64,7 @@ FINDING_PREFIX = "FINDING#"
 RECEIPT_PREFIX = "RECONCILED#"
 LATEST_FINDING_SK = "FINDING#LATEST"
 DECLARATION_PREFIX, CLUSTER_PREFIX, ROLE_PREFIX = "DECL#", "CLUSTER#", "ROLE#"
+SPOKE_PREFIX = SPOKE_SK = "SPOKE"
 TRUST_GUARD_IDEMPOTENCY_PK = "IDEMPOTENCY#trust_guard"
 
 
@@ -65,8 +72,55 @@ def declaration_pk(declaration_id: str) -> str:
     return f"DECL#{declaration_id}"
 
 
-def cluster_pk(name: str) -> str:
-    return f"CLUSTER#{name}"
+def cluster_pk(cluster: ClusterRef) -> str:
+    return f"{CLUSTER_PREFIX}{cluster.account}#{cluster.region}#{cluster.name}"
+
+
+def legacy_cluster_name(pk: str) -> str | None:
+    """The cluster name of an item keyed as before clusters had an account and
+    region (CLUSTER#<name>), else None."""
+    if not pk.startswith(CLUSTER_PREFIX):
+        return None
+    rest = pk.removeprefix(CLUSTER_PREFIX)
+    return None if "#" in rest else rest
+
+
+def moved_cluster_item(item: Mapping[str, Any], ref: ClusterRef) -> dict[str, Any]:
+    """An item of a cluster keyed by name alone, as today's code keys it."""
+    moved = {**item, PK: cluster_pk(ref)}
+    if isinstance(moved.get("key"), Mapping):  # an association status names its cluster
+        moved["key"] = {**moved["key"], "cluster": str(ref)}
+    if moved[SK] == MAP_SK or str(moved[SK]).startswith(RECEIPT_PREFIX):
+        moved["cluster"] = str(ref)
+    return moved
+
+
+def renamed_problems(
+    item: Mapping[str, Any], renamed: Mapping[str, ClusterRef]
+) -> dict[str, Any] | None:
+    """A declaration status whose per-cluster problems name clusters by name
+    alone, with them named in full; None when none does."""
+    problems = item.get("clusters")
+    if not isinstance(problems, Mapping) or not any(name in renamed for name in problems):
+        return None
+    return {
+        **item,
+        "clusters": {
+            str(renamed[name]) if name in renamed else name: why for name, why in problems.items()
+        },
+    }
+
+
+def spoke_pk(place: Place) -> str:
+    return f"{SPOKE_PREFIX}#{place.account}#{place.region}"
+
+
+def spoke_to_item(spoke: Spoke) -> dict[str, Any]:
+    return {PK: spoke_pk(spoke.place), SK: SPOKE_SK, **spoke.to_wire()}
+
+
+def spoke_from_item(item: Mapping[str, Any]) -> Spoke:
+    return Spoke.model_validate(body(item))
 
 
 def role_pk(role_arn: str) -> str:
@@ -141,7 +195,7 @@ def declaration_status_from_item(item: Mapping[str, Any]) -> DeclarationStatus:
 
 
 def cluster_to_item(cluster: Cluster) -> dict[str, Any]:
-    return {PK: cluster_pk(cluster.name), SK: CLUSTER_SK, **cluster.to_wire()}
+    return {PK: cluster_pk(cluster.ref), SK: CLUSTER_SK, **cluster.to_wire()}
 
 
 def cluster_from_item(item: Mapping[str, Any]) -> Cluster:
@@ -152,7 +206,7 @@ def association_status_to_item(status: AssociationStatus) -> dict[str, Any]:
     key = status.key
     wire = status.to_wire()
     wire["key"] = {
-        "cluster": key.cluster,
+        "cluster": str(key.cluster),
         "namespace": key.namespace,
         "serviceAccount": key.service_account,
     }
@@ -167,7 +221,7 @@ def association_status_from_item(item: Mapping[str, Any]) -> AssociationStatus:
     fields = body(item)
     raw_key = fields.pop("key")
     fields["key"] = AssociationKey(
-        raw_key["cluster"], raw_key["namespace"], raw_key["serviceAccount"]
+        ClusterRef.parse(raw_key["cluster"]), raw_key["namespace"], raw_key["serviceAccount"]
     )
     return AssociationStatus.model_validate(fields)
 

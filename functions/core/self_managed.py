@@ -25,6 +25,7 @@ from functions.core.models import (
     DesiredAssociation,
     Mode,
 )
+from functions.core.places import ClusterRef
 from functions.core.planner import Operation, OpKind, plan
 from functions.core.status import Outcome, StatusDecision, decide_statuses
 
@@ -77,7 +78,7 @@ def in_map(
 
 
 def decide_self_managed(
-    cluster: str,
+    cluster: ClusterRef,
     *,
     desired: Mapping[AssociationKey, DesiredAssociation],
     desired_state: DesiredState,

@@ -19,6 +19,7 @@ from functions.core.models import (
     DesiredAssociation,
     SyncState,
 )
+from functions.core.places import ClusterRef
 from functions.core.planner import Operation, OpKind
 
 # Running pods keep the credentials they hold until the SDK refreshes them:
@@ -52,7 +53,7 @@ class StatusDecision:
 
 
 def decide_statuses(
-    cluster: str,
+    cluster: ClusterRef,
     *,
     desired: Mapping[AssociationKey, DesiredAssociation],
     desired_state: DesiredState,

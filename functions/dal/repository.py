@@ -28,7 +28,10 @@ from functions.core.models import (
     FindingRecord,
     PushedMap,
     ReconcileReceipt,
+    Spoke,
 )
+from functions.core.places import ClusterRef, Place
+from functions.dal import migration
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -232,10 +235,11 @@ class Repository:
         raise StaleWrite(f"declaration status {status.declaration_id} keeps changing")
 
     def note_cluster_problem(
-        self, declaration_id: str, cluster: str, problem: str | None, *, now: datetime
+        self, declaration_id: str, ref: ClusterRef, problem: str | None, *, now: datetime
     ) -> bool:
         """Record (or clear, with None) why the declaration is not in sync on one
         cluster; nothing is written for a declaration without a status."""
+        cluster = str(ref)  # "account/region/name"
         for _ in range(_STALE_ATTEMPTS):
             current = self.get_declaration_status(declaration_id)
             if current is None or current.clusters.get(cluster) == problem:
@@ -262,11 +266,22 @@ class Repository:
     # --- clusters ------------------------------------------------------------------
     def list_clusters(self) -> list[Cluster]:
         items = self._kind(records.CLUSTER_SK)
-        return sorted((records.cluster_from_item(i) for i in items), key=lambda c: c.name)
+        return sorted((records.cluster_from_item(i) for i in items), key=lambda c: c.ref)
 
-    def get_cluster(self, name: str) -> Cluster | None:
+    def migrate_legacy_clusters(self) -> migration.Migrated:
+        """Move items earlier versions keyed by cluster name alone (dal/migration.py)."""
+        return migration.migrate(self._table)
+
+    def has_legacy_cluster(self, name: str) -> bool:
         found = self._table.get_item(
-            Key={records.PK: records.cluster_pk(name), records.SK: records.CLUSTER_SK},
+            Key={records.PK: f"{records.CLUSTER_PREFIX}{name}", records.SK: records.CLUSTER_SK},
+            ConsistentRead=True,
+        ).get("Item")
+        return found is not None
+
+    def get_cluster(self, cluster: ClusterRef) -> Cluster | None:
+        found = self._table.get_item(
+            Key={records.PK: records.cluster_pk(cluster), records.SK: records.CLUSTER_SK},
             ConsistentRead=True,
         ).get("Item")
         return records.cluster_from_item(found) if found else None
@@ -275,12 +290,12 @@ class Repository:
         version = self._put_versioned(records.cluster_to_item(cluster), cluster.version)
         return cluster.model_copy(update={"version": version})
 
-    def forget_cluster(self, name: str) -> int:
+    def forget_cluster(self, cluster: ClusterRef) -> int:
         """Delete the cluster and everything recorded under it; returns items removed."""
         keys = [
             records.item_key(item)
             for item in self._query(
-                KeyConditionExpression=Key(records.PK).eq(records.cluster_pk(name)),
+                KeyConditionExpression=Key(records.PK).eq(records.cluster_pk(cluster)),
                 ProjectionExpression="#pk, #sk",
                 ExpressionAttributeNames={"#pk": records.PK, "#sk": records.SK},
             )
@@ -290,8 +305,24 @@ class Repository:
                 batch.delete_item(Key=key)
         return len(keys)
 
+    # --- spokes ------------------------------------------------------------------
+    def list_spokes(self) -> list[Spoke]:
+        items = self._kind(records.SPOKE_SK)
+        return sorted((records.spoke_from_item(i) for i in items), key=lambda s: s.place)
+
+    def get_spoke(self, place: Place) -> Spoke | None:
+        found = self._table.get_item(
+            Key={records.PK: records.spoke_pk(place), records.SK: records.SPOKE_SK},
+            ConsistentRead=True,
+        ).get("Item")
+        return records.spoke_from_item(found) if found else None
+
+    def save_spoke(self, spoke: Spoke) -> Spoke:
+        version = self._put_versioned(records.spoke_to_item(spoke), spoke.version)
+        return spoke.model_copy(update={"version": version})
+
     # --- association status ----------------------------------------------------------
-    def association_statuses(self, cluster: str) -> dict[AssociationKey, AssociationStatus]:
+    def association_statuses(self, cluster: ClusterRef) -> dict[AssociationKey, AssociationStatus]:
         items = self._query(
             KeyConditionExpression=Key(records.PK).eq(records.cluster_pk(cluster))
             & Key(records.SK).begins_with(records.ASSOC_PREFIX),
@@ -315,7 +346,7 @@ class Repository:
         )
 
     # --- pushed maps -------------------------------------------------------------
-    def pushed_map(self, cluster: str) -> PushedMap | None:
+    def pushed_map(self, cluster: ClusterRef) -> PushedMap | None:
         found = self._table.get_item(
             Key={records.PK: records.cluster_pk(cluster), records.SK: records.MAP_SK},
             ConsistentRead=True,
@@ -332,7 +363,7 @@ class Repository:
             Item=records.receipt_to_item(receipt, retain_until=receipt.finished_at + retention)
         )
 
-    def receipt(self, cluster: str, request_id: str) -> ReconcileReceipt | None:
+    def receipt(self, cluster: ClusterRef, request_id: str) -> ReconcileReceipt | None:
         found = self._table.get_item(
             Key={
                 records.PK: records.cluster_pk(cluster),

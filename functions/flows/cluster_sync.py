@@ -34,6 +34,7 @@ from functions.core.models import (
     Mode,
     SyncState,
 )
+from functions.core.places import ClusterRef
 from functions.core.planner import Operation, OpKind, foreign, plan, spec_changes
 from functions.core.self_managed import decide_self_managed
 from functions.core.status import Outcome, decide_statuses
@@ -56,7 +57,7 @@ from functions.observability import logger, metrics
 
 def observe(
     svc: Services,
-    cluster: str,
+    cluster: ClusterRef,
     statuses: dict[AssociationKey, AssociationStatus],
     *,
     relevant: Iterable[AssociationKey],
@@ -69,14 +70,14 @@ def observe(
     suspect_ids = set(suspects)
     wanted = set(relevant) | set(statuses)
     actual: dict[AssociationKey, ActualAssociation] = {}
-    for summary in svc.eks.list_associations(cluster):
+    for summary in svc.eks_in(cluster.place).list_associations(cluster):
         if summary.key not in wanted:
             continue  # neither declared nor ours: not our business
         known = _known(summary, statuses.get(summary.key))
         if known is not None and not deep and summary.association_id not in suspect_ids:
             actual[summary.key] = known
             continue
-        described = svc.eks.describe_association(cluster, summary.association_id)
+        described = svc.eks_in(cluster.place).describe_association(cluster, summary.association_id)
         if described is not None:
             actual[summary.key] = described
     return actual
@@ -119,12 +120,12 @@ def sync_cluster(
             applied += replan.result.applied
             suspect_ids |= {op.association_id for op in replan.result.applied if op.association_id}
             suspect_ids |= replan.written_ids
-            logger.info("status changed under the sync, re-planning", cluster=cluster.name)
+            logger.info("status changed under the sync, re-planning", cluster=str(cluster.ref))
             continue
         result.applied = applied + result.applied
         _count(result)
         return result
-    raise StatusKeptChanging(f"cluster {cluster.name}: statuses kept changing during the sync")
+    raise StatusKeptChanging(f"cluster {cluster.ref}: statuses kept changing during the sync")
 
 
 class _Replan(Exception):
@@ -142,12 +143,12 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
     deep: bool,
     suspects: set[str],
 ) -> ClusterResult:
-    result = ClusterResult(cluster.name)
-    statuses = svc.repo.association_statuses(cluster.name)
-    desired = desired_state.for_cluster(cluster.name)
-    hold = set(desired_state.held_keys(cluster.name))
+    result = ClusterResult(cluster.ref)
+    statuses = svc.repo.association_statuses(cluster.ref)
+    desired = desired_state.for_cluster(cluster.ref)
+    hold = set(desired_state.held_keys(cluster.ref))
     actual = observe(
-        svc, cluster.name, statuses, relevant=set(desired) | hold, deep=deep, suspects=suspects
+        svc, cluster.ref, statuses, relevant=set(desired) | hold, deep=deep, suspects=suspects
     )
     by_id = {d.id: d for d in declarations.valid}
     # An invalid record keeps what it had: a typo never removes live credentials.
@@ -207,7 +208,7 @@ def _sync_once(  # noqa: PLR0917 - sync_cluster's arguments, passed through
 
 
 def preview(
-    svc: Services, cluster: str, declarations: DeclarationSet, desired_state: DesiredState
+    svc: Services, cluster: ClusterRef, declarations: DeclarationSet, desired_state: DesiredState
 ) -> tuple[list[Operation], dict[AssociationKey, str]]:
     """What a sync would do now, and the declared keys held by others; reads only."""
     statuses = svc.repo.association_statuses(cluster)
@@ -273,7 +274,9 @@ def _claim_lost_creates(
         ):
             continue
         try:
-            replayed = svc.eks.create_association(key, wanted.spec, status.last_write)
+            replayed = svc.eks_in(key.cluster.place).create_association(
+                key, wanted.spec, status.last_write
+            )
         except (AssociationExists, ClientError):
             continue  # not our token's association: someone else's
         if replayed.association_id == found.association_id:
@@ -303,7 +306,7 @@ def _apply(
 ) -> ActualAssociation | None:
     if op.kind is OpKind.DELETE:
         if op.association_id:
-            svc.eks.delete_association(op.key.cluster, op.association_id)
+            svc.eks_in(op.key.cluster.place).delete_association(op.key.cluster, op.association_id)
         return None
     if op.spec is None:
         raise ValueError(f"{op.describe()} has no desired spec")
@@ -314,14 +317,18 @@ def _apply(
     if op.tags_to_set or op.tags_to_remove:
         # tags first: IAM lets podid update only associations carrying its owner tag
         arn = _arn_of(svc, op)
-        svc.eks.set_tags(arn, op.tags_to_set, op.tags_to_remove)
+        svc.eks_in(op.key.cluster.place).set_tags(arn, op.tags_to_set, op.tags_to_remove)
     if op.updates_association:
-        answer = svc.eks.update_association(op.key, op.association_id, op.spec, token)
+        answer = svc.eks_in(op.key.cluster.place).update_association(
+            op.key, op.association_id, op.spec, token
+        )
         if answer is None:  # deleted meanwhile: create it again
             return _create_or_adopt(svc, op.key, op.spec, token + "-recreate", adopt=adopt)
         _check(op, answer.spec, tags=True)
     else:
-        answer = svc.eks.describe_association(op.key.cluster, op.association_id)
+        answer = svc.eks_in(op.key.cluster.place).describe_association(
+            op.key.cluster, op.association_id
+        )
         if answer is None:
             raise ValueError(f"association {op.association_id} of {op.key} disappeared")
         _check(op, answer.spec, tags=True)
@@ -344,7 +351,9 @@ def _check(op: Operation, answered: AssociationSpec, *, tags: bool) -> None:
 
 
 def _arn_of(svc: Services, op: Operation) -> str:
-    found = svc.eks.describe_association(op.key.cluster, op.association_id or "")
+    found = svc.eks_in(op.key.cluster.place).describe_association(
+        op.key.cluster, op.association_id or ""
+    )
     if found is None or found.association_arn is None:
         raise ValueError(f"association {op.association_id} of {op.key} disappeared")
     return found.association_arn
@@ -354,10 +363,10 @@ def _create_or_adopt(
     svc: Services, key: AssociationKey, spec: AssociationSpec, token: str, *, adopt: bool
 ) -> ActualAssociation:
     try:
-        created = svc.eks.create_association(key, spec, token)
+        created = svc.eks_in(key.cluster.place).create_association(key, spec, token)
     except AssociationExists:
         # Someone created one on this key meanwhile: adopt it only when asked to.
-        existing = svc.eks.find_association(key)
+        existing = svc.eks_in(key.cluster.place).find_association(key)
         if existing is None:
             raise
         if not adopt:
@@ -406,7 +415,7 @@ def _record(
     """Raises StaleWrite when a status moved since it was read: the caller re-plans."""
     now = svc.clock()
     decision = decide_statuses(
-        cluster.name,
+        cluster.ref,
         desired=desired,
         desired_state=desired_state,
         statuses=statuses,

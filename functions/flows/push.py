@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from functions.core.association_map import build_association_map
 from functions.core.models import Mode, PushedMap
+from functions.core.places import ClusterRef
 from functions.core.sync_plan import live_associations
 from functions.dal.repository import StaleWrite
 from functions.events import ClusterMessage
@@ -27,9 +28,13 @@ HASH_ANNOTATION = "podid.io/association-map-sha256"
 GENERATION_ANNOTATION = "podid.io/generation"
 
 
+class LegacyItems(RuntimeError):
+    """The table still holds this cluster under an earlier version's key."""
+
+
 @dataclass(frozen=True)
 class PushResult:
-    cluster: str
+    cluster: ClusterRef
     outcome: PushOutcome | None  # None: skipped (hash unchanged, or the cluster is gone)
     sha256: str
     generation: int
@@ -41,22 +46,29 @@ def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
     if svc.settings.mode is Mode.PLAN:
         logger.info("plan mode: map not pushed", cluster=message.cluster)
         return None
-    cluster = svc.repo.get_cluster(message.cluster)
+    ref = message.ref(svc.home)
+    cluster = svc.repo.get_cluster(ref)
+    if cluster is None and svc.repo.has_legacy_cluster(ref.name):
+        # an empty map pushed now would drop every pod's role: wait for the move
+        raise LegacyItems(
+            f"cluster {ref} is still keyed as before the upgrade; the reconcile function "
+            "moves it (retried)"
+        )
     if cluster is None:
         logger.info("push dropped: the cluster was deleted", cluster=message.cluster)
         metrics.add_metric(name="MapPushesDropped", unit="Count", value=1)
         return None
     built = build_association_map(
-        cluster, live_associations(svc.repo.association_statuses(cluster.name).values())
+        cluster, live_associations(svc.repo.association_statuses(cluster.ref).values())
     )
-    pushed = svc.repo.pushed_map(cluster.name)
+    pushed = svc.repo.pushed_map(cluster.ref)
     if pushed is not None and pushed.sha256 == built.sha256:
         metrics.add_metric(name="MapPushesSkipped", unit="Count", value=1)
-        return PushResult(cluster.name, None, built.sha256, pushed.generation)
+        return PushResult(cluster.ref, None, built.sha256, pushed.generation)
     generation = (pushed.generation if pushed else 0) + 1
     endpoint = svc.endpoint(cluster)
     if endpoint is None:  # an EKS cluster only: a self-managed one is not in EKS
-        logger.info("push dropped: EKS has no such cluster any more", cluster=cluster.name)
+        logger.info("push dropped: EKS has no such cluster any more", cluster=str(cluster.ref))
         metrics.add_metric(name="MapPushesDropped", unit="Count", value=1)
         return None
     # The deployment's ConfigMap, not the record's: the table cannot choose what is written.
@@ -68,7 +80,7 @@ def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
         {HASH_ANNOTATION: built.sha256, GENERATION_ANNOTATION: str(generation)},
     )
     record = PushedMap(
-        cluster=cluster.name,
+        cluster=cluster.ref,
         sha256=built.sha256,
         generation=generation,
         pushed_at=svc.clock(),
@@ -78,14 +90,14 @@ def push_map(svc: Services, message: ClusterMessage) -> PushResult | None:
         svc.repo.record_push(record)
     except StaleWrite:
         # Another push recorded first; the ConfigMap holds the newest content anyway.
-        logger.info("concurrent push recorded first", cluster=cluster.name)
+        logger.info("concurrent push recorded first", cluster=str(cluster.ref))
     metrics.add_metric(name="MapPushes", unit="Count", value=1)
     logger.info(
         "association map pushed",
-        cluster=cluster.name,
+        cluster=str(cluster.ref),
         outcome=outcome.value,
         generation=generation,
         resource_version=resource_version,
         entries=len(built.associations),
     )
-    return PushResult(cluster.name, outcome, built.sha256, generation)
+    return PushResult(cluster.ref, outcome, built.sha256, generation)

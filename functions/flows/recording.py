@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from functions.core.models import AssociationKey, Cluster
+from functions.core.places import ClusterRef
 from functions.core.planner import Operation
 from functions.core.status import StatusDecision
 from functions.core.sync_plan import map_push_needed
@@ -18,7 +19,7 @@ REPLAN_ATTEMPTS = 3
 
 @dataclass
 class ClusterResult:
-    cluster: str
+    cluster: ClusterRef
     applied: list[Operation] = field(default_factory=list)
     drifted: list[Operation] = field(default_factory=list)
     failed: dict[AssociationKey, str] = field(default_factory=dict)
@@ -53,6 +54,6 @@ def write_statuses(
         svc.repo.save_association_status(status)
         result.statuses_written += 1
     for declaration_id, problem in sorted(decision.problems.items()):
-        svc.repo.note_cluster_problem(declaration_id, cluster.name, problem, now=now)
-    pushed = svc.repo.pushed_map(cluster.name)
+        svc.repo.note_cluster_problem(declaration_id, cluster.ref, problem, now=now)
+    pushed = svc.repo.pushed_map(cluster.ref)
     result.push_needed = map_push_needed(cluster, decision.after.values(), pushed)

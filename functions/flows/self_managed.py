@@ -26,21 +26,21 @@ def sync_self_managed(
         try:
             return _sync_once(svc, cluster, desired_state)
         except StaleWrite:
-            logger.info("status changed under the sync, re-planning", cluster=cluster.name)
-    raise StatusKeptChanging(f"cluster {cluster.name}: statuses kept changing during the sync")
+            logger.info("status changed under the sync, re-planning", cluster=str(cluster.ref))
+    raise StatusKeptChanging(f"cluster {cluster.ref}: statuses kept changing during the sync")
 
 
 def _sync_once(svc: Services, cluster: Cluster, desired_state: DesiredState) -> ClusterResult:
     now = svc.clock()
     operations, decision = decide_self_managed(
-        cluster.name,
-        desired=desired_state.for_cluster(cluster.name) if cluster.enrolled else {},
+        cluster.ref,
+        desired=desired_state.for_cluster(cluster.ref) if cluster.enrolled else {},
         desired_state=desired_state,
-        statuses=svc.repo.association_statuses(cluster.name),
+        statuses=svc.repo.association_statuses(cluster.ref),
         mode=svc.settings.mode,
         now=now,
     )
-    result = ClusterResult(cluster.name)
+    result = ClusterResult(cluster.ref)
     if svc.settings.mode is Mode.PLAN:
         result.planned = operations
     else:
@@ -48,7 +48,7 @@ def _sync_once(svc: Services, cluster: Cluster, desired_state: DesiredState) -> 
     write_statuses(svc, cluster, decision, result, now=now)
     logger.info(
         "self-managed cluster reconciled (map entries only, no EKS call)",
-        cluster=cluster.name,
+        cluster=str(cluster.ref),
         creates=sum(op.kind is OpKind.CREATE for op in operations),
         updates=sum(op.kind is OpKind.UPDATE for op in operations),
         deletes=sum(op.kind is OpKind.DELETE for op in operations),

@@ -15,10 +15,13 @@ from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
 from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
+from functions.core.places import Place, Unreachable
 from functions.dal.repository import Repository
 from functions.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
     # only webhook_push talks to Kubernetes: sync, reconcile and trust_guard never
     # load the client (their packages do not even hold it, see infra/bundling.py)
     from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter
@@ -39,6 +42,41 @@ class Services:
     clock: Callable[[], datetime] = field(default=utc_now)
     # None: discovery cannot see tag changes without DescribeCluster (today's fallback)
     tagging: TaggingAdapter | None = None
+    # how to act in another account or region (a spoke); None: here only
+    elsewhere: Callable[[Place], clients.Access] | None = None
+
+    @property
+    def home(self) -> Place:
+        """The hub's own account and region."""
+        return self.eks.place
+
+    def access_in(self, place: Place) -> clients.Access | None:
+        """None: the process's own credentials (at home). Raises when the place
+        cannot be reached (functions.aws.spokes.SpokeUnreachable)."""
+        if place == self.home:
+            return None
+        if self.elsewhere is None:
+            raise Unreachable(
+                place,
+                f"not this deployment's account and region ({self.home}), and it manages no "
+                "spokes (deploy it as a hub: -c organizationId=...)",
+            )
+        return self.elsewhere(place)
+
+    def eks_in(self, place: Place) -> EksAdapter:
+        if place == self.home:
+            return self.eks
+        return EksAdapter(clients.eks(place.region, self.access_in(place)), place)
+
+    def tokens_in(self, place: Place) -> EksTokenBuilder:
+        if place == self.home:
+            return self.tokens
+        return EksTokenBuilder(clients.sts(place.region, self.access_in(place)))
+
+    def tagging_in(self, place: Place) -> TaggingAdapter | None:
+        if place == self.home:
+            return self.tagging
+        return TaggingAdapter(clients.tagging(place.region, self.access_in(place)))
 
     def endpoint(self, cluster: Cluster) -> ClusterEndpoint | None:
         """Where the push may send a signed token. An EKS cluster: what EKS says
@@ -49,44 +87,60 @@ class Services:
         cluster's token by claiming to be self-managed)."""
         from functions.kube.configmap import ClusterEndpoint, UntrustedEndpoint
 
-        info = self.eks.describe_cluster(cluster.name)
+        info = self.eks_in(cluster.place).describe_cluster(cluster.ref)
         if cluster.self_managed:
             if info is not None:
                 raise UntrustedEndpoint(
-                    f"cluster {cluster.name} is recorded as self-managed but EKS has a cluster "
+                    f"cluster {cluster.ref} is recorded as self-managed but EKS has a cluster "
                     f"of that name ({info.arn}): the recorded endpoint is not used; remove the "
                     "record or enrol the self-managed cluster under another name"
                 )
             if not cluster.endpoint:
-                raise UntrustedEndpoint(f"self-managed cluster {cluster.name} has no endpoint")
+                raise UntrustedEndpoint(f"self-managed cluster {cluster.ref} has no endpoint")
             return ClusterEndpoint(
-                cluster.name, cluster.endpoint, cluster.certificate_authority, self_managed=True
+                cluster.name,
+                cluster.endpoint,
+                cluster.certificate_authority,
+                self_managed=True,
+                place=cluster.place,
             )
         if info is None:
             return None
         template = self.settings.kube_endpoint_template
-        url = template.format(cluster=cluster.name) if template else info.endpoint
+        ref = cluster.ref
+        url = (
+            template.format(cluster=ref.name, account=ref.account, region=ref.region)
+            if template
+            else info.endpoint
+        )
         if not url:
             raise ValueError(
-                f"cluster {cluster.name} has no API endpoint yet (EKS status {info.status}); "
+                f"cluster {cluster.ref} has no API endpoint yet (EKS status {info.status}); "
                 "the push is retried"
             )
-        return ClusterEndpoint(cluster.name, url, info.certificate_authority)
+        return ClusterEndpoint(cluster.name, url, info.certificate_authority, place=cluster.place)
 
     def configmap_writer(self, endpoint: ClusterEndpoint) -> ConfigMapWriter:
         from functions.kube.configmap import ConfigMapWriter, api_client
 
-        token = self.tokens.token(endpoint.name, self.settings.kube_token_seconds)
+        token = self.tokens_in(endpoint.place or self.home).token(
+            endpoint.name, self.settings.kube_token_seconds
+        )
         return ConfigMapWriter(api_client(endpoint, token), endpoint)
 
 
 def build_services(settings: Settings, access: clients.Access | None = None) -> Services:
     """`access`: how to reach AWS when not as the process environment says."""
     region = settings.aws_region
+
+    def home() -> Place:
+        account = settings.account_id or _caller_account(clients.sts(region, access))
+        return Place(account, region)
+
     return Services(
         settings=settings,
         repo=Repository(clients.table(settings.table_name, region, access)),
-        eks=EksAdapter(clients.eks(region, access)),
+        eks=EksAdapter(clients.eks(region, access), home),
         iam=IamAdapter(clients.iam(region, access)),
         messenger=Messenger(
             clients.sqs(region, access), clients.events(region, access), clients.sns(region, access)
@@ -94,6 +148,12 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         tokens=EksTokenBuilder(clients.sts(region, access)),
         tagging=TaggingAdapter(clients.tagging(region, access)),
     )
+
+
+def _caller_account(sts: STSClient) -> str:
+    """Where a deployment without ACCOUNT_ID runs (the stack sets it; tests and the
+    CLI on a sandbox ask STS once)."""
+    return sts.get_caller_identity()["Account"]
 
 
 @cache

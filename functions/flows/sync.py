@@ -19,10 +19,11 @@ from typing import Any
 from functions.core import records
 from functions.core.fleet import DesiredState, expand, targets_of
 from functions.core.models import Cluster, Declaration, DeclarationState, DeclarationStatus
+from functions.core.places import ClusterRef, Unreachable
 from functions.dal.repository import DeclarationSet, parse_declaration
 from functions.events import ClusterMessage
-from functions.flows.discovery import Discovery, named_clusters, refresh_cluster
-from functions.flows.reconcile import request_reconcile
+from functions.flows.discovery import Discovery, named_clusters, places, refresh_cluster
+from functions.flows.reconcile import migrate_table, request_reconcile
 from functions.flows.services import Services
 from functions.observability import logger, metrics
 
@@ -31,7 +32,7 @@ from functions.observability import logger, metrics
 class SyncBatch:
     svc: Services
     _declarations: DeclarationSet | None = None
-    _clusters: dict[str, Cluster] | None = None
+    _clusters: dict[ClusterRef, Cluster] | None = None
 
     # shared reads --------------------------------------------------------------
     @property
@@ -41,9 +42,10 @@ class SyncBatch:
         return self._declarations
 
     @property
-    def clusters(self) -> dict[str, Cluster]:
+    def clusters(self) -> dict[ClusterRef, Cluster]:
         if self._clusters is None:
-            self._clusters = {c.name: c for c in self.svc.repo.list_clusters() if c.enrolled}
+            migrate_table(self.svc)
+            self._clusters = {c.ref: c for c in self.svc.repo.list_clusters() if c.enrolled}
             self._enroll_named()
         return self._clusters
 
@@ -68,14 +70,29 @@ class SyncBatch:
         if self._clusters is None:
             return
         named = named_clusters(self.svc, self.declarations.valid)
-        missing = sorted(named - set(self._clusters))
+        enrolled = {c.name for c in self._clusters.values()} | {str(r) for r in self._clusters}
+        missing = sorted(named - enrolled)
         if not missing:
             return  # the usual case, run for every record: no table listing
-        known = {c.name: c for c in self.svc.repo.list_clusters()}
-        for name in missing:
-            refreshed = refresh_cluster(self.svc, name, named, known.get(name), Discovery())
-            if refreshed is not None and refreshed.enrolled:
-                self._clusters[name] = refreshed
+        recorded = self.svc.repo.list_clusters()
+        known = {c.ref: c for c in recorded}
+        everywhere = places(self.svc, recorded)
+        for selector in missing:
+            refs = (
+                [ClusterRef.parse(selector)]
+                if "/" in selector
+                else [ClusterRef.at(place, selector) for place in everywhere]
+            )
+            for ref in refs:
+                try:
+                    refreshed = refresh_cluster(self.svc, ref, named, known.get(ref), Discovery())
+                except Unreachable as error:
+                    logger.warning(
+                        "cannot enrol a named cluster", cluster=str(ref), reason=error.reason
+                    )
+                    continue
+                if refreshed is not None and refreshed.enrolled:
+                    self._clusters[ref] = refreshed
 
     def _now_holds(self, declaration_id: str, current: Declaration | list[str] | None) -> None:
         """The record as this stream record has it (the index may not show it yet)."""
@@ -113,19 +130,23 @@ class SyncBatch:
             self._accepted(parsed_new)
         messages = [
             ClusterMessage(
-                cluster=name, reason=f"declaration {declaration_id}", declarations=(declaration_id,)
+                cluster=str(ref),
+                reason=f"declaration {declaration_id}",
+                declarations=(declaration_id,),
             )
-            for name in touched
+            for ref in touched
         ]
         request_reconcile(self.svc, messages)
         self._restate(peers_before | self._conflict_peers(parsed_new))
 
-    def _touched(self, new: Declaration | None, old: Declaration | list[str] | None) -> list[str]:
+    def _touched(
+        self, new: Declaration | None, old: Declaration | list[str] | None
+    ) -> list[ClusterRef]:
         if isinstance(old, list):
             # what an invalid record held is unknown: look at every cluster once
             return sorted(self.clusters)
         wanted = [d for d in (new, old) if isinstance(d, Declaration)]
-        return sorted({c.name for d in wanted for c in targets_of(d, self.clusters.values())})
+        return sorted({c.ref for d in wanted for c in targets_of(d, self.clusters.values())})
 
     def _conflict_peers(self, declaration: Declaration | list[str] | None) -> set[str]:
         """The declarations in conflict with this one on some cluster."""

@@ -210,7 +210,7 @@ def _external_ids(
 ) -> dict[AssociationKey, str | None]:
     """The externalId EKS gave each association of these declarations (their status)."""
     found: dict[AssociationKey, str | None] = {}
-    for cluster in {c.name for d in declarations for c in targets_of(d, clusters)}:
+    for cluster in {c.ref for d in declarations for c in targets_of(d, clusters)}:
         for key, status in svc.repo.association_statuses(cluster).items():
             found[key] = status.external_id
     return found

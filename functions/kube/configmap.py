@@ -19,6 +19,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from functions.core.places import Place
+
 MAX_CONFLICT_RETRIES = 5
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
@@ -58,6 +60,8 @@ class ClusterEndpoint:
     url: str
     certificate_authority: str | None = None  # base64 PEM, as DescribeCluster returns it
     self_managed: bool = False  # the push role is mapped by the cluster's own authenticator
+    # the account and region whose credentials sign the token (None: the hub's own)
+    place: Place | None = None
 
 
 def _ca_file(certificate_authority: str) -> str:

@@ -34,7 +34,9 @@ def write_map(path: Path, entries: dict[tuple[str, str], dict[str, Any]]) -> Non
     cluster = Cluster(name="onprem", arn=CLUSTER_ARN)
     associations = [
         DesiredAssociation(
-            key=AssociationKey("onprem", ns, sa), spec=AssociationSpec(**spec), declaration_id="d"
+            key=AssociationKey(cluster.ref, ns, sa),
+            spec=AssociationSpec(**spec),
+            declaration_id="d",
         )
         for (ns, sa), spec in entries.items()
     ]

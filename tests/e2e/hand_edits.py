@@ -16,6 +16,7 @@ from typing import Any
 
 from functions.core.fleet import expand
 from functions.core.models import Declaration
+from functions.core.places import ClusterRef
 from functions.flows.cluster_sync import preview
 from functions.flows.services import services
 from sandbox.stack import ACCOUNT, Sandbox
@@ -74,7 +75,8 @@ def assert_healed_and_agreed(box: Sandbox, step: str) -> None:
     assert actual["tags"]["pod-identity/managed-by"] == "podid", step
     svc = services()
     # podid status: what it records is what EKS has
-    (status,) = svc.repo.association_statuses("blue").values()
+    blue = ClusterRef.at(svc.home, "blue")
+    (status,) = svc.repo.association_statuses(blue).values()
     assert status.state.value == "InSync", step
     assert status.association_id == actual["associationId"], step
     assert status.observed is not None, step
@@ -82,11 +84,11 @@ def assert_healed_and_agreed(box: Sandbox, step: str) -> None:
     assert status.observed.tags == actual["tags"], step
     assert status.owned, step
     # podid plan: nothing left to change, looking at EKS afresh
-    cluster = svc.repo.get_cluster("blue")
+    cluster = svc.repo.get_cluster(blue)
     assert cluster is not None
     declarations = svc.repo.load_declarations()
     desired = expand(declarations.valid, [cluster], managed_by="podid")
-    assert preview(svc, "blue", declarations, desired) == ([], {}), step
+    assert preview(svc, blue, declarations, desired) == ([], {}), step
 
 
 def main() -> None:

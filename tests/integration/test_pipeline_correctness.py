@@ -18,6 +18,7 @@ from functions.core.models import (
     AssociationSpec,
     AssociationStatus,
 )
+from functions.core.places import ClusterRef
 from functions.dal.repository import Repository
 from sandbox import eks_emulation, sqs_fifo
 from tests.integration.conftest import ACCOUNT, World, fixture_event
@@ -248,7 +249,9 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(
     described: list[str] = []
     original = EksAdapter.describe_association
 
-    def counting(self: EksAdapter, cluster: str, association_id: str) -> ActualAssociation | None:
+    def counting(
+        self: EksAdapter, cluster: ClusterRef, association_id: str
+    ) -> ActualAssociation | None:
         described.append(association_id)
         return original(self, cluster, association_id)
 

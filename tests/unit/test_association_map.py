@@ -13,14 +13,16 @@ from functions.core.association_map import (
     parse_full_map,
 )
 from functions.core.models import AssociationKey, AssociationSpec, DesiredAssociation
-from tests.builders import cluster, role_arn
+from tests.builders import cluster, ref, role_arn
 
 BLUE = cluster("blue")
 
 
 def assoc(ns: str, sa: str, role: str = "app", **extra: Any) -> DesiredAssociation:
     spec = AssociationSpec(role_arn=role_arn(role), **extra)
-    return DesiredAssociation(key=AssociationKey("blue", ns, sa), spec=spec, declaration_id="d")
+    return DesiredAssociation(
+        key=AssociationKey(ref("blue"), ns, sa), spec=spec, declaration_id="d"
+    )
 
 
 def test_webhook_key_is_exactly_the_container_credentials_config_format() -> None:
@@ -64,7 +66,7 @@ def test_tampered_full_map_is_refused() -> None:
 
 def test_other_clusters_associations_are_ignored() -> None:
     other = DesiredAssociation(
-        key=AssociationKey("green", "a", "x"),
+        key=AssociationKey(ref("green"), "a", "x"),
         spec=AssociationSpec(role_arn=role_arn()),
         declaration_id="d",
     )

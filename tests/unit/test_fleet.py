@@ -1,14 +1,18 @@
 from functions.core.fleet import expand
 from functions.core.models import AssociationKey
-from tests.builders import OTHER_ACCOUNT, OWNER, cluster, declaration, role_arn
+from tests.builders import OTHER_ACCOUNT, OWNER, cluster, declaration, ref, role_arn
 
 
 def test_fleet_declaration_expands_to_every_matching_cluster() -> None:
     clusters = [cluster("blue"), cluster("green"), cluster("dev", fleet="dev")]
     state = expand([declaration()], clusters, managed_by=OWNER)
-    assert sorted(state.for_cluster("blue")) == [AssociationKey("blue", "payments", "api")]
-    assert sorted(state.for_cluster("green")) == [AssociationKey("green", "payments", "api")]
-    assert state.for_cluster("dev") == {}
+    assert sorted(state.for_cluster(ref("blue"))) == [
+        AssociationKey(ref("blue"), "payments", "api")
+    ]
+    assert sorted(state.for_cluster(ref("green"))) == [
+        AssociationKey(ref("green"), "payments", "api")
+    ]
+    assert state.for_cluster(ref("dev")) == {}
     assert not state.conflicts
     assert not state.rejections
 
@@ -18,7 +22,7 @@ def test_explicit_clusters_and_fleet_combine() -> None:
     state = expand(
         [declaration(target={"clusters": ["lab"], "fleet": "prod"})], clusters, managed_by=OWNER
     )
-    assert set(state.by_cluster) == {"blue", "lab"}
+    assert set(state.by_cluster) == {ref("blue"), ref("lab")}
     assert all(len(v) == 1 for v in state.by_cluster.values())
 
 
@@ -32,16 +36,16 @@ def test_conflicting_roles_hold_the_key_and_name_both_declarations() -> None:
         [second, first, unrelated], [cluster("blue"), cluster("green")], managed_by=OWNER
     )
     # Then the conflicting key is applied by neither, and everything else proceeds
-    key = AssociationKey("blue", "payments", "api")
+    key = AssociationKey(ref("blue"), "payments", "api")
     (conflict,) = state.conflicts
     assert conflict.key == key
     assert conflict.declaration_ids == ("team-a", "team-b")
     assert "'team-a' asks arn:aws:iam::111122223333:role/app" in conflict.message
     assert "'team-b' asks arn:aws:iam::111122223333:role/other" in conflict.message
-    assert key not in state.for_cluster("blue")
-    assert state.held_keys("blue") == {key}
-    assert AssociationKey("green", "payments", "api") in state.for_cluster("green")
-    assert AssociationKey("blue", "payments", "worker") in state.for_cluster("blue")
+    assert key not in state.for_cluster(ref("blue"))
+    assert state.held_keys(ref("blue")) == {key}
+    assert AssociationKey(ref("green"), "payments", "api") in state.for_cluster(ref("green"))
+    assert AssociationKey(ref("blue"), "payments", "worker") in state.for_cluster(ref("blue"))
 
 
 def test_same_role_different_settings_is_a_conflict_with_its_own_message() -> None:
@@ -54,7 +58,7 @@ def test_same_role_different_settings_is_a_conflict_with_its_own_message() -> No
 def test_identical_asks_are_not_a_conflict_and_the_lowest_id_owns_it() -> None:
     state = expand([declaration(id="z"), declaration(id="a")], [cluster("blue")], managed_by=OWNER)
     assert not state.conflicts
-    (desired,) = state.for_cluster("blue").values()
+    (desired,) = state.for_cluster(ref("blue")).values()
     assert desired.declaration_id == "a"
 
 
@@ -64,16 +68,17 @@ def test_unknown_cluster_and_foreign_account_are_rejected_per_declaration() -> N
     reasons = [r.reason for r in state.rejections]
     assert any("cluster 'ghost' is not enrolled" in r for r in reasons)
     assert any(
-        "roleArn is in account 111122223333 but cluster 'blue' is in account 444455556666" in r
+        "roleArn is in account 111122223333 but cluster 444455556666/eu-west-1/blue is in account "
+        "444455556666" in r
         for r in reasons
     )
-    assert state.for_cluster("blue") == {}
+    assert state.for_cluster(ref("blue")) == {}
 
 
 def test_capacity_limit_rejects_the_overflow_deterministically() -> None:
     decls = [declaration(id=f"d{i:05d}", serviceAccount=f"sa{i:05d}") for i in range(5002)]
     state = expand(decls, [cluster("blue")], managed_by=OWNER)
-    assert len(state.for_cluster("blue")) == 5000
+    assert len(state.for_cluster(ref("blue"))) == 5000
     assert sorted(r.key.service_account for r in state.rejections if r.key) == [
         "sa05000",
         "sa05001",

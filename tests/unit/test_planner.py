@@ -8,12 +8,12 @@ from functions.core.models import (
     DesiredAssociation,
 )
 from functions.core.planner import OpKind, apply_plan, foreign, plan
-from tests.builders import OWNER, actual, role_arn
+from tests.builders import OWNER, actual, ref, role_arn
 
 Desired = dict[AssociationKey, DesiredAssociation]
 Actual = dict[AssociationKey, ActualAssociation]
 
-KEYS = [AssociationKey("blue", ns, sa) for ns in ("a", "b") for sa in ("x", "y", "z")]
+KEYS = [AssociationKey(ref("blue"), ns, sa) for ns in ("a", "b") for sa in ("x", "y", "z")]
 ROLES = [role_arn(n) for n in ("r1", "r2", "r3")]
 
 # builds() on the class would also fill the camelCase aliases; go through kwargs only
@@ -142,4 +142,4 @@ def test_only_an_owned_undeclared_association_is_deleted() -> None:
     }
     (op,) = plan({}, have, owned={"a-mine"})
     assert (op.kind, op.key) == (OpKind.DELETE, mine)
-    assert op.describe() == "delete blue/a/x"
+    assert op.describe() == "delete 111122223333/eu-west-1/blue/a/x"

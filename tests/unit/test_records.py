@@ -19,7 +19,7 @@ from functions.core.models import (
     Severity,
     SyncState,
 )
-from tests.builders import cluster, declaration, role_arn
+from tests.builders import cluster, declaration, ref, role_arn
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ def test_other_items_round_trip() -> None:
     blue = cluster("blue")
     assert records.cluster_from_item(records.cluster_to_item(blue)) == blue
     status = AssociationStatus(
-        key=AssociationKey("blue", "payments", "api"),
+        key=AssociationKey(ref("blue"), "payments", "api"),
         declaration_id="app",
         association_id="a-1",
         observed=AssociationSpec(role_arn=role_arn(), tags={"team": "a"}),
@@ -62,7 +62,7 @@ def test_other_items_round_trip() -> None:
         last_synced_at=NOW,
     )
     item = records.association_status_to_item(status)
-    assert (item["pk"], item["sk"]) == ("CLUSTER#blue", "ASSOC#payments#api")
+    assert (item["pk"], item["sk"]) == ("CLUSTER#111122223333#eu-west-1#blue", "ASSOC#payments#api")
     assert records.association_status_from_item(item) == status
     assert status.observed_role_arn == role_arn()
     decl_status = DeclarationStatus(
@@ -75,8 +75,45 @@ def test_other_items_round_trip() -> None:
         records.declaration_status_from_item(records.declaration_status_to_item(decl_status))
         == decl_status
     )
-    pushed = PushedMap(cluster="blue", sha256="ab" * 32, generation=2, pushed_at=NOW)
-    assert records.pushed_map_from_item(records.pushed_map_to_item(pushed)) == pushed
+    pushed = PushedMap(cluster=ref("blue"), sha256="ab" * 32, generation=2, pushed_at=NOW)
+    item = records.pushed_map_to_item(pushed)
+    assert (item["pk"], item["cluster"]) == ("CLUSTER#111122223333#eu-west-1#blue", str(ref()))
+    assert records.pushed_map_from_item(item) == pushed
+
+
+def test_an_item_keyed_by_name_alone_is_read_as_earlier_versions_wrote_it() -> None:
+    assert records.legacy_cluster_name("CLUSTER#blue") == "blue"
+    assert records.legacy_cluster_name("CLUSTER#111122223333#eu-west-1#blue") is None
+    assert records.legacy_cluster_name("DECL#blue") is None
+    old_status = {
+        "pk": "CLUSTER#blue",
+        "sk": "ASSOC#payments#api",
+        "key": {"cluster": "blue", "namespace": "payments", "serviceAccount": "api"},
+        "state": "InSync",
+        "lastSyncedAt": NOW.isoformat(),
+        "version": 3,
+    }
+    moved = records.moved_cluster_item(old_status, ref("blue"))
+    assert moved["pk"] == "CLUSTER#111122223333#eu-west-1#blue"
+    assert records.association_status_from_item(moved).key == AssociationKey(
+        ref("blue"), "payments", "api"
+    )
+    assert moved["version"] == 3  # the same record, moved: its version goes with it
+    old_map = {
+        "pk": "CLUSTER#blue",
+        "sk": "MAP",
+        "cluster": "blue",
+        "sha256": "ab" * 32,
+        "generation": 4,
+        "pushedAt": NOW.isoformat(),
+        "version": 4,
+    }
+    assert records.pushed_map_from_item(records.moved_cluster_item(old_map, ref())).cluster == ref()
+    problems = {"pk": "DECL#d", "sk": "STATUS", "clusters": {"blue": "why", "lab": "other"}}
+    renamed = records.renamed_problems(problems, {"blue": ref("blue")})
+    assert renamed is not None
+    assert renamed["clusters"] == {str(ref("blue")): "why", "lab": "other"}
+    assert records.renamed_problems(renamed, {"blue": ref("blue")}) is None
 
 
 def test_finding_history_expires_and_latest_pointer_does_not() -> None:

@@ -24,7 +24,7 @@ from functions.core.models import (
 from functions.core.planner import Operation, OpKind
 from functions.core.self_managed import decide_self_managed, map_entry_id, self_managed_cluster
 from functions.core.status import StatusDecision
-from tests.builders import ACCOUNT, OWNER, PEM, REGION, declaration, role_arn
+from tests.builders import ACCOUNT, OWNER, PEM, REGION, declaration, ref, role_arn
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 NODE_ROLE = role_arn("lab-nodes")
@@ -108,8 +108,8 @@ def decide(
     wanted = declarations if declarations is not None else [declaration()]
     state = expand(wanted, [cluster], managed_by=OWNER)
     return decide_self_managed(
-        cluster.name,
-        desired=state.for_cluster(cluster.name),
+        cluster.ref,
+        desired=state.for_cluster(cluster.ref),
         desired_state=state,
         statuses=statuses or {},
         mode=mode,
@@ -117,7 +117,7 @@ def decide(
     )
 
 
-KEY = AssociationKey("lab-1", "payments", "api")
+KEY = AssociationKey(ref("lab-1"), "payments", "api")
 
 
 def test_a_declared_service_account_becomes_a_map_entry_in_sync_without_eks() -> None:
@@ -162,7 +162,7 @@ def test_plan_mode_records_what_it_would_put_in_the_map_and_puts_nothing() -> No
     _, decision = decide(mode=Mode.PLAN)
     status = decision.after[KEY]
     assert (status.state, status.association_id) == (SyncState.PENDING, None)
-    assert status.reason == "plan mode: would create lab-1/payments/api"
+    assert status.reason == "plan mode: would create 111122223333/eu-west-1/lab-1/payments/api"
 
 
 def test_conflicting_declarations_are_a_conflict_on_a_self_managed_cluster_too() -> None:

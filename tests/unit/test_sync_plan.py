@@ -29,13 +29,13 @@ from functions.core.sync_plan import (
     owned_ids,
     triage,
 )
-from tests.builders import OWNER, cluster, declaration, role_arn
+from tests.builders import OWNER, cluster, declaration, ref, role_arn
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-KEY = AssociationKey("blue", "payments", "api")
+KEY = AssociationKey(ref("blue"), "payments", "api")
 OLD = AssociationSpec(role_arn=role_arn("old"), tags={"pod-identity/managed-by": OWNER})
 NEW = AssociationSpec(role_arn=role_arn("new"), tags={"pod-identity/managed-by": OWNER})
-KEYS = [AssociationKey("blue", ns, sa) for ns in ("a", "b") for sa in ("x", "y")]
+KEYS = [AssociationKey(ref("blue"), ns, sa) for ns in ("a", "b") for sa in ("x", "y")]
 
 
 def status(
@@ -197,7 +197,7 @@ def test_adoption_needs_the_declaration_to_ask_and_podid_to_heal() -> None:
 
 
 def pushed(sha256: str) -> PushedMap:
-    return PushedMap(cluster="blue", sha256=sha256, generation=1, pushed_at=NOW)
+    return PushedMap(cluster=ref("blue"), sha256=sha256, generation=1, pushed_at=NOW)
 
 
 def test_the_map_lists_only_associations_known_to_exist() -> None:

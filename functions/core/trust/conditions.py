@@ -135,7 +135,8 @@ class Usage:
         return parse_cluster_arn(self.cluster_arn).account
 
     def __str__(self) -> str:
-        return f"{self.cluster_name}/{self.namespace}/{self.service_account}"
+        arn = parse_cluster_arn(self.cluster_arn)  # the cluster as (account, region, name)
+        return f"{arn.account}/{arn.region}/{arn.name}/{self.namespace}/{self.service_account}"
 
 
 def request_context(usage: Usage) -> dict[str, ContextValue]:

@@ -65,7 +65,7 @@ def target_usages(
         TargetUsage(
             Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
             d.role_arn,
-            external_ids.get(AssociationKey(c.name, d.namespace, d.service_account)),
+            external_ids.get(AssociationKey(c.ref, d.namespace, d.service_account)),
         )
         for d in declarations
         if d.target_role_arn
