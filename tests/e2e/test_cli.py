@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli import main as cli
 from cli import output
-from tests.integration.conftest import ACCOUNT, TABLE, World, fixture_event
+from tests.integration.conftest import ACCOUNT, TABLE, World, cluster_pk, fixture_event
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[2]
@@ -179,7 +179,7 @@ def test_reconcile_import_findings_and_schema(account: World) -> None:
     assert account.record("DECL#blue.legacy.app", "DECL")["adopt"] is True
     account.settle()
     # audit mode never adopts: the association is reported, untouched
-    assert account.record("CLUSTER#blue", "ASSOC#legacy#app")["state"] == "Blocked"
+    assert account.record(cluster_pk("blue"), "ASSOC#legacy#app")["state"] == "Blocked"
     assert "pod-identity/declaration" not in account.associations("blue")[("legacy", "app")].get(
         "tags", {}
     )
@@ -460,13 +460,13 @@ def test_cluster_enroll_and_every_command_the_product_names_exists(account: Worl
     account.create_cluster("solo", fleet=None)
     code, output = run("cluster", "enroll", "solo")
     assert code == 0, output
-    stored = account.record("CLUSTER#solo", "CLUSTER")
+    stored = account.record(cluster_pk("solo"), "CLUSTER")
     assert stored["enrolled"] is True
     assert stored["enrolledBy"] == "cli"
     code, output = run("cluster", "enroll", "nope")
     assert code == 2
     assert "'nope'" in output
-    assert account.item("CLUSTER#nope", "CLUSTER") is None
+    assert account.item(cluster_pk("nope"), "CLUSTER") is None
 
     # every `podid <command>` a message or the README mentions is a real command
     import typer
@@ -655,18 +655,18 @@ def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_no
         code, output = run(*args)
         assert code == 2, (args, output)
         assert message in " ".join(output.split()), (args, output)
-    assert account.item("CLUSTER#lab-1", "CLUSTER") is None
-    assert account.record("CLUSTER#blue", "CLUSTER")["kind"] == "eks"
+    assert account.item(cluster_pk("lab-1"), "CLUSTER") is None
+    assert account.record(cluster_pk("blue"), "CLUSTER")["kind"] == "eks"
     # a dry run shows the record and writes nothing
     code, output = run(*good, "--dry-run")
     assert code == 0, output
     assert '"kind": "self-managed"' in output
-    assert account.item("CLUSTER#lab-1", "CLUSTER") is None
+    assert account.item(cluster_pk("lab-1"), "CLUSTER") is None
     # enrolled: recorded as the source of truth for where it is
     code, output = run(*good)
     assert code == 0, output
     assert "enrolled lab-1 (self-managed, https://10.0.0.10:6443" in output
-    stored = account.record("CLUSTER#lab-1", "CLUSTER")
+    stored = account.record(cluster_pk("lab-1"), "CLUSTER")
     assert (stored["kind"], stored["endpoint"], stored["nodeRoleArn"], stored["fleet"]) == (
         "self-managed",
         "https://10.0.0.10:6443",

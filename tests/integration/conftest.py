@@ -35,6 +35,11 @@ GUARD_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
 
 
+def cluster_pk(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    """The partition key of a cluster's items in the table."""
+    return f"CLUSTER#{account}#{region}#{name}"
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

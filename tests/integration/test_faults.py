@@ -14,7 +14,7 @@ from functions.core.models import (
 )
 from functions.dal.repository import Repository
 from sandbox.eks_emulation import FAULTS
-from tests.integration.conftest import ACCOUNT, World
+from tests.integration.conftest import ACCOUNT, World, cluster_pk
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
@@ -40,7 +40,7 @@ def assert_converged(world: World, clusters: tuple[str, ...], count: int) -> Non
         found = world.associations(cluster)
         assert sorted(found) == sorted(("apps", f"svc-{i}") for i in range(count))
         for i in range(count):
-            status = world.record(f"CLUSTER#{cluster}", f"ASSOC#apps#svc-{i}")
+            status = world.record(cluster_pk(cluster), f"ASSOC#apps#svc-{i}")
             # the status's own reason and anything parked say why when it is not
             assert status["state"] == "InSync", (status, world.dead_letters())
             assert status["associationId"] == found[("apps", f"svc-{i}")]["associationId"]
@@ -103,7 +103,7 @@ def test_a_crash_between_apply_and_status_write_converges_without_duplicates(
     assert crashes["left"] == 0
     assert_converged(world, ("blue",), 2)
     # and the association is podid's: proved by replaying its create token
-    assert world.record("CLUSTER#blue", "ASSOC#apps#svc-0")["owned"] is True
+    assert world.record(cluster_pk("blue"), "ASSOC#apps#svc-0")["owned"] is True
     world.undeclare("svc-0")
     world.settle()
     assert sorted(world.associations("blue")) == [("apps", "svc-1")]
@@ -137,11 +137,11 @@ def test_a_lost_create_response_is_the_same_call_when_retried(
 @pytest.mark.parametrize("times", [1, 3])
 def test_kube_api_outage_is_retried_and_the_map_lands_once(world: World, times: int) -> None:
     enrolled(world, "blue")
-    before = world.record("CLUSTER#blue", "MAP")["generation"]  # the empty map at enrolment
+    before = world.record(cluster_pk("blue"), "MAP")["generation"]  # the empty map at enrolment
     world.apis["blue"].inject(503, reason="ServiceUnavailable", times=times)
     declare_many(world, 2)
     world.settle()
     assert world.apis["blue"].faults_fired == times
-    assert world.record("CLUSTER#blue", "MAP")["generation"] == before + 1
+    assert world.record(cluster_pk("blue"), "MAP")["generation"] == before + 1
     configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert "svc-1" in configmap["data"]["identities.json"]

@@ -21,7 +21,7 @@ from functions.core.models import (
 from functions.core.places import ClusterRef
 from functions.dal.repository import Repository
 from sandbox import eks_emulation, sqs_fifo
-from tests.integration.conftest import ACCOUNT, World, fixture_event
+from tests.integration.conftest import ACCOUNT, World, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 OTHER = f"arn:aws:iam::{ACCOUNT}:role/intruder"
@@ -69,7 +69,7 @@ def test_drift_heals_every_time_not_only_once(world: World) -> None:
     world.reconcile_event(edited_event(world, "blue", "UpdatePodIdentityAssociation"))
     healed = only_association(world, "blue")
     assert (healed["disableSessionTags"], healed.get("policy")) == (False, None)
-    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
+    assert world.record(cluster_pk("blue"), "ASSOC#payments#api")["state"] == "InSync"
 
 
 def test_a_write_answered_with_something_else_is_an_error_not_a_success(
@@ -102,7 +102,7 @@ def test_a_write_answered_with_something_else_is_an_error_not_a_success(
     )
     world.reconcile_event(edited_event(world, "blue", "UpdatePodIdentityAssociation"), settle=False)
     world.run_reconcile_queue()
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Error"
     assert "EKS answered update blue/payments/api (role_arn)" in status["reason"]
     assert "blue" in world.record("DECL#payments-api", "STATUS")["clusters"]
@@ -189,7 +189,7 @@ def test_a_stale_status_write_is_replanned_not_overwritten(
     assert raced["left"] == 0
     # re-planned: it saw the other write and healed it; its status tells the truth
     assert only_association(world, "blue")["roleArn"] == ROLE
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert (status["state"], status["observed"]["roleArn"]) == ("InSync", ROLE)
 
 
@@ -197,7 +197,7 @@ def test_a_cluster_leaving_the_fleet_gets_an_empty_map(world: World) -> None:
     world.given_payments_api("blue")
     configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert "payments" in configmap["data"]["identities.json"]
-    arn = world.record("CLUSTER#blue", "CLUSTER")["arn"]
+    arn = world.record(cluster_pk("blue"), "CLUSTER")["arn"]
     world.client("eks").untag_resource(resourceArn=arn, tagKeys=["pod-identity/fleet"])
     world.reconcile_event(fixture_event("eks_untag_resource", CLUSTER="blue"))
     assert world.associations("blue") == {}
@@ -259,7 +259,7 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(
     world.declare_in_payments("payments-api", "api")
     world.settle(timeout=30)
     assert described == []  # none of the 20 hand-made ones, on any attempt
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Error"
     assert "ResourceLimitExceededException" in status["reason"]
     problem = world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]

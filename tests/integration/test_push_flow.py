@@ -8,7 +8,7 @@ from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from sandbox import eks_cluster_endpoint
 from sandbox.kube_api import LocalKubernetes
 from sandbox.localkube.tls import CertificateAuthority
-from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
+from tests.integration.conftest import ACCOUNT, REGION, World, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 CONFIGMAP = ("kube-system", "pod-identity-associations")
@@ -34,23 +34,23 @@ def test_the_full_map_carries_generation_and_a_verifiable_hash(world: World) -> 
         configmap["metadata"]["annotations"]["podid.io/association-map-sha256"]
         == document["sha256"]
     )
-    assert world.record("CLUSTER#blue", "MAP")["sha256"] == document["sha256"]
+    assert world.record(cluster_pk("blue"), "MAP")["sha256"] == document["sha256"]
 
 
 def test_an_unchanged_map_is_not_pushed_again(world: World) -> None:
     world.given_payments_api("blue")
     before = len(world.apis["blue"].requests)
-    generation = world.record("CLUSTER#blue", "MAP")["generation"]
+    generation = world.record(cluster_pk("blue"), "MAP")["generation"]
     push_message(world)
     world.run_push()
     assert len(world.apis["blue"].requests) == before  # not even a read
-    assert world.record("CLUSTER#blue", "MAP")["generation"] == generation
+    assert world.record(cluster_pk("blue"), "MAP")["generation"] == generation
 
 
 def test_a_conflicting_write_is_retried_with_the_new_resource_version(world: World) -> None:
     world.given_payments_api("blue")
     api = world.apis["blue"]
-    generation = world.record("CLUSTER#blue", "MAP")["generation"]
+    generation = world.record(cluster_pk("blue"), "MAP")["generation"]
     api.inject(409, reason="Conflict", method="PUT")
     world.declare_in_payments("worker", "worker")
     world.settle()
@@ -61,7 +61,7 @@ def test_a_conflicting_write_is_retried_with_the_new_resource_version(world: Wor
     puts = [code for method, _, code in api.requests if method == "PUT"]
     assert api.faults_fired == 1
     assert puts[-2:] == [409, 200]
-    assert world.record("CLUSTER#blue", "MAP")["generation"] == generation + 1
+    assert world.record(cluster_pk("blue"), "MAP")["generation"] == generation + 1
 
 
 def test_someone_elses_edit_is_overwritten_by_the_next_push(world: World) -> None:
@@ -90,7 +90,7 @@ def test_missing_rbac_is_parked_with_an_actionable_reason(world: World) -> None:
         assert message["source"] == "webhook_push"
         assert "forbids the push (403) in namespace kube-system" in message["reason"]
         assert 'cannot get resource "configmaps"' in message["reason"]
-    assert world.item("CLUSTER#blue", "MAP") is None  # nothing recorded as pushed
+    assert world.item(cluster_pk("blue"), "MAP") is None  # nothing recorded as pushed
 
 
 def test_missing_access_entry_is_parked_with_an_actionable_reason(world: World) -> None:
@@ -160,7 +160,7 @@ def test_a_tampered_cluster_record_never_receives_the_push_or_its_token(world: W
     # And a table writer who points its record at a listener of theirs and at aws-auth
     with LocalKubernetes() as attacker:
         trap = attacker.add_cluster("blue")
-        item = world.record("CLUSTER#blue", "CLUSTER")
+        item = world.record(cluster_pk("blue"), "CLUSTER")
         item["endpoint"] = trap.url
         item["webhook"] = {"namespace": "kube-system", "name": "aws-auth"}
         world.table.put_item(Item=item)

@@ -31,7 +31,7 @@ from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from functions.core.models import FLEET_TAG
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, KubeSetupError, api_client
 from tests.builders import sts_as
-from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, fixture_event
+from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, cluster_pk, fixture_event
 from tests.kube_models import meta
 from tests.realkube import RealKube
 
@@ -163,7 +163,7 @@ def test_the_push_updates_the_configmap_the_manifest_created(real: RealCluster) 
     assert pushed.metadata.labels["app.kubernetes.io/component"] == "association-map"
     assert pushed.metadata.labels["app.kubernetes.io/managed-by"] == "podid"
     assert "kubectl.kubernetes.io/last-applied-configuration" in pushed.metadata.annotations
-    assert real.world.record(f"CLUSTER#{real.name}", "MAP")["sha256"] == document["sha256"]
+    assert real.world.record(cluster_pk(real.name), "MAP")["sha256"] == document["sha256"]
     # by the push role's session, authenticated by the EKS token webhook
     authenticated = [who for ok, who in real.kube.authenticator.reviews if ok]
     assert f"arn:aws:sts::{ACCOUNT}:assumed-role/podid-webhook-push/{SESSION}" in authenticated
@@ -252,7 +252,7 @@ def test_without_an_access_entry_the_push_is_parked_as_401(real: RealCluster) ->
         assert "rejected the credentials (401)" in message["reason"]
         assert "has no EKS access entry" in message["reason"]
     assert real.configmap().data is None
-    assert real.world.item(f"CLUSTER#{real.name}", "MAP") is None
+    assert real.world.item(cluster_pk(real.name), "MAP") is None
 
 
 def test_without_rbac_the_push_is_parked_as_403_with_the_servers_reason(

@@ -4,7 +4,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.integration.conftest import ACCOUNT, World, fixture_event
+from tests.integration.conftest import ACCOUNT, World, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
@@ -31,7 +31,7 @@ def test_enforce_heals_an_association_deleted_by_hand(world: World) -> None:
     world.settle()
     (healed,) = world.associations("blue").values()
     assert healed["roleArn"] == ROLE
-    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "InSync"
+    assert world.record(cluster_pk("blue"), "ASSOC#payments#api")["state"] == "InSync"
 
 
 def test_audit_reports_drift_and_leaves_it(world: World) -> None:
@@ -39,7 +39,7 @@ def test_audit_reports_drift_and_leaves_it(world: World) -> None:
     world.reconcile_event(delete_by_hand(world, "blue"))
     world.settle()
     assert world.associations("blue") == {}
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Drifted"
     assert status["reason"] == "drift reported (audit mode): create blue/payments/api"
 
@@ -78,7 +78,7 @@ def test_a_new_fleet_cluster_is_enrolled_with_zero_edits(world: World) -> None:
     # Then it gets the fleet's associations and its map, without any declaration edit
     assert list(world.associations("green")) == [("payments", "api")]
     assert world.apis["green"].configmap("kube-system", "pod-identity-associations") is not None
-    assert world.record("CLUSTER#green", "CLUSTER")["enrolledBy"] == "tag"
+    assert world.record(cluster_pk("green"), "CLUSTER")["enrolledBy"] == "tag"
 
 
 def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events(
@@ -97,9 +97,9 @@ def test_a_deleted_cluster_is_forgotten(world: World) -> None:
     world.given_payments_api("blue", "green")
     world.client("eks").delete_cluster(name="green")
     world.reconcile_event(fixture_event("scheduled_event"))
-    assert world.item("CLUSTER#green", "CLUSTER") is None
-    assert world.item("CLUSTER#green", "ASSOC#payments#api") is None
-    assert world.item("CLUSTER#blue", "CLUSTER") is not None
+    assert world.item(cluster_pk("green"), "CLUSTER") is None
+    assert world.item(cluster_pk("green"), "ASSOC#payments#api") is None
+    assert world.item(cluster_pk("blue"), "CLUSTER") is not None
 
 
 def test_a_cluster_leaving_the_fleet_is_released(world: World) -> None:
@@ -109,7 +109,7 @@ def test_a_cluster_leaving_the_fleet_is_released(world: World) -> None:
     )
     world.reconcile_event(fixture_event("eks_untag_resource", CLUSTER="green"))
     assert world.associations("green") == {}
-    assert world.record("CLUSTER#green", "CLUSTER")["enrolled"] is False
+    assert world.record(cluster_pk("green"), "CLUSTER")["enrolled"] is False
     assert list(world.associations("blue")) == [("payments", "api")]
 
 
@@ -133,7 +133,7 @@ def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts
     world.settle()
     (kept,) = world.associations("blue").values()
     assert (kept["associationId"], kept["roleArn"]) == (handmade["associationId"], other)
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Blocked"
     assert "not created by podid" in status["reason"]
     assert "Blocked" in world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]
@@ -142,7 +142,7 @@ def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts
     world.settle()
     (adopted,) = world.associations("blue").values()
     assert (adopted["associationId"], adopted["roleArn"]) == (handmade["associationId"], ROLE)
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert (status["state"], status["owned"]) == ("InSync", True)
     assert "blue" not in world.record("DECL#payments-api", "STATUS").get("clusters", {})
 
@@ -226,7 +226,7 @@ def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_sched
         target={"fleet": "staging"},
     )
     world.settle()
-    assert world.record("CLUSTER#lab", "CLUSTER")["enrolled"] is False
+    assert world.record(cluster_pk("lab"), "CLUSTER")["enrolled"] is False
     # When the fleet tag is changed, removed and added, and no Tag/UntagResource event arrives
     eks = world.client("eks")
     eks.tag_resource(resourceArn=cluster_arn("green"), tags={"pod-identity/fleet": "staging"})
@@ -241,12 +241,12 @@ def test_fleet_tag_changes_whose_events_were_missed_are_healed_by_the_next_sched
     world.settle()
     # Then the ordinary schedule moves each cluster to its new fleet, or releases it
     assert list(world.associations("green")) == [("checkout", "api")]
-    assert world.record("CLUSTER#green", "CLUSTER")["fleet"] == "staging"
+    assert world.record(cluster_pk("green"), "CLUSTER")["fleet"] == "staging"
     assert world.associations("red") == {}
-    assert world.record("CLUSTER#red", "CLUSTER")["enrolled"] is False
-    assert world.item("CLUSTER#red", "ASSOC#payments#api") is None
+    assert world.record(cluster_pk("red"), "CLUSTER")["enrolled"] is False
+    assert world.item(cluster_pk("red"), "ASSOC#payments#api") is None
     assert list(world.associations("lab")) == [("payments", "api")]
-    assert world.record("CLUSTER#lab", "CLUSTER")["enrolled"] is True
+    assert world.record(cluster_pk("lab"), "CLUSTER")["enrolled"] is True
     assert list(world.associations("blue")) == [("payments", "api")]
     # and cheaply: one tag listing, DescribeCluster only for the three that changed
     assert calls["resourcegroupstaggingapi:GetResources"] == 1
@@ -299,5 +299,5 @@ def test_a_release_that_fails_is_retried_by_the_next_schedule(world: World) -> N
     world.reconcile_event(fixture_event("scheduled_event"))
     world.settle()
     assert world.associations("blue") == {}
-    assert world.record("CLUSTER#blue", "CLUSTER")["enrolled"] is False
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
+    assert world.record(cluster_pk("blue"), "CLUSTER")["enrolled"] is False
+    assert world.item(cluster_pk("blue"), "ASSOC#payments#api") is None

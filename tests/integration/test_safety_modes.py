@@ -16,7 +16,7 @@ import pytest
 from functions.aws import clients
 from sandbox.eks_emulation import FAULTS
 from tests.builders import EC2_ONLY, OPT_IN
-from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
+from tests.integration.conftest import ACCOUNT, REGION, World, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 WRITES = ("Create", "Update", "Delete", "Put", "Tag", "Untag", "Attach", "Detach")
@@ -75,7 +75,7 @@ def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_chang
     assert writes == []
     assert cluster_writes(world, "blue") == []
     assert list(world.associations("blue")) == [("legacy", "app")]  # only the hand-made one
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert (status["state"], status["reason"]) == (
         "Pending",
         "plan mode: would create blue/payments/api",
@@ -114,7 +114,7 @@ def test_audit_mode_writes_only_associations_podid_created_and_never_iam(
     )
     event["detail"]["eventName"] = "UpdatePodIdentityAssociation"
     world.reconcile_event(event)
-    assert world.record("CLUSTER#blue", "ASSOC#payments#api")["state"] == "Drifted"
+    assert world.record(cluster_pk("blue"), "ASSOC#payments#api")["state"] == "Drifted"
     # a trust policy broken by hand: reported, no IAM write
     world.guard_event(
         fixture_event(
@@ -134,5 +134,5 @@ def test_audit_mode_writes_only_associations_podid_created_and_never_iam(
     assert names == [*retried, "CreatePodIdentityAssociation", "DeletePodIdentityAssociation"]
     assert writes[-1][1].endswith(f"/{ours}")
     assert {stray, blocked} <= {a["associationId"] for a in world.associations("blue").values()}
-    assert world.record("CLUSTER#blue", "ASSOC#payments#worker")["state"] == "Blocked"
+    assert world.record(cluster_pk("blue"), "ASSOC#payments#worker")["state"] == "Blocked"
     assert world.trust_policy("payments-api") == EC2_ONLY

@@ -17,7 +17,7 @@ from functions.aws import clients
 from functions.core.self_managed import self_managed_cluster
 from functions.dal.repository import Repository
 from tests.builders import OPT_IN
-from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
+from tests.integration.conftest import ACCOUNT, REGION, World, cluster_pk, fixture_event
 from tests.realwebhook.webhook import make_tls
 
 NODE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/lab-nodes"
@@ -64,7 +64,7 @@ def enrol(world: World, tmp_path: Path, name: str, port: int, fleet: str = "prod
         region=REGION,
         fleet=fleet,
     )
-    existing = world.item(f"CLUSTER#{name}", "CLUSTER")
+    existing = world.item(cluster_pk(name), "CLUSTER")
     version = int(existing["version"]) if existing else 0
     Repository(world.table).save_cluster(cluster.model_copy(update={"version": version}))
 
@@ -93,7 +93,7 @@ def test_a_self_managed_cluster_is_reconciled_as_map_entries_without_any_eks_ass
     world.run_sync()
     world.run_reconcile_queue()
     # Then the association is an entry of the map, in sync, with no EKS association call
-    status = world.item("CLUSTER#lab-1", "ASSOC#payments#api")
+    status = world.item(cluster_pk("lab-1"), "ASSOC#payments#api")
     assert status is not None
     assert (status["state"], status["associationId"], status["owned"]) == (
         "InSync",
@@ -103,7 +103,7 @@ def test_a_self_managed_cluster_is_reconciled_as_map_entries_without_any_eks_ass
     assert not [c for c in calls if "PodIdentityAssociation" in c]
     assert set(calls) <= {"ListClusters", "DescribeCluster"}
     # discovery keeps the record (it is not in EKS) and a push of its map is queued
-    assert world.record("CLUSTER#lab-1", "CLUSTER")["kind"] == "self-managed"
+    assert world.record(cluster_pk("lab-1"), "CLUSTER")["kind"] == "self-managed"
     queued = world.client("sqs").receive_message(QueueUrl=world.urls["push"]).get("Messages", [])
     assert [m["Body"] for m in queued if "lab-1" in m["Body"]]
     assert trap.connections == 0  # nothing pushed yet

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from tests.integration.conftest import ACCOUNT, World
+from tests.integration.conftest import ACCOUNT, World, cluster_pk
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
@@ -53,7 +53,7 @@ def test_fleet_declaration_creates_associations_on_every_fleet_cluster_and_pushe
             "pod-identity/managed-by": "podid",
             "pod-identity/declaration": "payments-api",
         }
-        status = world.record(f"CLUSTER#{name}", "ASSOC#payments#api")
+        status = world.record(cluster_pk(name), "ASSOC#payments#api")
         assert status["state"] == "InSync"
         assert status["associationId"] == association["associationId"]
         configmap = world.configmap(name, "kube-system", "pod-identity-associations")
@@ -142,7 +142,7 @@ def test_conflicting_declarations_apply_neither_and_say_why_on_both(world: World
     world.settle()
     # the unrelated declaration proceeds, the conflicting key gets nothing
     assert list(world.associations("blue")) == [("payments", "worker")]
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Conflict"
     assert "'intruder' asks" in status["reason"]
     assert "'payments-api' asks" in status["reason"]
@@ -164,7 +164,7 @@ def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(wo
     (second,) = world.associations("blue").values()
     assert second["associationId"] == first["associationId"]
     assert second["roleArn"].endswith("/payments-api-v2")
-    status = world.record("CLUSTER#blue", "ASSOC#payments#api")
+    status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert (
         status["effectiveAt"] > status["lastSyncedAt"]
     )  # running pods: after their credentials expire
@@ -172,7 +172,7 @@ def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(wo
     world.undeclare("payments-api")
     world.settle()
     assert world.associations("blue") == {}
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
+    assert world.item(cluster_pk("blue"), "ASSOC#payments#api") is None
     assert world.item("DECL#payments-api", "STATUS") is None
     configmap = world.configmap("blue", "kube-system", "pod-identity-associations")
     assert json.loads(configmap["data"]["identities.json"]) == {"identities": []}
@@ -184,7 +184,7 @@ def test_naming_a_cluster_does_not_enrol_it_unless_the_deployment_allows(world: 
     declare_payments(world, target={"clusters": ["lab"]})
     world.settle()
     assert world.associations("lab") == {}
-    assert world.item("CLUSTER#lab", "CLUSTER") is None
+    assert world.item(cluster_pk("lab"), "CLUSTER") is None
     (warning,) = world.record("DECL#payments-api", "STATUS")["warnings"]
     assert "does not enrol clusters because a declaration names them" in warning
     assert "podid cluster enroll lab" in warning
@@ -197,7 +197,7 @@ def test_naming_an_existing_cluster_enrolls_it_and_an_unknown_one_is_reported(wo
     declare_payments(world, target={"clusters": ["lab", "ghost"]})
     world.settle()
     assert list(world.associations("lab")) == [("payments", "api")]
-    assert world.record("CLUSTER#lab", "CLUSTER")["enrolledBy"] == "declaration"
+    assert world.record(cluster_pk("lab"), "CLUSTER")["enrolledBy"] == "declaration"
     (warning,) = world.record("DECL#payments-api", "STATUS")["warnings"]
     assert "cluster 'ghost' is not enrolled" in warning
 
@@ -213,7 +213,7 @@ def test_deleting_an_invalid_record_releases_what_it_held(world: World) -> None:
     world.undeclare("payments-api")
     world.settle()
     assert world.associations("blue") == {}
-    assert world.item("CLUSTER#blue", "ASSOC#payments#api") is None
+    assert world.item(cluster_pk("blue"), "ASSOC#payments#api") is None
 
 
 def test_a_conflict_begun_or_ended_by_one_side_restates_the_other(world: World) -> None:

@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
 from tests.builders import sts_as
-from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World
+from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World, cluster_pk
 from tests.kube_models import meta
 from tests.realkube.server import SERVICE_ACCOUNT_ISSUER, RealKube
 from tests.realwebhook.test_delivery import kubelet_mount, kubelet_update, wait_for
@@ -260,7 +260,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
     # --- Then the map is in the cluster, written by the push through the real API server -----
     identities = json.loads(map_entry(core, "identities.json"))["identities"]
     assert identities == [{"namespace": NAMESPACE, "serviceAccount": "api"}]
-    status = world.item(f"CLUSTER#{kube.cluster_name}", f"ASSOC#{NAMESPACE}#api")
+    status = world.item(cluster_pk(kube.cluster_name), f"ASSOC#{NAMESPACE}#api")
     assert status is not None
     assert (status["state"], status["associationId"]) == ("InSync", f"map:{NAMESPACE}/api")
 
