@@ -60,7 +60,8 @@ class _Home:
 
 class SpokeAccess:
     """Credentials of the spoke role in each place; the hub's own place is the
-    hub's own access (no AssumeRole at home)."""
+    hub's own access (no AssumeRole at home). Give it clients.sts(): its retries
+    (clients.RETRIES) absorb throttling before an error reaches here."""
 
     def __init__(
         self,
