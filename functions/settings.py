@@ -17,6 +17,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from functions.core.arns import check_account_id
 from functions.core.fleet import Scope
 from functions.core.models import Mode, WebhookTarget
+from functions.core.spokes import (
+    check_external_id,
+    check_organization_id,
+    check_spoke_role_template,
+)
 from functions.core.trust.analysis import DEFAULT_MAX_TRUST_POLICY_CHARS
 
 
@@ -61,6 +66,12 @@ class Settings(BaseModel):
     target_role_accounts: tuple[str, ...] = ()
     # does a declaration naming a cluster enrol it? (else: fleet tag or `podid cluster enroll`)
     enroll_named_clusters: bool = False
+    # hub and spokes: the role the spoke stacks create, "{region}" filled per region
+    # (infra spoke_role_template); None = this account and region only
+    spoke_role_name: str | None = None
+    # sts:ExternalId the spoke roles require, if they do
+    spoke_external_id: str | None = None
+    organization_id: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +88,27 @@ class Settings(BaseModel):
         if not (value.startswith("/") and value.endswith("/")):
             raise ValueError("ROLE_PATH must start and end with '/' (e.g. /pod-identity/)")
         return value
+
+    @field_validator("spoke_role_name", "spoke_external_id", "organization_id", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # an empty variable is how a stack says "not configured"
+        return None if value == "" else value
+
+    @field_validator("spoke_role_name")
+    @classmethod
+    def _spoke_role(cls, value: str | None) -> str | None:
+        return None if value is None else check_spoke_role_template(value)
+
+    @field_validator("spoke_external_id")
+    @classmethod
+    def _external_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_external_id(value)
+
+    @field_validator("organization_id")
+    @classmethod
+    def _organization(cls, value: str | None) -> str | None:
+        return None if value is None else check_organization_id(value)
 
     @field_validator("self_role_arns", "target_role_accounts", mode="before")
     @classmethod

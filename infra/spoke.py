@@ -16,13 +16,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.core.models import MANAGED_BY_TAG, Mode
+from functions.core.spokes import SESSION_SECONDS, spoke_role_name
 from functions.core.trust.consent import HARDEN_VALUE, REPAIR_VALUE
 from infra.config import SpokeConfig
 from infra.events import IAM_EVENTS_REGION, eks_event_pattern, iam_event_pattern
 from infra.functions import FUNCTIONS, function_name
 from infra.nag import acknowledge
 
-MAX_SESSION = Duration.hours(1)
+# the hub asks for sessions this long (functions.core.spokes)
+MAX_SESSION = Duration.seconds(SESSION_SECONDS)
 
 
 def hub_role_arns(config: SpokeConfig) -> list[str]:
@@ -32,11 +34,6 @@ def hub_role_arns(config: SpokeConfig) -> list[str]:
         + function_name(config.hub_stack_name, name)
         for name in FUNCTIONS
     ]
-
-
-def spoke_role_name(hub_stack_name: str, region: str) -> str:
-    # IAM names are per account: one role per region, so each spoke stack has its own
-    return f"{hub_stack_name[:40]}-spoke-{region}"
 
 
 class SpokeRole(Construct):

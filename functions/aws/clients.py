@@ -2,18 +2,22 @@
 adaptive retries. Typed by boto3-stubs when type checking only: the Lambda
 packages do not carry the stubs.
 
-Clients of one Access share one session: a session keeps what botocore loads
+All clients share one session: a session keeps what botocore loads
 from its data files (endpoint rules, partitions, service models), so each
 further client costs a fraction of the first. A session per client reloaded
 all of it: 3-4 times the CPU for the clients a first invocation builds
-(benchmarks/package_cold_start.py, services() column)."""
+(benchmarks/package_cold_start.py, services() column). Credentials go to each
+client, so a spoke's clients cost no new session either.
+
+Clients are kept per (service, region, access); temporary credentials carry their
+expiration, and the clients of expired ones are dropped whenever a client is made."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from functools import cache
-from typing import TYPE_CHECKING, Any, cast
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 from botocore.client import BaseClient
@@ -42,22 +46,58 @@ SERVICES = ("eks", "iam", "sqs", "events", "sns", "sts", "resourcegroupstagginga
 @dataclass(frozen=True)
 class Access:
     """Where and as whom to call AWS when not as the process environment says
-    (the CLI on a sandbox): given to the clients, so nothing edits os.environ.
-    An explicit endpoint also keeps botocore off account-ID endpoints."""
+    (the CLI on a sandbox, a spoke role's credentials): given to the clients, so
+    nothing edits os.environ. An explicit endpoint also keeps botocore off
+    account-ID endpoints. Temporary credentials carry their expiration: the
+    clients made for them are dropped once it has passed."""
 
     endpoint_url: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    expiration: datetime | None = None
 
-    def session(self) -> boto3.session.Session:
-        return _session(self)
+    def expired(self, now: datetime) -> bool:
+        return self.expiration is not None and self.expiration <= now
+
+    def credentials(self) -> dict[str, str]:
+        """Keyword arguments giving a client these credentials (none: the environment's)."""
+        given = {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
 
-@cache
-def _session(access: Access) -> boto3.session.Session:
-    return boto3.session.Session(
-        aws_access_key_id=access.access_key_id, aws_secret_access_key=access.secret_access_key
-    )
+class _Kept:
+    """The one session and the clients made from it, per (service or table, region,
+    access). The lock is never held while a client is made."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.session: boto3.session.Session | None = None
+        self.clients: dict[_Key, BaseClient] = {}
+        self.tables: dict[_Key, Table] = {}
+
+    def shared_session(self) -> boto3.session.Session:
+        with self.lock:
+            if self.session is None:
+                self.session = boto3.session.Session()
+            return self.session
+
+    def drop_expired(self, now: datetime) -> None:
+        """Clients of expired credentials: refreshed spoke credentials come each
+        hour, so without this the maps would grow for the life of the container."""
+        for kept in (self.clients, self.tables):
+            for key in [key for key in kept if key[2].expired(now)]:
+                del kept[key]
+
+
+# one per (service, region, access): None and Access() are the same process environment
+_Key = tuple[str, str | None, Access]
+_Made = TypeVar("_Made")
+_kept = _Kept()
 
 
 # a session is not thread-safe: clients are made one at a time
@@ -113,28 +153,60 @@ def table(name: str, region: str | None = None, access: Access | None = None) ->
     return _table(name, region, access or Access())
 
 
-# one per (service, region, access): None and Access() are the same process environment
-@cache
 def _client(service: str, region: str | None, access: Access) -> BaseClient:
-    session: Any = access.session()  # the stubs type client() per literal service name only
+    key = (service, region, access)
+    with _kept.lock:
+        found = _kept.clients.get(key)
+    if found is not None:
+        return found
+    session: Any = _kept.shared_session()  # the stubs type client() per literal service name
     with _making:
         made: BaseClient = session.client(
-            service, region_name=region, config=RETRIES, endpoint_url=access.endpoint_url
+            service,
+            region_name=region,
+            config=RETRIES,
+            endpoint_url=access.endpoint_url,
+            **access.credentials(),
         )
-    return made
+    return _keep(_kept.clients, key, made)
 
 
-@cache
 def _table(name: str, region: str | None, access: Access) -> Table:
+    key = (name, region, access)
+    with _kept.lock:
+        found = _kept.tables.get(key)
+    if found is not None:
+        return found
+    session: Any = _kept.shared_session()
     with _making:
-        resource = access.session().resource(
-            "dynamodb", region_name=region, config=RETRIES, endpoint_url=access.endpoint_url
+        resource = session.resource(
+            "dynamodb",
+            region_name=region,
+            config=RETRIES,
+            endpoint_url=access.endpoint_url,
+            **access.credentials(),
         )
-        return resource.Table(name)
+        made: Table = resource.Table(name)
+    return _keep(_kept.tables, key, made)
+
+
+def _keep(kept: dict[_Key, _Made], key: _Key, made: _Made) -> _Made:
+    """Keep a new client (the first made wins a race) and drop those of expired
+    credentials."""
+    with _kept.lock:
+        _kept.drop_expired(datetime.now(UTC))
+        return kept.setdefault(key, made)
+
+
+def cached_accesses() -> set[Access]:
+    """The credentials clients are kept for (tests check expired ones are dropped)."""
+    with _kept.lock:
+        return {key[2] for key in (*_kept.clients, *_kept.tables)}
 
 
 def reset() -> None:
-    """Forget cached clients (tests switch endpoints between cases)."""
-    _client.cache_clear()
-    _table.cache_clear()
-    _session.cache_clear()
+    """Forget cached clients and the session (tests switch endpoints between cases)."""
+    with _kept.lock:
+        _kept.clients.clear()
+        _kept.tables.clear()
+        _kept.session = None
