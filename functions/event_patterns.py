@@ -47,3 +47,24 @@ EKS_CHANGES: dict[str, Any] = {
         "eventName": sorted(ASSOCIATION_EVENTS | CLUSTER_EVENTS),
     },
 }
+
+# Hub and spokes: each spoke's scheduled rule puts a "Scheduled Event" on the hub's
+# bus; its rule name (in the event's resources) tells it from any other schedule.
+SCHEDULED = "Scheduled Event"
+SCHEDULER = "aws.events"
+HEARTBEAT_SUFFIX = "-spoke-heartbeat"
+
+
+def heartbeat_rule_name(hub_stack_name: str) -> str:
+    """The spoke's heartbeat rule (at most 56 of EventBridge's 64 characters)."""
+    return f"{hub_stack_name[:40]}{HEARTBEAT_SUFFIX}"
+
+
+def spoke_heartbeats(hub_stack_name: str) -> dict[str, Any]:
+    """The hub's pattern for its spokes' heartbeats, from any account and region
+    its bus admits: the rule ARN ends in ":rule/<name>" (default bus)."""
+    return {
+        "source": [SCHEDULER],
+        "detail-type": [SCHEDULED],
+        "resources": [{"suffix": f":rule/{heartbeat_rule_name(hub_stack_name)}"}],
+    }

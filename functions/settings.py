@@ -72,6 +72,8 @@ class Settings(BaseModel):
     # sts:ExternalId the spoke roles require, if they do
     spoke_external_id: str | None = None
     organization_id: str | None = None
+    # the spokes' heartbeat rule name (event_patterns.heartbeat_rule_name); None: no spokes
+    spoke_heartbeat_rule: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -89,7 +91,13 @@ class Settings(BaseModel):
             raise ValueError("ROLE_PATH must start and end with '/' (e.g. /pod-identity/)")
         return value
 
-    @field_validator("spoke_role_name", "spoke_external_id", "organization_id", mode="before")
+    @field_validator(
+        "spoke_role_name",
+        "spoke_external_id",
+        "organization_id",
+        "spoke_heartbeat_rule",
+        mode="before",
+    )
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         # an empty variable is how a stack says "not configured"

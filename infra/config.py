@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from constructs import Construct
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +17,10 @@ _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # or a wildcard account, would name every principal of some account)
 _PRINCIPAL = re.compile(rf"^arn:(?:{PARTITION_PATTERN}):iam::\d{{12}}:(role|user)/[\w+=,.@/*?-]+$")
 ORGANIZATION_ID = r"^o-[a-z0-9]{10,32}$"
+# what the hub passes as sts:ExternalId when it assumes a spoke role (STS's limits)
+ExternalId = Annotated[
+    str | None, Field(min_length=2, max_length=1224, pattern=r"^[A-Za-z0-9+=,.@:/_-]+$")
+]
 
 
 def context_list(value: object) -> object:
@@ -106,6 +110,8 @@ class DeployConfig(RoleScope):
     organization_id: str | None = Field(
         default=None, alias="organizationId", pattern=ORGANIZATION_ID
     )
+    # hub and spokes: the sts:ExternalId the spokes' roles require (-c externalId on both)
+    external_id: ExternalId = Field(default=None, alias="externalId")
     log_retention_days: Literal[7, 30, 90, 180, 365, 731] = Field(
         default=90, alias="logRetentionDays"
     )
@@ -117,6 +123,15 @@ class DeployConfig(RoleScope):
     @classmethod
     def _snap_start_in_so_many_words(cls, value: object) -> object:
         return true_or_false(value, "snapStart")
+
+    @model_validator(mode="after")
+    def _external_id_is_for_spokes(self) -> DeployConfig:
+        if self.external_id and not self.organization_id:
+            raise ValueError(
+                "externalId is what the hub sends to its spokes' roles: give the organization "
+                "too (-c organizationId=o-...) to run as a hub, or drop -c externalId"
+            )
+        return self
 
     @field_validator("declaration_writers", "cluster_enrollers", mode="before")
     @classmethod
@@ -156,13 +171,9 @@ class SpokeConfig(RoleScope):
         default=None, alias="organizationId", pattern=ORGANIZATION_ID
     )
     # what the hub passes as sts:ExternalId when it assumes the spoke role
-    external_id: str | None = Field(
-        default=None,
-        alias="externalId",
-        min_length=2,
-        max_length=1224,
-        pattern=r"^[A-Za-z0-9+=,.@:/_-]+$",
-    )
+    external_id: ExternalId = Field(default=None, alias="externalId")
+    # how often the spoke tells the hub it is there (its clusters then enrol)
+    heartbeat_minutes: int = Field(default=10, ge=1, le=60, alias="spokeHeartbeatMinutes")
 
     @model_validator(mode="after")
     def _spoke_is_pinned(self) -> SpokeConfig:

@@ -12,28 +12,39 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
-from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
+from functions.event_patterns import EKS_CHANGES, IAM_CHANGES, spoke_heartbeats
 from infra.config import DeployConfig
 from infra.functions import ControlPlaneFunctions, Shared
 
 IAM_EVENTS_REGION = "us-east-1"  # IAM is global: CloudTrail emits its events there
 
 
-def _pattern(pattern: dict[str, Any], account: str) -> events.EventPattern:
-    # this account's events only, whatever a bus policy ever lets in
+def _resources(matchers: list[dict[str, str]]) -> list[str]:
+    # the L2 pattern types resources as strings: its Match helper writes the matcher
+    (matcher,) = matchers
+    (kind, value), *others = matcher.items()
+    if kind != "suffix" or others:
+        raise ValueError(f"no CDK matcher written for resources {matchers!r}")
+    return events.Match.suffix(value)
+
+
+def _pattern(pattern: dict[str, Any], account: str | None) -> events.EventPattern:
+    # one account's events only, whatever a bus policy ever lets in; None: every
+    # account the bus admits (a hub's bus: the organization's)
     return events.EventPattern(
-        account=[account],
+        account=None if account is None else [account],
         source=pattern["source"],
         detail_type=pattern["detail-type"],
-        detail=pattern["detail"],
+        detail=pattern.get("detail"),
+        resources=_resources(pattern["resources"]) if "resources" in pattern else None,
     )
 
 
-def iam_event_pattern(account: str) -> events.EventPattern:
+def iam_event_pattern(account: str | None) -> events.EventPattern:
     return _pattern(IAM_CHANGES, account)
 
 
-def eks_event_pattern(account: str) -> events.EventPattern:
+def eks_event_pattern(account: str | None) -> events.EventPattern:
     return _pattern(EKS_CHANGES, account)
 
 
@@ -48,7 +59,10 @@ class EventWiring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         queues = shared.queues
-        account = Stack.of(self).account
+        stack = Stack.of(self)
+        # A hub takes its spokes' CloudTrail events too: its bus admits only the
+        # organization's accounts, and no PutEvents can forge an aws.* source.
+        account = None if shared.spokes else stack.account
         # Only declaration items start a sync: status and findings items also
         # flow through the stream and would only wake the function for nothing.
         functions.entry("sync").add_event_source(
@@ -112,6 +126,16 @@ class EventWiring(Construct):
             schedule=events.Schedule.rate(Duration.minutes(config.schedule_minutes)),
             targets=[invoke(functions.entry("reconcile")), invoke(functions.entry("trust_guard"))],
         )
+        self.heartbeats: events.Rule | None = None
+        if shared.spokes:
+            # a spoke's heartbeat: reconcile enrols that account and region's tagged clusters
+            self.heartbeats = events.Rule(
+                self,
+                "SpokeHeartbeats",
+                description="Spoke heartbeats (an account and region joined) -> reconcile",
+                event_pattern=_pattern(spoke_heartbeats(stack.stack_name), None),
+                targets=[invoke(functions.entry("reconcile"))],
+            )
 
 
 class OrganizationBusPolicy(Construct):

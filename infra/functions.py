@@ -57,12 +57,26 @@ def function_name(stack_name: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class SpokeAccess:
+    """Hub and spokes: how the functions reach the spokes of the organization."""
+
+    organization_id: str
+    # the spoke role's name with a literal "{region}" (one role per account and region)
+    role_name: str
+    # that name with "*" for the region: the roles the functions may assume
+    role_name_pattern: str
+    heartbeat_rule: str
+    external_id: str | None
+
+
+@dataclass(frozen=True)
 class Shared:
     table: dynamodb.ITableV2
     queues: ControlPlaneQueues
     findings: sns.Topic
     findings_key: kms.Key
     config: DeployConfig
+    spokes: SpokeAccess | None = None
 
 
 class ControlPlaneFunctions(Construct):
@@ -133,7 +147,21 @@ class ControlPlaneFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": "podid",
             "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            **self._spoke_environment(),
         }
+
+    def _spoke_environment(self) -> dict[str, str]:
+        spokes = self._shared.spokes
+        if spokes is None:
+            return {}
+        found = {
+            "ORGANIZATION_ID": spokes.organization_id,
+            "SPOKE_ROLE_NAME": spokes.role_name,
+            "SPOKE_HEARTBEAT_RULE": spokes.heartbeat_rule,
+        }
+        if spokes.external_id:
+            found["SPOKE_EXTERNAL_ID"] = spokes.external_id
+        return found
 
     def _function(self, name: str, code: lambda_.Code, description: str) -> lambda_.Function:
         role = iam.Role(
@@ -298,7 +326,25 @@ class ControlPlaneFunctions(Construct):
             )
         )
         shared.findings.grant_publish(self.trust_guard)
+        self._grant_spokes()
         self._acknowledge()
+
+    def _grant_spokes(self) -> None:
+        """Each function does in a spoke what it does at home (sync and the push describe
+        clusters, reconcile manages associations, the guard reads and repairs trust), so
+        each assumes the spoke role; no session tags are set, so no sts:TagSession."""
+        spokes = self._shared.spokes
+        if spokes is None:
+            return
+        for function in self.all:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="AssumeSpokeRoles",
+                    actions=["sts:AssumeRole"],
+                    resources=[f"arn:{Aws.PARTITION}:iam::*:role/{spokes.role_name_pattern}"],
+                    conditions={"StringEquals": {"aws:ResourceOrgID": spokes.organization_id}},
+                )
+            )
 
     def _items(
         self,
@@ -387,6 +433,14 @@ class ControlPlaneFunctions(Construct):
             "Action::kms:GenerateDataKey*": "Publishing to the KMS-encrypted findings topic.",
             "Action::kms:ReEncrypt*": "Part of the KMS grant CDK makes for an encrypted topic.",
         }
+        spokes = self._shared.spokes
+        if spokes is not None:
+            spoke_roles = f"arn:<AWS::Partition>:iam::*:role/{spokes.role_name_pattern}"
+            reasons["Resource::" + spoke_roles] = (
+                "An account joins by deploying the spoke, with no edit in the hub, so the spoke "
+                "account cannot be named: aws:ResourceOrgID bounds it to the organization, the "
+                "name to this hub's spoke roles, whose trust names these function roles."
+            )
         for finding, reason in reasons.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", reason)
         acknowledge(

@@ -1,8 +1,8 @@
 """The spoke: one account and region the hub manages (issue 16, hub and spokes).
 
 A role the hub's functions assume, granted what the hub grants itself at home
-(infra/functions.py), and rules forwarding this account's EKS and IAM CloudTrail
-events to the hub's bus."""
+(infra/functions.py), rules forwarding this account's EKS and IAM CloudTrail
+events to the hub's bus, and a heartbeat on the hub's bus saying the spoke is here."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from constructs import Construct
 from functions.core.models import MANAGED_BY_TAG, Mode
 from functions.core.spokes import SESSION_SECONDS, spoke_role_name
 from functions.core.trust.consent import HARDEN_VALUE, REPAIR_VALUE
+from functions.event_patterns import heartbeat_rule_name
 from infra.config import SpokeConfig
 from infra.events import IAM_EVENTS_REGION, eks_event_pattern, iam_event_pattern
 from infra.functions import FUNCTIONS, function_name
@@ -25,6 +26,7 @@ from infra.nag import acknowledge
 
 # the hub asks for sessions this long (functions.core.spokes)
 MAX_SESSION = Duration.seconds(SESSION_SECONDS)
+MAX_EVENT_AGE = Duration.hours(2)  # how long EventBridge retries a CloudTrail event
 
 
 def hub_role_arns(config: SpokeConfig) -> list[str]:
@@ -123,17 +125,21 @@ class SpokeRole(Construct):
 
 
 class Forwarder(Construct):
-    """One rule forwarding to the hub's bus, with its own dead-letter queue."""
+    """One rule putting events on the hub's bus, with its own dead-letter queue: a
+    pattern's matches (CloudTrail) or a schedule's ticks (the heartbeat)."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        service: str,
-        pattern: events.EventPattern,
+        description: str,
         bus: events.IEventBus,
         role: iam.IRole,
+        pattern: events.EventPattern | None = None,
+        schedule: events.Schedule | None = None,
+        rule_name: str | None = None,
+        max_event_age: Duration = MAX_EVENT_AGE,
     ) -> None:
         super().__init__(scope, construct_id)
         # what could not be delivered to the hub after retrying, kept 14 days
@@ -152,15 +158,17 @@ class Forwarder(Construct):
         self.rule = events.Rule(
             self,
             "Rule",
-            description=f"{service} CloudTrail changes -> the podid hub's bus",
+            rule_name=rule_name,
+            description=description,
             event_pattern=pattern,
+            schedule=schedule,
             # the target grants the role events:PutEvents on the hub's bus, nothing else
             targets=[targets.EventBus(bus, role=role, dead_letter_queue=self.undelivered)],
         )
         # the L2 event-bus target has no retry options; EventBridge supports them
         self.rule.node.default_child.add_property_override(  # type: ignore[union-attr]
             "Targets.0.RetryPolicy",
-            {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 7200},
+            {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": max_event_age.to_seconds()},
         )
 
     def only_if(self, condition: CfnCondition) -> None:
@@ -171,12 +179,13 @@ class Forwarder(Construct):
 
 
 class HubForwarding(Construct):
-    """EKS (and, in us-east-1, IAM) CloudTrail events of this account -> the hub's bus."""
+    """EKS (and, in us-east-1, IAM) CloudTrail events of this account, and a heartbeat,
+    -> the hub's bus."""
 
-    def __init__(self, scope: Construct, construct_id: str, hub_event_bus_arn: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, config: SpokeConfig) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        bus = events.EventBus.from_event_bus_arn(self, "HubBus", hub_event_bus_arn)
+        bus = events.EventBus.from_event_bus_arn(self, "HubBus", config.hub_event_bus_arn)
         rules = f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/*"
         self.role = iam.Role(
             self,
@@ -194,7 +203,7 @@ class HubForwarding(Construct):
         self.eks = Forwarder(
             self,
             "Eks",
-            service="EKS",
+            description="EKS CloudTrail changes -> the podid hub's bus",
             pattern=eks_event_pattern(stack.account),
             bus=bus,
             role=self.role,
@@ -205,7 +214,7 @@ class HubForwarding(Construct):
             self.iam = Forwarder(
                 self,
                 "Iam",
-                service="IAM",
+                description="IAM CloudTrail changes -> the podid hub's bus",
                 pattern=iam_event_pattern(stack.account),
                 bus=bus,
                 role=self.role,
@@ -219,10 +228,23 @@ class HubForwarding(Construct):
                     expression=Fn.condition_equals(Aws.REGION, IAM_EVENTS_REGION),
                 )
             )
+        # the hub learns of this account and region from it: no hub edit to join
+        period = Duration.minutes(config.heartbeat_minutes)
+        self.heartbeat = Forwarder(
+            self,
+            "Heartbeat",
+            description="This account and region has a podid spoke -> the podid hub's bus",
+            schedule=events.Schedule.rate(period),
+            rule_name=heartbeat_rule_name(config.hub_stack_name),
+            bus=bus,
+            role=self.role,
+            # a late heartbeat says nothing the next one will not
+            max_event_age=period,
+        )
 
     @property
     def forwarders(self) -> list[Forwarder]:
-        return [f for f in (self.eks, self.iam) if f is not None]
+        return [f for f in (self.eks, self.iam, self.heartbeat) if f is not None]
 
 
 class PodidSpokeStack(Stack):
@@ -234,7 +256,7 @@ class PodidSpokeStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.spoke = SpokeRole(self, "Hub", config)
-        self.forwarding = HubForwarding(self, "Forwarding", config.hub_event_bus_arn)
+        self.forwarding = HubForwarding(self, "Forwarding", config)
         self._acknowledge()
         CfnOutput(
             self,

@@ -13,10 +13,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.core.spokes import spoke_role_name
+from functions.event_patterns import heartbeat_rule_name
 from infra.bundling import ROOT
 from infra.config import DeployConfig
 from infra.events import EventWiring, OrganizationBusPolicy, iam_event_pattern
-from infra.functions import ControlPlaneFunctions, Shared
+from infra.functions import ControlPlaneFunctions, Shared, SpokeAccess
 from infra.nag import acknowledge
 from infra.observability import Observability
 from infra.queues import ControlPlaneQueues
@@ -47,7 +49,9 @@ class ControlPlaneStack(Stack):
             master_key=self.key,
             enforce_ssl=True,
         )
-        shared = Shared(self.table, self.queues, self.findings, self.key, config)
+        shared = Shared(
+            self.table, self.queues, self.findings, self.key, config, self._spoke_access(config)
+        )
         self.functions = ControlPlaneFunctions(self, "Functions", shared)
         state.name_writers(
             declaration_writers=config.declaration_writers,
@@ -109,6 +113,18 @@ class ControlPlaneStack(Stack):
             "WebhookPushRoleArn",
             value=self.functions.webhook_push.role.role_arn,  # type: ignore[union-attr]
             description="Give this role an EKS access entry and configmap RBAC on each cluster",
+        )
+
+    def _spoke_access(self, config: DeployConfig) -> SpokeAccess | None:
+        if not config.organization_id:
+            return None  # one account and region: no spokes
+        # the spokes name their roles and heartbeat rules after this stack
+        return SpokeAccess(
+            organization_id=config.organization_id,
+            role_name=spoke_role_name(self.stack_name, "{region}"),
+            role_name_pattern=spoke_role_name(self.stack_name, "*"),
+            heartbeat_rule=heartbeat_rule_name(self.stack_name),
+            external_id=config.external_id,
         )
 
 

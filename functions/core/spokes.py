@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta
 
 from functions.core.errors import DomainError
-from functions.core.places import Place
+from functions.core.places import Place, Unreachable
 
 REGION_FIELD = "{region}"
 # IAM role names: [\w+=,.@-]{1,64}
@@ -41,13 +41,11 @@ UNREACHABLE_CODES = frozenset(
 )
 
 
-class SpokeUnreachable(DomainError):
-    """The hub cannot act in this account and region."""
+class SpokeUnreachable(Unreachable, DomainError):
+    """The hub cannot act in this account and region: its spoke role refused."""
 
     def __init__(self, place: Place, reason: str) -> None:
-        self.place = place
-        self.reason = reason
-        super().__init__(reason)
+        super().__init__(place, reason)
 
 
 def spoke_role_template(hub_stack_name: str) -> str:

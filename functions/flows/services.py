@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from functions.aws.eks import EksAdapter
 from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
+from functions.aws.spokes import SpokeAccess
 from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
 from functions.core.places import Place, Unreachable
@@ -137,6 +139,16 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         account = settings.account_id or _caller_account(clients.sts(region, access))
         return Place(account, region)
 
+    spokes = (
+        SpokeAccess(
+            clients.sts(region, access),
+            settings,
+            function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "podid-cli"),
+            base=access or clients.Access(),
+        )
+        if settings.spoke_role_name
+        else None
+    )
     return Services(
         settings=settings,
         repo=Repository(clients.table(settings.table_name, region, access)),
@@ -147,6 +159,7 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         ),
         tokens=EksTokenBuilder(clients.sts(region, access)),
         tagging=TaggingAdapter(clients.tagging(region, access)),
+        elsewhere=spokes.access if spokes else None,
     )
 
 

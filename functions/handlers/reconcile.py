@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from functions.core.heartbeats import spoke_heartbeat
 from functions.core.places import Place
 from functions.events import CloudTrailEvent, ClusterMessage, ScheduledEvent
 from functions.flows.reconcile import on_eks_event, reconcile_cluster, scheduled_pass
@@ -47,15 +48,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         if event.get("detail-type") == "Scheduled Event":
             scheduled = ScheduledEvent.model_validate(event)
-            place = Place(scheduled.account, scheduled.region)
-            if place != svc.home:
-                # a spoke's heartbeat (the hub's own schedule runs here, at home)
-                found = on_heartbeat(svc, place, scheduled.time)
+            rule = svc.settings.spoke_heartbeat_rule
+            spoke = spoke_heartbeat(event, rule) if rule else None
+            if spoke is not None:
+                found = on_heartbeat(svc, spoke, scheduled.time)
                 return {
                     "status": "heartbeat",
-                    "spoke": str(place),
+                    "spoke": str(spoke),
                     "enrolled": [str(c) for c in found.enrolled] if found else [],
                 }
+            if Place(scheduled.account, scheduled.region) != svc.home:
+                raise ValueError(
+                    f"a scheduled event from {scheduled.account} {scheduled.region} that is "
+                    "not a spoke heartbeat: the hub's own schedule runs in its own place"
+                )
             summary = scheduled_pass(svc, deep=bool(scheduled.detail.get("deep", False)))
             return {
                 "status": "scheduled",
@@ -63,8 +69,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 "fannedOut": summary.fanned_out,
             }
         parsed = CloudTrailEvent.model_validate(event)
-    except ValidationError as error:
-        park(svc, event, f"not a schedule nor a CloudTrail event: {error}", "reconcile")
+    except (ValidationError, ValueError) as error:
+        park(svc, event, f"not a schedule, heartbeat nor CloudTrail event: {error}", "reconcile")
         return {"status": "parked"}
     handled = on_eks_event(svc, parsed.detail)
     return {"status": "handled" if handled else "ignored"}

@@ -268,23 +268,30 @@ def test_repair_is_granted_in_enforce_only_and_plan_may_write_nothing(
 
 
 def forwarded(template: dict[str, Any]) -> dict[str, str]:
-    """source of each forwarding rule's pattern -> its CloudFormation condition, if any."""
-    return {
-        rule["Properties"]["EventPattern"]["source"][0]: rule.get("Condition", "")
-        for rule in of_type(template, "AWS::Events::Rule").values()
-    }
+    """source of each forwarding rule's pattern ("schedule" for the heartbeat) -> its
+    CloudFormation condition, if any."""
+    found = {}
+    for rule in of_type(template, "AWS::Events::Rule").values():
+        pattern = rule["Properties"].get("EventPattern")
+        found[pattern["source"][0] if pattern else "schedule"] = rule.get("Condition", "")
+    return found
 
 
 def test_iam_events_are_forwarded_from_us_east_1_only(
     audit_spoke: dict[str, Any], enforce_spoke: dict[str, Any], stack_set: dict[str, Any]
 ) -> None:
-    assert forwarded(spoke_template(audit_spoke)) == {"aws.eks": ""}  # eu-west-1
-    assert forwarded(spoke_template(enforce_spoke)) == {"aws.eks": "", "aws.iam": ""}
+    # eu-west-1
+    assert forwarded(spoke_template(audit_spoke)) == {"aws.eks": "", "schedule": ""}
+    assert forwarded(spoke_template(enforce_spoke)) == {
+        "aws.eks": "",
+        "aws.iam": "",
+        "schedule": "",
+    }
     # the StackSet's one template decides per region: the IAM rule, its queue and the
     # queue's policy (which names the rule) exist only where the region is us-east-1
     body = stack_set["body"]
     rules = forwarded(body)
-    assert rules["aws.eks"] == ""
+    assert rules["aws.eks"] == rules["schedule"] == ""
     condition = rules["aws.iam"]
     assert body["Conditions"][condition] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
     (iam_rule,) = [
@@ -309,7 +316,10 @@ def test_every_forwarding_target_has_an_encrypted_dead_letter_queue_and_puts_onl
             assert target["Arn"] == BUS
             assert target["RetryPolicy"] == {
                 "MaximumRetryAttempts": 8,
-                "MaximumEventAgeInSeconds": 7200,
+                # a CloudTrail event is kept 2 hours; a heartbeat until the next one
+                "MaximumEventAgeInSeconds": 600
+                if "ScheduleExpression" in rule["Properties"]
+                else 7200,
             }
             (queue,) = [
                 q for q in queues if target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == q
@@ -344,6 +354,8 @@ def test_the_forwarding_rules_use_the_hubs_patterns_for_this_accounts_events(
 
     patterns: dict[str, dict[str, Any]] = {}
     for rule in of_type(spoke_template(enforce_spoke), "AWS::Events::Rule").values():
+        if "EventPattern" not in rule["Properties"]:
+            continue  # the heartbeat (test_spoke_heartbeat.py)
         pattern = rule["Properties"]["EventPattern"]
         patterns[pattern["source"][0]] = pattern
         assert pattern["account"] == [SPOKE]
