@@ -189,7 +189,9 @@ class Call:
     source_identity: str | None = None
 
 
-def requests(caller: Principal, call: Call, partition: str, now: datetime) -> list[Any]:
+def requests(
+    caller: Principal, call: Call, partition: str, now: datetime
+) -> list[iam_policy.Request]:
     """What STS authorizes for the call, with the request's condition keys."""
     context: dict[str, str | tuple[str, ...]] = {
         "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -193,6 +193,39 @@ def test_a_role_outside_the_organization_is_denied_when_the_trust_requires_it(
     assert message == denial(caller, outside)
 
 
+def test_principal_arn_is_the_callers_role_and_principal_account_its_account(org: Org) -> None:
+    # roles any principal may assume, under a condition on who calls
+    iam = org.admin(org.spokes[0]).client("iam", endpoint_url=org.endpoint)
+    sync_role = f"arn:aws:iam::{HUB}:role/{HUB_STACK}-sync"
+
+    def role(name: str, condition: dict[str, Any]) -> str:
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"AWS": "*"},
+            "Action": "sts:AssumeRole",
+            "Condition": condition,
+        }
+        trust = {"Version": "2012-10-17", "Statement": [statement]}
+        created = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        return str(created["Role"]["Arn"])
+
+    only_sync = role("only-sync", {"ArnEquals": {"aws:PrincipalArn": sync_role}})
+    only_hub = role("only-hub", {"StringEquals": {"aws:PrincipalAccount": HUB}})
+    # the sync role's session is its role (not the session ARN), in the hub's account
+    org.function("sync").assume_role(RoleArn=only_sync, RoleSessionName="s1")
+    org.function("sync").assume_role(RoleArn=only_hub, RoleSessionName="s1")
+    refused = [
+        (org.function("reconcile"), only_sync),
+        (org.function("sync", OUTSIDER), only_hub),
+    ]
+    for sts, arn in refused:
+        expect_error(
+            lambda sts=sts, arn=arn: sts.assume_role(RoleArn=arn, RoleSessionName="s1"),
+            "AccessDenied",
+            403,
+        )
+
+
 def test_a_role_that_does_not_exist_is_denied_like_a_refused_one(org: Org) -> None:
     # no spoke deployed in B (nor any role of that name anywhere)
     missing = spoke_role(org.spokes[1])
