@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 from functions.core.models import FLEET_TAG
 from functions.dal.schema import create_table_params
 from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
-from sandbox import arns, cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo
+from sandbox import arns, cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo, sts_gate
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -145,6 +145,12 @@ class Sandbox:
     def start(self) -> Sandbox:
         eks_emulation.install()
         sqs_fifo.install()
+        sts_gate.install()
+        # the four functions sign with one key: STS sees it as the sync function's
+        # session (a spoke trusts all four alike)
+        sts_gate.PRINCIPALS.register(
+            FUNCTIONS_KEY, sts_gate.Principal.session(self.role_arn("sync"), ROLE_NAMES["sync"])
+        )
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -174,6 +180,7 @@ class Sandbox:
             self.kube.stop()
         if self.moto is not None:
             self.moto.stop()
+        sts_gate.PRINCIPALS.forget(FUNCTIONS_KEY)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

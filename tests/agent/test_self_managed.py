@@ -28,6 +28,18 @@ from tests.integration.conftest import ACCOUNT, REGION, World
 
 CLUSTER_ARN = f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/onprem"
 AGENT_TOKEN = "agent-service-account-token"
+# self-managed roles trust the nodes (here: the account the agent's key belongs to)
+# with the session tags the agent sets, not pods.eks.amazonaws.com
+NODE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": ACCOUNT},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
 
 
 def write_map(path: Path, entries: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -88,14 +100,24 @@ def push_api_chained_to_other(self_managed: SelfManaged) -> None:
     write_map(self_managed.path, {("payments", "api"): {"role_arn": app, "target_role_arn": other}})
 
 
+def self_managed_role(world: World, name: str) -> str:
+    """A role the nodes assume; it allows the 6 h sessions the agent asks STS for
+    (STS refuses DurationSeconds above a role's MaxSessionDuration, 1 h by default)."""
+    role = world.client("iam").create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(NODE_TRUST),
+        MaxSessionDuration=6 * 3600,
+    )
+    return str(role["Role"]["Arn"])
+
+
 @pytest.fixture
 def self_managed(world: World, kube: LocalKubernetes, tmp_path: Path) -> Iterator[SelfManaged]:
     identity = ClusterIdentity.create(CLUSTER_ARN)
     api = kube.add_cluster("onprem", identity=identity)
     api.add_static_token(AGENT_TOKEN, "system:serviceaccount:kube-system:podid-node-agent")
     api.grant("system:serviceaccount:kube-system:podid-node-agent", ["create"], "tokenreviews")
-    app = world.create_role("app")
-    other = world.create_role("other")
+    app, other = (self_managed_role(world, name) for name in ("app", "other"))
     path = tmp_path / "associations.json"
     write_map(
         path,

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from functions.core.models import FLEET_TAG
-from sandbox import eks_cluster_endpoint, eks_emulation, sqs_fifo
+from sandbox import eks_cluster_endpoint, eks_emulation, sqs_fifo, sts_gate
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
@@ -51,6 +51,7 @@ def moto_endpoint() -> Iterator[str]:
 
     eks_emulation.install()
     sqs_fifo.install()
+    sts_gate.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -30,6 +31,7 @@ from functions.aws.eks_token import EksTokenBuilder
 from functions.core.association_map import FULL_MAP_KEY, parse_full_map
 from functions.core.models import FLEET_TAG
 from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter, KubeSetupError, api_client
+from sandbox import sts_gate
 from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, World, cluster_pk, fixture_event
 from tests.kube_models import meta
@@ -40,16 +42,26 @@ NAMESPACE, NAME = "kube-system", "pod-identity-associations"
 # an EKS access entry's default username for a role
 PUSH_USER = f"arn:aws:sts::{ACCOUNT}:assumed-role/podid-webhook-push/{{{{SessionName}}}}"
 SESSION = "webhook-push"
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+LAMBDA_KEY = "lambda-service"
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
     "Statement": [
         {
             "Effect": "Allow",
-            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Principal": {"Service": LAMBDA_SERVICE},
             "Action": "sts:AssumeRole",
         }
     ],
 }
+
+
+def lambda_service_sts() -> Any:
+    """STS as the Lambda service calls it for a function (the trust names only it)."""
+    sts_gate.PRINCIPALS.register(LAMBDA_KEY, sts_gate.Principal.of_service(LAMBDA_SERVICE))
+    return boto3.client(
+        "sts", region_name=REGION, aws_access_key_id=LAMBDA_KEY, aws_secret_access_key=LAMBDA_KEY
+    )
 
 
 def manifest_group() -> str:
@@ -85,7 +97,7 @@ class RealCluster:
         iam.create_role(
             RoleName="podid-webhook-push", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST)
         )
-        self.credentials = self.world.client("sts").assume_role(
+        self.credentials = lambda_service_sts().assume_role(
             RoleArn=PUSH_ROLE, RoleSessionName=SESSION
         )["Credentials"]
         os.environ.pop("KUBE_ENDPOINT_TEMPLATE", None)  # where the API server is: ask EKS
