@@ -14,6 +14,8 @@ from functions.aws import clients
 from functions.aws.spokes import SpokeAccess
 from functions.core.places import Place
 from functions.settings import Settings
+from sandbox.spokes import deploy_spoke
+from sandbox.sts_gate import PRINCIPALS, Principal
 from tests.integration.conftest import ACCOUNT, REGION
 
 SPOKE_A = "210987654321"
@@ -25,6 +27,20 @@ CLUSTERS_PER_PLACE = 10
 @pytest.fixture
 def hub(moto_endpoint: str) -> Iterator[tuple[SpokeAccess, list[dict[str, Any]]]]:
     """A SpokeAccess over the hub's own STS client, and the AssumeRole requests sent."""
+    # the spokes are deployed (the gate denies a role that does not exist), and the
+    # environment's key signs as the reconcile function's role, which they trust
+    for place in PLACES:
+        deploy_spoke(
+            moto_endpoint,
+            place.account,
+            place.region,
+            hub_account=ACCOUNT,
+            hub_stack_name="podid",
+            function_role_names=["podid-test-reconcile"],
+            external_id="podid-hub-external",
+        )
+    function_role = f"arn:aws:iam::{ACCOUNT}:role/podid-test-reconcile"
+    PRINCIPALS.register("testing", Principal.session(function_role, "podid-test-reconcile"))
     sts = clients.sts(REGION)
     sent: list[dict[str, Any]] = []
 
@@ -40,6 +56,7 @@ def hub(moto_endpoint: str) -> Iterator[tuple[SpokeAccess, list[dict[str, Any]]]
     )
     yield SpokeAccess(sts, settings, function_name="podid-test-reconcile"), sent
     sts.meta.events.unregister("before-parameter-build.sts.AssumeRole", record)
+    PRINCIPALS.forget("testing")
 
 
 def test_a_pass_over_three_places_makes_one_assume_role_each(
