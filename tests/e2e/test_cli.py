@@ -540,7 +540,7 @@ def test_reconcile_runs_discovery_and_queues_one_message_per_cluster(
         if not got.get("Messages"):
             break
         bodies += [json.loads(m["Body"]) for m in got["Messages"]]
-    assert sorted(b["cluster"] for b in bodies) == ["blue", "green"]
+    assert sorted(b["cluster"] for b in bodies) == [cluster_id("blue"), cluster_id("green")]
 
     # Without a queue it says where to find one, and queues nothing
     monkeypatch.delenv("RECONCILE_QUEUE_URL")
