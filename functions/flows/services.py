@@ -13,6 +13,7 @@ from functions.aws.eks import EksAdapter
 from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
+from functions.aws.organizations import OrganizationsAdapter
 from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
 from functions.core.places import Place, Unreachable
@@ -44,6 +45,8 @@ class Services:
     tagging: TaggingAdapter | None = None
     # how to act in another account or region (a spoke); None: here only
     elsewhere: Callable[[Place], clients.Access] | None = None
+    # each account's OU path (target.organizationalUnits); None: not known
+    organizations: OrganizationsAdapter | None = None
 
     @property
     def home(self) -> Place:
@@ -147,6 +150,7 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         ),
         tokens=EksTokenBuilder(clients.sts(region, access)),
         tagging=TaggingAdapter(clients.tagging(region, access)),
+        organizations=OrganizationsAdapter(clients.organizations(region, access)),
     )
 
 
