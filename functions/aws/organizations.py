@@ -65,7 +65,9 @@ class OrganizationsAdapter:
         except ValueError as error:  # an answer of another shape than one parent
             reason = str(error)
         self._unreadable[account] = (self._clock(), reason)
-        logger.warning(
+        # denied is the operator's to fix; no organization at all is a deployment's choice
+        log = logger.warning if reason.startswith("AccessDenied") else logger.info
+        log(
             "cannot read the account's OU (organizations:ListParents); declarations "
             "narrowed by organizationalUnits do not match its clusters",
             account=account,

@@ -239,7 +239,7 @@ class Target(_Model):
             return None
         if not cluster.organizational_units:
             return (
-                f"the OU of its account {cluster.account} is unknown (podid could not read "
+                f"the OU of its account {cluster.account} is unknown (the hub could not read "
                 "AWS Organizations: organizations:ListParents), so target.organizationalUnits "
                 "cannot match it"
             )
