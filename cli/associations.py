@@ -16,9 +16,13 @@ if TYPE_CHECKING:
     from functions.flows.services import Services
 
 
-def status(
-    cluster: Annotated[str | None, typer.Option()] = None,
+def status(  # noqa: PLR0917 - one parameter per command-line option
+    cluster: Annotated[
+        str | None, typer.Option(help="a cluster name, or account/region/name")
+    ] = None,
     namespace: Annotated[str | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option(help="only clusters in this account")] = None,
+    region: Annotated[str | None, typer.Option(help="only clusters in this region")] = None,
     state: Annotated[
         str | None, typer.Option(help="InSync, Pending, Drifted, Error, Conflict")
     ] = None,
@@ -35,11 +39,11 @@ def status(
         )
     svc = connect(table)
     rows = []
-    accounts = {}
-    for found in svc.repo.list_clusters():
+    for found in svc.repo.list_clusters():  # sorted by account, region, name
         if cluster not in (None, found.name, str(found.ref)):
             continue
-        accounts[found.name] = found.account
+        if account not in (None, found.account) or region not in (None, found.place.region):
+            continue
         for key, item in sorted(svc.repo.association_statuses(found.ref).items()):
             if namespace not in (None, key.namespace) or state not in (None, item.state.value):
                 continue
@@ -67,12 +71,10 @@ def status(
         output.print_json(rows)
         return
     if not rows:
-        output.say(
-            "no associations recorded"
-            + (" that match the filters" if cluster or namespace or state else "")
-        )
+        filtered = cluster or namespace or state or account or region
+        output.say("no associations recorded" + (" that match the filters" if filtered else ""))
         return
-    output.console.print(views.associations_table(rows, accounts))
+    output.console.print(views.associations_table(rows))
 
 
 def plan(
@@ -99,7 +101,7 @@ def plan(
         for op in operations:
             rows.append(
                 {
-                    "cluster": found.name,
+                    "cluster": str(found.ref),
                     "operation": op.kind.value,
                     "serviceAccount": f"{op.key.namespace}/{op.key.service_account}",
                     "changes": list(op.changes),

@@ -253,7 +253,7 @@ def removal(svc: Services, declaration_id: str) -> list[dict[str, Any]]:
                 continue
             rows.append(
                 {
-                    "cluster": key.cluster,
+                    "cluster": str(key.cluster),
                     "namespace": key.namespace,
                     "serviceAccount": key.service_account,
                     "role": status.observed_role_arn or "-",

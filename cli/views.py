@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from functions.core.arns import parse_role_arn
+from functions.core.places import ClusterRef
 
 STATE_STYLES = {
     "InSync": "green",
@@ -164,17 +165,24 @@ def removal_table(rows: Iterable[Mapping[str, Any]]) -> Table:
 
 
 # --- associations ------------------------------------------------------------------------
-def associations_table(rows: Iterable[Mapping[str, Any]], accounts: Mapping[str, str]) -> Table:
+def associations_table(rows: Iterable[Mapping[str, Any]]) -> Table:
+    """Grouped by account and region (the rows come sorted so), each cluster
+    shown with where it is."""
     view = table(
-        "associations", "cluster", "service account\nrole", "state\nsynced", "reason", wide="reason"
+        "associations",
+        "cluster\naccount region",
+        "service account\nrole",
+        "state\nsynced",
+        "reason",
+        wide="reason",
     )
     now = datetime.now(UTC)
     for row in rows:
         view.add_row(
-            Text(row["cluster"]),
+            lines(row["cluster"], dim(f"{row['account']} {row['region']}")),
             lines(
                 f"{row['namespace']}/{row['serviceAccount']}",
-                dim(role_label(row["role"], accounts.get(row["cluster"]))),
+                dim(role_label(row["role"], row["account"])),
             ),
             lines(state(row["state"]), dim(age(row["lastSyncedAt"], now))),
             Text(row["reason"] or ""),
@@ -208,14 +216,19 @@ def findings_table(records: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def clusters_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    view = table("clusters", "cluster", "kind", "fleet", "enrolled", "arn", wide="arn")
+    view = table(
+        "clusters", "cluster", "account", "region", "kind", "fleet", "enrolled", "arn", wide="arn"
+    )
     for row in rows:
         enrolled = f"yes ({row['enrolledBy']})" if row["enrolled"] else "no"
         kind = row.get("kind", "eks")
         if kind == "self-managed":
             kind = f"self-managed ({row.get('endpoint')})"
+        where = ClusterRef.of_arn(row["arn"])
         view.add_row(
             Text(row["name"]),
+            Text(where.account),
+            Text(where.region),
             Text(kind),
             Text(row.get("fleet") or "-"),
             Text(enrolled),

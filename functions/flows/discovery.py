@@ -167,10 +167,14 @@ def record_spoke_states(svc: Services, spokes: Iterable[Spoke], found: Discovery
 
 
 def discover(
-    svc: Services, declarations: Iterable[Declaration], *, deep: bool = False
+    svc: Services,
+    declarations: Iterable[Declaration],
+    *,
+    deep: bool = False,
+    only: Place | None = None,
 ) -> tuple[list[Cluster], Discovery]:
-    """Reconcile the cluster records with EKS in each place: describe unknown
-    clusters and those whose fleet tag changed (all when deep)."""
+    """Reconcile the cluster records with EKS in each place (or `only` there):
+    describe unknown clusters and those whose fleet tag changed (all when deep)."""
     found = Discovery()
     named = named_clusters(svc, declarations)
     recorded = svc.repo.list_clusters()
@@ -180,6 +184,9 @@ def discover(
     spokes = svc.repo.list_spokes()
     clusters: list[Cluster] = []
     for place in places(svc, in_eks, spokes):
+        if only is not None and place != only:
+            clusters += [c for c in in_eks if c.place == place]
+            continue
         known = {c.ref: c for c in in_eks if c.place == place}
         try:
             clusters += _discover_in(svc, place, known, named, self_managed, found, deep=deep)

@@ -8,9 +8,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from functions.core.places import Place
 from functions.events import CloudTrailEvent, ClusterMessage, ScheduledEvent
 from functions.flows.reconcile import on_eks_event, reconcile_cluster, scheduled_pass
 from functions.flows.services import services
+from functions.flows.spokes import on_heartbeat
 from functions.handlers.batch import SqsRecord, process
 from functions.handlers.common import park, run_or_park
 from functions.observability import logger, metrics
@@ -45,10 +47,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         if event.get("detail-type") == "Scheduled Event":
             scheduled = ScheduledEvent.model_validate(event)
+            place = Place(scheduled.account, scheduled.region)
+            if place != svc.home:
+                # a spoke's heartbeat (the hub's own schedule runs here, at home)
+                found = on_heartbeat(svc, place, scheduled.time)
+                return {
+                    "status": "heartbeat",
+                    "spoke": str(place),
+                    "enrolled": [str(c) for c in found.enrolled] if found else [],
+                }
             summary = scheduled_pass(svc, deep=bool(scheduled.detail.get("deep", False)))
             return {
                 "status": "scheduled",
-                "clusters": summary.clusters,
+                "clusters": [str(c) for c in summary.clusters],
                 "fannedOut": summary.fanned_out,
             }
         parsed = CloudTrailEvent.model_validate(event)

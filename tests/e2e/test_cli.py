@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli import main as cli
 from cli import output
-from tests.integration.conftest import ACCOUNT, TABLE, World, cluster_pk, fixture_event
+from tests.integration.conftest import ACCOUNT, TABLE, World, cluster_id, cluster_pk, fixture_event
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[2]
@@ -186,7 +186,7 @@ def test_reconcile_import_findings_and_schema(account: World) -> None:
     account.configure(mode="enforce")
     code, output = run("reconcile")
     assert code == 0, output
-    assert "queued a reconcile of blue, green" in output
+    assert f"queued a reconcile of {cluster_id('blue')}, {cluster_id('green')}" in output
     account.settle()
     # enforce mode adopts what the import opted in: it gets its ownership tags
     tags = account.associations("blue")[("legacy", "app")]["tags"]

@@ -35,6 +35,11 @@ GUARD_ROLE = f"arn:aws:iam::{ACCOUNT}:role/podid-trust-guard"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
 
 
+def cluster_id(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    """How podid names a cluster: account/region/name."""
+    return f"{account}/{region}/{name}"
+
+
 def cluster_pk(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
     """The partition key of a cluster's items in the table."""
     return f"CLUSTER#{account}#{region}#{name}"

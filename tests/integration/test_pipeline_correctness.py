@@ -21,7 +21,7 @@ from functions.core.models import (
 from functions.core.places import ClusterRef
 from functions.dal.repository import Repository
 from sandbox import eks_emulation, sqs_fifo
-from tests.integration.conftest import ACCOUNT, World, cluster_pk, fixture_event
+from tests.integration.conftest import ACCOUNT, World, cluster_id, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 OTHER = f"arn:aws:iam::{ACCOUNT}:role/intruder"
@@ -104,8 +104,8 @@ def test_a_write_answered_with_something_else_is_an_error_not_a_success(
     world.run_reconcile_queue()
     status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Error"
-    assert "EKS answered update blue/payments/api (role_arn)" in status["reason"]
-    assert "blue" in world.record("DECL#payments-api", "STATUS")["clusters"]
+    assert f"EKS answered update {cluster_id('blue')}/payments/api (role_arn)" in status["reason"]
+    assert cluster_id("blue") in world.record("DECL#payments-api", "STATUS")["clusters"]
 
 
 def test_a_declaration_in_the_readme_shape_is_applied(world: World) -> None:
@@ -262,7 +262,7 @@ def test_a_full_cluster_reports_the_quota_and_describes_only_its_own(
     status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Error"
     assert "ResourceLimitExceededException" in status["reason"]
-    problem = world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]
+    problem = world.record("DECL#payments-api", "STATUS")["clusters"][cluster_id("blue")]
     assert "ResourceLimitExceededException" in problem
     (parked,) = world.dead_letters()
     assert parked["source"] == "reconcile"

@@ -4,7 +4,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.integration.conftest import ACCOUNT, World, cluster_pk, fixture_event
+from tests.integration.conftest import ACCOUNT, World, cluster_id, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
@@ -41,7 +41,9 @@ def test_audit_reports_drift_and_leaves_it(world: World) -> None:
     assert world.associations("blue") == {}
     status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Drifted"
-    assert status["reason"] == "drift reported (audit mode): create blue/payments/api"
+    assert status["reason"] == (
+        f"drift reported (audit mode): create {cluster_id('blue')}/payments/api"
+    )
 
 
 def test_role_changed_by_hand_is_found_through_the_event_and_reverted(world: World) -> None:
@@ -87,7 +89,7 @@ def test_the_schedule_fans_out_one_message_per_cluster_and_catches_missed_events
     world.given_payments_api("blue")
     world.create_cluster("green", fleet="prod")  # its CreateCluster event was missed
     response = world.reconcile_event(fixture_event("scheduled_event"))
-    assert response["clusters"] == ["blue", "green"]
+    assert response["clusters"] == [cluster_id("blue"), cluster_id("green")]
     assert response["fannedOut"] == 2
     world.settle()
     assert list(world.associations("green")) == [("payments", "api")]
@@ -136,7 +138,7 @@ def test_an_association_made_by_hand_is_left_alone_unless_its_declaration_adopts
     status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert status["state"] == "Blocked"
     assert "not created by podid" in status["reason"]
-    assert "Blocked" in world.record("DECL#payments-api", "STATUS")["clusters"]["blue"]
+    assert "Blocked" in world.record("DECL#payments-api", "STATUS")["clusters"][cluster_id("blue")]
     # the declaration opts in: adopted in place, not duplicated
     world.declare_in_payments("payments-api", "api", adopt=True)
     world.settle()
@@ -276,7 +278,7 @@ def test_the_schedule_falls_back_to_describing_new_clusters_when_tags_cannot_be_
     response = world.reconcile_event(fixture_event("scheduled_event"))
     world.settle()
     # Then the pass still enrols it (as before the Tagging API was used) and says why it fell back
-    assert response["clusters"] == ["blue", "green"]
+    assert response["clusters"] == [cluster_id("blue"), cluster_id("green")]
     assert list(world.associations("green")) == [("payments", "api")]
     assert any("AccessDeniedException" in str(kw) for _, kw in warnings), warnings
 

@@ -16,7 +16,7 @@ import pytest
 from functions.aws import clients
 from sandbox.eks_emulation import FAULTS
 from tests.builders import EC2_ONLY, OPT_IN
-from tests.integration.conftest import ACCOUNT, REGION, World, cluster_pk, fixture_event
+from tests.integration.conftest import ACCOUNT, REGION, World, cluster_id, cluster_pk, fixture_event
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 WRITES = ("Create", "Update", "Delete", "Put", "Tag", "Untag", "Attach", "Detach")
@@ -78,7 +78,7 @@ def test_plan_mode_writes_nothing_to_eks_iam_or_clusters_and_reports_every_chang
     status = world.record(cluster_pk("blue"), "ASSOC#payments#api")
     assert (status["state"], status["reason"]) == (
         "Pending",
-        "plan mode: would create blue/payments/api",
+        f"plan mode: would create {cluster_id('blue')}/payments/api",
     )
     assert world.record("ROLE#" + ROLE, "FINDING#LATEST")["action"] == "reported"
     assert world.trust_policy("payments-api") == EC2_ONLY  # the role is untouched

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from tests.integration.conftest import ACCOUNT, World, cluster_pk
+from tests.integration.conftest import ACCOUNT, World, cluster_id, cluster_pk
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
 
@@ -148,7 +148,7 @@ def test_conflicting_declarations_apply_neither_and_say_why_on_both(world: World
     assert "'payments-api' asks" in status["reason"]
     for declaration_id in ("payments-api", "intruder"):
         warnings = world.record(f"DECL#{declaration_id}", "STATUS")["warnings"]
-        assert any("conflict on blue/payments/api" in w for w in warnings)
+        assert any(f"conflict on {cluster_id('blue')}/payments/api" in w for w in warnings)
 
 
 def test_role_change_updates_in_place_and_removal_deletes_and_empties_the_map(world: World) -> None:
