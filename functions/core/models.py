@@ -302,6 +302,11 @@ class Declaration(_Model):
     `role_name` (the role of that path and name in each target cluster's
     account and partition): exactly one of them."""
 
+    # `podid schema`: a record names its role exactly one way
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["roleArn"]}, {"required": ["roleName"]}]}
+    )
+
     id: DeclarationId
     namespace: Namespace
     service_account: ServiceAccountName

@@ -196,7 +196,9 @@ def test_reconcile_import_findings_and_schema(account: World) -> None:
     assert json.loads(output) == []
     code, output = run("schema")
     schema = json.loads(output)
-    assert {"namespace", "serviceAccount", "roleArn", "target"} <= set(schema["required"])
+    assert {"namespace", "serviceAccount", "target"} <= set(schema["required"])
+    # the role: exactly one of roleArn and roleName
+    assert schema["oneOf"] == [{"required": ["roleArn"]}, {"required": ["roleName"]}]
 
 
 def test_without_a_sandbox_or_table_it_says_what_to_do(
