@@ -160,7 +160,12 @@ NOWHERE = "777788889999"
 
 
 def test_a_role_name_relies_on_the_role_of_that_name_where_it_has_a_target_cluster() -> None:
-    clusters = [cluster("blue"), cluster("green", account=OTHER_ACCOUNT), cluster("x", fleet="dev")]
+    # a dev cluster (not a target) in a third account
+    clusters = [
+        cluster("blue"),
+        cluster("green", account=OTHER_ACCOUNT),
+        cluster("x", fleet="dev", account=NOWHERE),
+    ]
     reader = _reader()
     assert relied_on_roles([reader], clusters) == {(ACCOUNT, "reader"), (OTHER_ACCOUNT, "reader")}
     assert declarations_of_role([reader], "reader", OTHER_ACCOUNT, clusters) == [reader]
