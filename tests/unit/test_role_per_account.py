@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from functions.core.arns import parse_role_arn, parse_role_name, role_arn_of
 from functions.core.errors import describe_validation_error
 from functions.core.models import Cluster, Declaration, Target
 from tests.builders import ACCOUNT, OTHER_ACCOUNT, cluster, declaration, role_arn
@@ -192,3 +195,19 @@ def test_cluster_ou_ids_are_validated() -> None:
     with pytest.raises(ValidationError, match="is not an AWS Organizations OU id"):
         cluster(ous=("team",))
     assert cluster(ous=(OU_TEAM, ROOT)).organizational_units == (OU_TEAM, ROOT)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=80))
+def test_any_role_name_is_refused_or_resolves_to_an_arn_iam_would_accept(value: str) -> None:
+    try:
+        path, name = parse_role_name(value)
+    except ValueError as error:
+        problem = str(error)
+    else:
+        problem = ""
+    if problem:
+        assert repr(value) in problem  # the message names the value
+        return
+    parsed = parse_role_arn(role_arn_of("aws", ACCOUNT, path, name))
+    assert (parsed.path, parsed.name) == (path, name)
+    assert value.removeprefix("/") == (path + name).removeprefix("/")
