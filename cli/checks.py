@@ -94,20 +94,32 @@ def missing_cluster_message(svc: Services, declaration: Declaration, name: str) 
 def empty_fleet_message(declaration: Declaration) -> str:
     from functions.core.models import FLEET_TAG
 
-    fleet = declaration.target.fleet
+    target = declaration.target
+    narrowed = (
+        " within target.accounts, target.regions and target.organizationalUnits"
+        if any(
+            v is not None for v in (target.accounts, target.regions, target.organizational_units)
+        )
+        else ""
+    )
     return (
-        f"no enrolled cluster is in fleet {fleet!r} (target.fleet of {declaration.id!r}): tag "
-        f"a cluster {FLEET_TAG}={fleet} and `podid reconcile` enrolls it, or fix target.fleet"
+        f"no enrolled cluster is in fleet {target.fleet!r}{narrowed} (target of "
+        f"{declaration.id!r}): tag a cluster {FLEET_TAG}={target.fleet} and `podid reconcile` "
+        "enrolls it, or fix the target"
     )
 
 
 def fleet_is_empty(declaration: Declaration, fleet: Fleet) -> bool:
-    name = declaration.target.fleet
-    return name is not None and not any(c.fleet == name for c in fleet.enrolled)
+    target = declaration.target
+    return target.fleet is not None and not any(
+        c.fleet == target.fleet and target.matches(c) for c in fleet.enrolled
+    )
 
 
 def warnings_for(svc: Services, declarations: list[Declaration]) -> list[str]:
     """Everything a new or changed declaration will meet, before it is written."""
+    from functions.core.fleet import narrowed_out
+
     fleet = fleet_with(svc, declarations)
     ids = {d.id for d in declarations}
     found = conflict_messages(fleet.desired.conflicts, ids)
@@ -118,6 +130,10 @@ def warnings_for(svc: Services, declarations: list[Declaration]) -> list[str]:
         ]
         if fleet_is_empty(declaration, fleet):
             found.append(empty_fleet_message(declaration))
+    # clusters the narrowing leaves out that the declaration names, or whose OU is unknown
+    found += [
+        f"{d.id!r}: {reason}" for d in declarations for reason in narrowed_out(d, fleet.enrolled)
+    ]
     # per-cluster refusals (role in another account, the EKS quota); the
     # not-enrolled ones (key None) are covered by missing_clusters
     found += [

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from functions.core.fleet import DesiredState
     from functions.core.models import (
         AssociationStatus,
+        Cluster,
         Declaration,
         FindingRecord,
     )
@@ -80,9 +81,23 @@ def declare(  # noqa: PLR0917 - one parameter per command-line option
     namespace: Annotated[str | None, typer.Option()] = None,
     service_account: Annotated[str | None, typer.Option("--service-account")] = None,
     role_arn: Annotated[str | None, typer.Option("--role-arn")] = None,
+    role_name: Annotated[
+        str | None,
+        typer.Option("--role-name", help="[path/]name: that role in each cluster's account"),
+    ] = None,
     target_role_arn: Annotated[str | None, typer.Option("--target-role-arn")] = None,
     cluster: Annotated[list[str] | None, typer.Option("--cluster", help="repeatable")] = None,
     fleet: Annotated[str | None, typer.Option()] = None,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", help="narrow the target, repeatable")
+    ] = None,
+    region: Annotated[
+        list[str] | None, typer.Option("--region", help="narrow the target, repeatable")
+    ] = None,
+    ou: Annotated[
+        list[str] | None,
+        typer.Option("--ou", help="narrow to an OU and the OUs below it, repeatable"),
+    ] = None,
     disable_session_tags: Annotated[bool, typer.Option("--disable-session-tags")] = False,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="key=value, repeatable")] = None,
     policy: Annotated[
@@ -106,7 +121,14 @@ def declare(  # noqa: PLR0917 - one parameter per command-line option
             "namespace": namespace,
             "serviceAccount": service_account,
             "roleArn": role_arn,
-            "target": {"clusters": cluster or [], **({"fleet": fleet} if fleet else {})},
+            "roleName": role_name,
+            "target": {
+                "clusters": cluster or [],
+                **({"fleet": fleet} if fleet else {}),
+                **({"accounts": account} if account else {}),
+                **({"regions": region} if region else {}),
+                **({"organizationalUnits": ou} if ou else {}),
+            },
         }
         if target_role_arn:
             record["targetRoleArn"] = target_role_arn
@@ -181,7 +203,7 @@ def delete(
         )
     parsed = parse_declaration(item)
     what = (
-        f"{parsed.namespace}/{parsed.service_account} -> {parsed.role_arn}, target "
+        f"{parsed.namespace}/{parsed.service_account} -> {parsed.role_label}, target "
         f"{views.target_label(parsed.target.to_wire()).replace(chr(10), ' + ')}"
         if isinstance(parsed, Declaration)
         else "an invalid record: " + "; ".join(parsed)
@@ -290,13 +312,17 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
     statuses = svc.repo.declaration_statuses(
         [d.id for d in declarations.valid] + list(declarations.invalid)
     )
-    latest = {
-        role: svc.repo.latest_finding(role) for role in {d.role_arn for d in declarations.valid}
+    enrolled = [c for c in svc.repo.list_clusters() if c.enrolled]
+    roles = {d.id: resolved_roles(d, enrolled) for d in declarations.valid}
+    # a roleArn is checked even before it has a cluster; a roleName once it resolves
+    relied = {
+        d.id: {*roles[d.id].values(), *filter(None, [d.role_arn])} for d in declarations.valid
     }
+    latest = {arn: svc.repo.latest_finding(arn) for arns in relied.values() for arn in arns}
     rows = []
     for declaration in declarations.valid:
         status = statuses.get(declaration.id)
-        finding = latest.get(declaration.role_arn)
+        role_arns = sorted(relied[declaration.id])
         invalid = status is None or status.state is DeclarationState.INVALID
         state = "Pending" if invalid or status is None else status.state.value
         rows.append(
@@ -306,12 +332,15 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
                 "namespace": declaration.namespace,
                 "serviceAccount": declaration.service_account,
                 "roleArn": declaration.role_arn,
+                "roleName": declaration.role_name,
+                # cluster -> the association role there (a roleName, resolved per account)
+                "roles": roles[declaration.id],
                 "target": declaration.target.to_wire(),
                 "errors": [],
                 "warnings": list(status.warnings) if status and state != "Pending" else [],
                 "clusters": dict(status.clusters) if status else {},
                 # what the role's trust policy still lacks or forbids: its owner's to fix
-                "trust": trust_errors(finding),
+                "trust": [e for arn in role_arns for e in trust_errors(latest.get(arn))],
                 "observedAt": status.observed_at.isoformat() if status else None,
             }
         )
@@ -325,6 +354,8 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
                 "namespace": item.get("namespace"),
                 "serviceAccount": item.get("serviceAccount"),
                 "roleArn": item.get("roleArn"),
+                "roleName": item.get("roleName"),
+                "roles": {},
                 "target": records.body(item).get("target"),
                 "errors": problems,  # as the record is now, not as last processed
                 "warnings": [],
@@ -334,6 +365,13 @@ def declaration_rows(svc: Services) -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda r: r["id"])
+
+
+def resolved_roles(declaration: Declaration, enrolled: list[Cluster]) -> dict[str, str]:
+    """Cluster -> the association role the declaration asks there."""
+    from functions.core.fleet import targets_of
+
+    return {str(c.ref): declaration.role_for(c) for c in targets_of(declaration, enrolled)}
 
 
 def trust_errors(record: FindingRecord | None) -> list[str]:

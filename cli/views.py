@@ -102,7 +102,25 @@ def target_label(target: Mapping[str, Any] | None) -> str:
         parts.append(f"fleet {target['fleet']}")
     if target.get("clusters"):
         parts.append(", ".join(map(str, target["clusters"])))
+    for field_name, label in (
+        ("accounts", "accounts"),
+        ("regions", "regions"),
+        ("organizationalUnits", "OUs"),
+    ):
+        if target.get(field_name):
+            parts.append(f"{label} {', '.join(map(str, target[field_name]))}")
     return "\n".join(parts) or "-"
+
+
+def declared_role_lines(row: Mapping[str, Any]) -> Text:
+    """roleArn as role_lines shows it; a roleName as given, over the ARNs it
+    resolves to on the declaration's clusters (one per account)."""
+    if not row.get("roleName"):
+        return role_lines(row.get("roleArn"))
+    resolved = sorted(set((row.get("roles") or {}).values()))
+    accounts = sorted({parse_role_arn(arn).account for arn in resolved})
+    where = f"in accounts {', '.join(accounts)}" if accounts else "no target cluster yet"
+    return lines(f"roleName {row['roleName']}", dim(where))
 
 
 # --- declarations ------------------------------------------------------------------------
@@ -114,7 +132,7 @@ def declarations_table(rows: Iterable[Mapping[str, Any]]) -> Table:
             lines(row["id"], dim(who)),
             state(row["state"]),
             Text(target_label(row.get("target"))),
-            role_lines(row.get("roleArn")),
+            declared_role_lines(row),
         )
     return view
 

@@ -80,12 +80,21 @@ def ref(name: str = "blue", account: str = ACCOUNT, region: str = REGION) -> Clu
     return ClusterRef(account, region, name)
 
 
-def cluster_arn(name: str, account: str = ACCOUNT) -> str:
-    return f"arn:aws:eks:{REGION}:{account}:cluster/{name}"
+def cluster_arn(name: str, account: str = ACCOUNT, region: str = REGION) -> str:
+    return f"arn:aws:eks:{region}:{account}:cluster/{name}"
 
 
-def cluster(name: str = "blue", fleet: str | None = "prod", account: str = ACCOUNT) -> Cluster:
-    return Cluster(name=name, arn=cluster_arn(name, account), fleet=fleet)
+def cluster(
+    name: str = "blue",
+    fleet: str | None = "prod",
+    account: str = ACCOUNT,
+    *,
+    region: str = REGION,
+    ous: tuple[str, ...] = (),
+) -> Cluster:
+    return Cluster(
+        name=name, arn=cluster_arn(name, account, region), fleet=fleet, organizational_units=ous
+    )
 
 
 def declaration(**overrides: Any) -> Declaration:

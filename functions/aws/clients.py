@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_eks import EKSClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_organizations import OrganizationsClient
     from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -40,7 +41,17 @@ RETRIES = Config(
     read_timeout=20,
     user_agent_extra="podid-control-plane",
 )
-SERVICES = ("eks", "iam", "sqs", "events", "sns", "sts", "resourcegroupstaggingapi", "dynamodb")
+SERVICES = (
+    "eks",
+    "iam",
+    "sqs",
+    "events",
+    "sns",
+    "sts",
+    "resourcegroupstaggingapi",
+    "dynamodb",
+    "organizations",
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,10 @@ def tagging(
     return cast(
         "ResourceGroupsTaggingAPIClient", client("resourcegroupstaggingapi", region, access)
     )
+
+
+def organizations(region: str | None = None, access: Access | None = None) -> OrganizationsClient:
+    return cast("OrganizationsClient", client("organizations", region, access))
 
 
 def dynamodb(region: str | None = None, access: Access | None = None) -> DynamoDBClient:

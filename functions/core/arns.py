@@ -214,6 +214,48 @@ def account_root(partition: str, account: str) -> str:
     return f"arn:{partition}:iam::{account}:root"
 
 
+_ROLE_NAME = re.compile(rf"^{_IAM_NAME}{{1,64}}$", re.ASCII)
+# one IAM path segment: printable ASCII but "/" (IAM allows \x21-\x7e between slashes)
+_PATH_SEGMENT = re.compile(r"^[\x21-\x2e\x30-\x7e]+$", re.ASCII)
+MAX_ROLE_PATH = 512
+ROLE_NAME_SHAPE = "[<path>/]<name>, e.g. app-reader or pod-identity/app-reader"
+
+
+def parse_role_name(value: str) -> tuple[str, str]:
+    """(IAM path, role name) of "[/]<path>/<name>" or "<name>": a role named the
+    same in every account it is resolved in. Raises ValueError naming the rule."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not an IAM role name (expected {ROLE_NAME_SHAPE})")
+    if value.startswith("arn:"):
+        raise ValueError(
+            f"{value!r} is an ARN, not a role name: put a full ARN in roleArn, or give "
+            f"roleName as {ROLE_NAME_SHAPE}"
+        )
+    *segments, name = value.removeprefix("/").split("/")
+    if not _ROLE_NAME.fullmatch(name):
+        raise ValueError(
+            f"{value!r} does not end in a valid IAM role name: {name!r} must be 1-64 "
+            "letters, digits or + = , . @ _ - (expected " + ROLE_NAME_SHAPE + ")"
+        )
+    bad = [s for s in segments if not _PATH_SEGMENT.fullmatch(s)]
+    if bad:
+        raise ValueError(
+            f"{value!r} has an invalid IAM path segment {bad[0]!r}: each segment between "
+            "slashes is 1 or more printable ASCII characters other than '/' and space"
+        )
+    path = "/" + "".join(f"{s}/" for s in segments)
+    if len(path) > MAX_ROLE_PATH:
+        raise ValueError(
+            f"{value!r} has an IAM path of {len(path)} characters; IAM allows {MAX_ROLE_PATH}"
+        )
+    return path, name
+
+
+def role_arn_of(partition: str, account: str, path: str, name: str) -> str:
+    """The ARN of the role with this path and name in an account."""
+    return str(RoleArn(partition, account, path, name))
+
+
 def check_namespace(value: str) -> str:
     if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
         raise ValueError(

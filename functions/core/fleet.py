@@ -83,11 +83,17 @@ class Scope:
 
 
 def out_of_scope(declaration: Declaration, scope: Scope) -> str | None:
-    """Why the declaration asks for a role this deployment may not bind, if it does."""
-    path = parse_role_arn(declaration.role_arn).path
+    """Why the declaration asks for a role this deployment may not bind, if it does
+    (a roleName is under the same path in every account)."""
+    path, _ = declaration.role_path_and_name
     if not path.startswith(scope.role_path):
+        how = (
+            f"roleArn {declaration.role_arn}"
+            if declaration.role_arn
+            else f"roleName {declaration.role_name} (IAM path {path})"
+        )
         return (
-            f"roleArn {declaration.role_arn} is outside this deployment's role scope (IAM path "
+            f"{how} is outside this deployment's role scope (IAM path "
             f"{scope.role_path}): podid binds only roles under that path; use such a role or "
             "ask the operator to widen rolePath"
         )
@@ -96,6 +102,60 @@ def out_of_scope(declaration: Declaration, scope: Scope) -> str | None:
 
 def targets_of(declaration: Declaration, clusters: Iterable[Cluster]) -> list[Cluster]:
     return [cluster for cluster in clusters if declaration.target.matches(cluster)]
+
+
+def narrowed_out(declaration: Declaration, clusters: Iterable[Cluster]) -> list[str]:
+    """Why a cluster the declaration names, or one of its fleet whose OU is
+    unknown, is left out by the narrowing: what its status must say. A fleet
+    cluster outside the listed accounts, regions or OUs is left out as asked,
+    silently."""
+    target = declaration.target
+    reasons = []
+    selected = [c for c in clusters if target.selects(c)]
+    for cluster in selected:
+        why = target.outside(cluster)
+        unknown_ou = target.organizational_units is not None and not cluster.organizational_units
+        if why is not None and (str(cluster.ref) in target.clusters or unknown_ou):
+            reasons.append(f"cluster {cluster.ref} is not a target: {why}")
+    for name in target.clusters:
+        namesakes = [c for c in selected if c.name == name]
+        if namesakes and not any(target.matches(c) for c in namesakes):
+            reasons.append(
+                f"cluster name {name!r} is in target.clusters but every cluster of that name "
+                "is outside target.accounts, target.regions or target.organizationalUnits"
+            )
+    return reasons
+
+
+def _role_problem(declaration: Declaration, cluster: Cluster, scope: Scope) -> str | None:
+    """Why the declaration's roles cannot be used on this cluster, if they cannot."""
+    target = parse_role_arn(declaration.target_role_arn) if declaration.target_role_arn else None
+    if target is not None and target.account not in (cluster.account, *scope.target_accounts):
+        return (
+            f"targetRoleArn is in account {target.account}, which this deployment "
+            "does not allow (TARGET_ROLE_ACCOUNTS lists the accounts a target role "
+            "may be in)"
+        )
+    if not declaration.role_in_account_of(cluster):
+        return (
+            f"roleArn is in account {declaration.role_account} but cluster "
+            f"{cluster.ref} is in account {cluster.account}; EKS needs the role "
+            "in the cluster's account (use roleName for a role per account, or "
+            "targetRoleArn to reach another account)"
+        )
+    if target is not None and declaration.role_name is not None:
+        if target.partition != cluster.partition:
+            return (
+                f"targetRoleArn is in partition {target.partition!r} but cluster "
+                f"{cluster.ref} (where roleName {declaration.role_name} resolves) is in "
+                f"{cluster.partition!r}: role chaining cannot cross partitions"
+            )
+        if declaration.role_for(cluster) == declaration.target_role_arn:
+            return (
+                f"roleName {declaration.role_name} resolves to targetRoleArn itself on "
+                f"cluster {cluster.ref}: a role cannot chain to itself"
+            )
+    return None
 
 
 def expand(
@@ -128,57 +188,41 @@ def expand(
                     f"cluster enroll {missing}); the declaration applies there once it is",
                 )
             )
+        state.rejections += [
+            Rejection(declaration.id, reason) for reason in narrowed_out(declaration, cluster_list)
+        ]
         for cluster in targets_of(declaration, cluster_list):
             key = AssociationKey(cluster.ref, declaration.namespace, declaration.service_account)
-            target_account = (
-                parse_role_arn(declaration.target_role_arn).account
-                if declaration.target_role_arn
-                else None
-            )
-            if target_account not in (None, cluster.account, *scope.target_accounts):
-                state.rejections.append(
-                    Rejection(
-                        declaration.id,
-                        f"targetRoleArn is in account {target_account}, which this deployment "
-                        "does not allow (TARGET_ROLE_ACCOUNTS lists the accounts a target role "
-                        "may be in)",
-                        key,
-                    )
-                )
-                continue
-            if declaration.role_account != cluster.account:
-                state.rejections.append(
-                    Rejection(
-                        declaration.id,
-                        f"roleArn is in account {declaration.role_account} but cluster "
-                        f"{cluster.ref} is in account {cluster.account}; EKS needs the role "
-                        "in the cluster's account (use targetRoleArn to reach another account)",
-                        key,
-                    )
-                )
+            problem = _role_problem(declaration, cluster, scope)
+            if problem is not None:
+                state.rejections.append(Rejection(declaration.id, problem, key))
                 continue
             candidates[key].append(declaration)
 
+    by_ref = {c.ref: c for c in cluster_list}
     for key in sorted(candidates):
-        wanting = candidates[key]
-        if len({_settings(d) for d in wanting}) > 1:
+        wanting, cluster = candidates[key], by_ref[key.cluster]
+        # a roleName and a roleArn naming the same role on this cluster ask the same
+        if len({_settings(d, cluster) for d in wanting}) > 1:
             state.conflicts.append(
-                Conflict(key, tuple(d.id for d in wanting), tuple(d.role_arn for d in wanting))
+                Conflict(
+                    key, tuple(d.id for d in wanting), tuple(d.role_for(cluster) for d in wanting)
+                )
             )
             continue
         owner = wanting[0]  # identical asks: the lowest id owns the association
         state.by_cluster[key.cluster][key] = DesiredAssociation(
-            key=key, spec=owner.spec(managed_by), declaration_id=owner.id
+            key=key, spec=owner.spec(managed_by, cluster), declaration_id=owner.id
         )
 
     _enforce_capacity(state)
     return state
 
 
-def _settings(d: Declaration) -> tuple[object, ...]:
+def _settings(d: Declaration, cluster: Cluster) -> tuple[object, ...]:
     """Everything that lands on the association, except which declaration owns it."""
     tags = tuple(sorted(d.tags.items()))
-    return (d.role_arn, d.target_role_arn, d.disable_session_tags, d.policy, tags)
+    return (d.role_for(cluster), d.target_role_arn, d.disable_session_tags, d.policy, tags)
 
 
 def _enforce_capacity(state: DesiredState) -> None:

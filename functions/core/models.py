@@ -29,9 +29,11 @@ from functions.core.arns import (
     check_service_account,
     parse_cluster_arn,
     parse_role_arn,
+    parse_role_name,
+    role_arn_of,
 )
 from functions.core.endpoints import check_certificate_authority, check_self_managed_endpoint
-from functions.core.places import ClusterRef, Place
+from functions.core.places import SEPARATOR, ClusterRef, Place
 
 # EKS and IAM limits that declarations must respect.
 MAX_SESSION_POLICY_CHARS = 2048
@@ -48,6 +50,9 @@ _DECLARATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", re.ASCII)
 # Characters IAM / EKS accept in tag keys and values.
 _TAG_TEXT = re.compile(r"^[\w\s.:/=+\-@]*$")
 _CONFIGMAP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", re.ASCII)
+# Organizations ids: an OU, and the root every OU path ends at
+_OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$", re.ASCII)
+_ROOT_ID = re.compile(r"^r-[0-9a-z]{4,32}$", re.ASCII)
 
 
 def _role_arn(value: str) -> str:
@@ -84,11 +89,30 @@ def _configmap_name(value: str) -> str:
     return value
 
 
+def _role_name(value: str) -> str:
+    parse_role_name(value)
+    return value
+
+
+def _organizational_unit(value: str) -> str:
+    if not _OU_ID.fullmatch(value) and not _ROOT_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an AWS Organizations OU id (ou-<4-32 of a-z0-9>-<8-32 of "
+            "a-z0-9>, e.g. ou-ab12-cd34ef56) nor a root id (r-<4-32 of a-z0-9>)"
+        )
+    return value
+
+
 def _cluster_ref(value: object) -> object:
     return ClusterRef.parse(value) if isinstance(value, str) else value
 
 
 RoleArnStr = Annotated[str, AfterValidator(_role_arn)]
+# "[path/]name": the role of that name and path in each cluster's account
+RoleNameStr = Annotated[str, AfterValidator(_role_name)]
+AccountId = Annotated[str, AfterValidator(check_account_id)]
+RegionName = Annotated[str, AfterValidator(check_region)]
+OrganizationalUnitId = Annotated[str, AfterValidator(_organizational_unit)]
 # a cluster's identity, "account/region/name" on the wire and in the table
 ClusterId = Annotated[
     ClusterRef, BeforeValidator(_cluster_ref), PlainSerializer(str, return_type=str)
@@ -142,30 +166,92 @@ def _cluster_selector(value: str) -> str:
 ClusterSelector = Annotated[str, AfterValidator(_cluster_selector)]
 
 
+_NARROWING = ("accounts", "regions", "organizationalUnits")
+
+
 class Target(_Model):
-    """Where a declaration applies: named clusters, a fleet, or both."""
+    """Where a declaration applies: named clusters, a fleet, or both; narrowed,
+    when given, to clusters in one of `accounts`, one of `regions` and under one
+    of `organizational_units` (an OU covers the OUs below it)."""
 
     clusters: tuple[ClusterSelector, ...] = ()
     fleet: FleetName | None = None
+    accounts: tuple[AccountId, ...] | None = None
+    regions: tuple[RegionName, ...] | None = None
+    organizational_units: tuple[OrganizationalUnitId, ...] | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Target:
         if not self.clusters and self.fleet is None:
             raise ValueError(
                 "target is empty: name at least one cluster in target.clusters or a fleet in "
-                f"target.fleet (matched against the cluster tag {FLEET_TAG})"
+                f"target.fleet (matched against the cluster tag {FLEET_TAG}); accounts, "
+                "regions and organizationalUnits only narrow those"
             )
+        for field_name, values in zip(_NARROWING, self._narrowing(), strict=True):
+            if values is None:
+                continue
+            if not values:
+                raise ValueError(
+                    f"target.{field_name} is empty, which would match no cluster: omit it "
+                    "to allow every one"
+                )
+            if len(set(values)) != len(values):
+                raise ValueError(f"target.{field_name} lists a value more than once")
         if len(set(self.clusters)) != len(self.clusters):
             raise ValueError("target.clusters lists a cluster more than once")
+        for selector in self.clusters:
+            if SEPARATOR in selector:
+                self._named_outside(ClusterRef.parse(selector))
         return self
+
+    def _narrowing(self) -> tuple[tuple[str, ...] | None, ...]:
+        return (self.accounts, self.regions, self.organizational_units)
+
+    def _named_outside(self, ref: ClusterRef) -> None:
+        """A cluster named by account and region that the narrowing excludes is a
+        contradiction in the record, not something to discover later."""
+        if self.accounts is not None and ref.account not in self.accounts:
+            raise ValueError(
+                f"target.clusters names {ref} but target.accounts does not include "
+                f"{ref.account}: add the account or remove the cluster"
+            )
+        if self.regions is not None and ref.region not in self.regions:
+            raise ValueError(
+                f"target.clusters names {ref} but target.regions does not include "
+                f"{ref.region}: add the region or remove the cluster"
+            )
 
     def names(self, cluster: Cluster) -> bool:
         return cluster.name in self.clusters or str(cluster.ref) in self.clusters
 
+    def selects(self, cluster: Cluster) -> bool:
+        """Named, or in the fleet, before any narrowing."""
+        return self.names(cluster) or (self.fleet is not None and cluster.fleet == self.fleet)
+
+    def outside(self, cluster: Cluster) -> str | None:
+        """Why the narrowing (accounts, regions, OUs) excludes the cluster, if it does."""
+        if self.accounts is not None and cluster.account not in self.accounts:
+            return f"its account {cluster.account} is not in target.accounts"
+        if self.regions is not None and cluster.place.region not in self.regions:
+            return f"its region {cluster.place.region} is not in target.regions"
+        if self.organizational_units is None:
+            return None
+        if not cluster.organizational_units:
+            return (
+                f"the OU of its account {cluster.account} is unknown (the hub could not read "
+                "AWS Organizations: organizations:ListParents), so target.organizationalUnits "
+                "cannot match it"
+            )
+        if not set(self.organizational_units) & set(cluster.organizational_units):
+            return (
+                f"its account {cluster.account} is not under any of target.organizationalUnits"
+                f" (its OU path: {' < '.join(cluster.organizational_units)})"
+            )
+        return None
+
     def matches(self, cluster: Cluster) -> bool:
-        if self.names(cluster):
-            return True
-        return self.fleet is not None and cluster.fleet == self.fleet
+        return self.selects(cluster) and self.outside(cluster) is None
 
     def unmatched(self, clusters: Iterable[Cluster]) -> list[str]:
         """Named clusters none of these is."""
@@ -210,12 +296,22 @@ def validate_session_policy(policy: str) -> str:
 
 
 class Declaration(_Model):
-    """ "Service account S in namespace N of clusters C gets role R"."""
+    """ "Service account S in namespace N of clusters C gets role R".
+
+    The role is `role_arn` (one role, which must be in the cluster's account) or
+    `role_name` (the role of that path and name in each target cluster's
+    account and partition): exactly one of them."""
+
+    # `podid schema`: a record names its role exactly one way
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["roleArn"]}, {"required": ["roleName"]}]}
+    )
 
     id: DeclarationId
     namespace: Namespace
     service_account: ServiceAccountName
-    role_arn: RoleArnStr
+    role_arn: RoleArnStr | None = None
+    role_name: RoleNameStr | None = None
     target_role_arn: RoleArnStr | None = None
     disable_session_tags: bool = False
     policy: Annotated[str, AfterValidator(validate_session_policy)] | None = None
@@ -228,12 +324,19 @@ class Declaration(_Model):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Declaration:
+        if (self.role_arn is None) == (self.role_name is None):
+            raise ValueError(
+                ("roleArn and roleName are both set" if self.role_arn else "no role is given")
+                + ": give exactly one of roleArn (one role, in the cluster's account) or "
+                "roleName ([<path>/]<name>: the role of that path and name in each target "
+                "cluster's account)"
+            )
         if self.policy is not None and not self.disable_session_tags:
             raise ValueError(
                 "policy is set but disableSessionTags is false: EKS accepts a session policy "
                 "only when session tags are disabled (set disableSessionTags: true)"
             )
-        if self.target_role_arn is not None:
+        if self.target_role_arn is not None and self.role_arn is not None:
             role = parse_role_arn(self.role_arn)
             target = parse_role_arn(self.target_role_arn)
             if target.partition != role.partition:
@@ -246,13 +349,40 @@ class Declaration(_Model):
         return self
 
     @property
-    def role_account(self) -> str:
-        return parse_role_arn(self.role_arn).account
+    def role_account(self) -> str | None:
+        """The account of roleArn; None for roleName (each cluster's own account)."""
+        return parse_role_arn(self.role_arn).account if self.role_arn else None
 
-    def spec(self, managed_by: str) -> AssociationSpec:
+    @property
+    def role_label(self) -> str:
+        """The role as declared: an ARN, or a name resolved per account."""
+        return self.role_arn or f"roleName {self.role_name}"
+
+    @property
+    def role_path_and_name(self) -> tuple[str, str]:
+        """(IAM path, role name) of the association role, however it is declared."""
+        if self.role_arn is not None:
+            parsed = parse_role_arn(self.role_arn)
+            return parsed.path, parsed.name
+        return parse_role_name(str(self.role_name))
+
+    def role_for(self, cluster: Cluster) -> str:
+        """The association role's ARN on this cluster: roleArn as given, or roleName
+        resolved in the cluster's account and partition."""
+        if self.role_arn is not None:
+            return self.role_arn
+        path, name = self.role_path_and_name
+        return role_arn_of(cluster.partition, cluster.account, path, name)
+
+    def role_in_account_of(self, cluster: Cluster) -> bool:
+        """Whether the association role is in the cluster's account, as EKS needs
+        (always for roleName)."""
+        return self.role_arn is None or self.role_account == cluster.account
+
+    def spec(self, managed_by: str, cluster: Cluster) -> AssociationSpec:
         tags = {**self.tags, MANAGED_BY_TAG: managed_by, DECLARATION_TAG: self.id}
         return AssociationSpec(
-            role_arn=self.role_arn,
+            role_arn=self.role_for(cluster),
             target_role_arn=self.target_role_arn,
             disable_session_tags=self.disable_session_tags,
             policy=self.policy,
@@ -285,6 +415,9 @@ class Cluster(_Model):
     webhook: WebhookTarget = Field(default_factory=WebhookTarget)
     enrolled: bool = True
     enrolled_by: str = "tag"  # tag | declaration | cli
+    # the account's OU path in AWS Organizations, nearest first, ending at the root;
+    # empty when unknown (Organizations not readable)
+    organizational_units: tuple[OrganizationalUnitId, ...] = ()
     version: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -312,6 +445,10 @@ class Cluster(_Model):
     @property
     def account(self) -> str:
         return parse_cluster_arn(self.arn).account
+
+    @property
+    def partition(self) -> str:
+        return parse_cluster_arn(self.arn).partition
 
     @property
     def ref(self) -> ClusterRef:

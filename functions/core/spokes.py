@@ -46,6 +46,7 @@ class SpokeUnreachable(Unreachable, DomainError):
 
     def __init__(self, place: Place, reason: str) -> None:
         super().__init__(place, reason)
+        self.args = (reason,)  # the reason already names the place and the role
 
 
 def spoke_role_template(hub_stack_name: str) -> str:

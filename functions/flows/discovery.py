@@ -75,6 +75,7 @@ def refresh_cluster(
         webhook=existing.webhook if existing else svc.settings.webhook_target,
         enrolled=reason != "none",
         enrolled_by=reason if reason != "none" else "tag",
+        organizational_units=ou_path(svc, ref.account),
         version=existing.version if existing else 0,
     )
     if cluster.ref != ref:
@@ -90,6 +91,26 @@ def refresh_cluster(
             )
     else:
         found.updated.append(ref)
+    return saved
+
+
+def ou_path(svc: Services, account: str) -> tuple[str, ...]:
+    """The account's OU path (nearest first, up to the root); () when unknown."""
+    return svc.organizations.ou_path(account) if svc.organizations is not None else ()
+
+
+def with_current_ou(svc: Services, cluster: Cluster, found: Discovery) -> Cluster:
+    """The cluster with its account's OU path as Organizations says now (cached
+    for an hour per container), saved when it moved."""
+    path = ou_path(svc, cluster.account)
+    if path == cluster.organizational_units:
+        return cluster
+    try:
+        saved = svc.repo.save_cluster(cluster.model_copy(update={"organizational_units": path}))
+    except StaleWrite:
+        return cluster  # written meanwhile: the next pass looks again
+    found.updated.append(cluster.ref)
+    logger.info("cluster's OU path changed", cluster=str(cluster.ref), path=list(path))
     return saved
 
 
@@ -179,6 +200,7 @@ def discover(
                 reason=error.reason,
             )
     record_spoke_states(svc, spokes, found)
+    self_managed = [with_current_ou(svc, c, found) for c in self_managed]
     return sorted(clusters + self_managed, key=lambda c: c.ref), found
 
 
@@ -201,7 +223,7 @@ def _discover_in(  # noqa: PLR0917 - one place's share of discover()
         current = known.get(ref)
         refreshed = refresh_cluster(svc, ref, named, current, found) if ref in stale else current
         if refreshed is not None:
-            clusters.append(refreshed)
+            clusters.append(with_current_ou(svc, refreshed, found))
     for ref in sorted(set(known) - live):
         forget(svc, ref, found)
     return clusters

@@ -14,6 +14,7 @@ from functions.aws.eks import EksAdapter
 from functions.aws.eks_token import EksTokenBuilder
 from functions.aws.iam import IamAdapter
 from functions.aws.messaging import Messenger
+from functions.aws.organizations import OrganizationsAdapter
 from functions.aws.spokes import SpokeAccess
 from functions.aws.tagging import TaggingAdapter
 from functions.core.models import Cluster
@@ -45,7 +46,9 @@ class Services:
     # None: discovery cannot see tag changes without DescribeCluster (today's fallback)
     tagging: TaggingAdapter | None = None
     # how to act in another account or region (a spoke); None: here only
-    elsewhere: Callable[[Place], clients.Access] | None = None
+    spokes: SpokeAccess | None = None
+    # each account's OU path (target.organizationalUnits); None: not known
+    organizations: OrganizationsAdapter | None = None
 
     @property
     def home(self) -> Place:
@@ -57,13 +60,13 @@ class Services:
         cannot be reached (functions.aws.spokes.SpokeUnreachable)."""
         if place == self.home:
             return None
-        if self.elsewhere is None:
+        if self.spokes is None:
             raise Unreachable(
                 place,
                 f"not this deployment's account and region ({self.home}), and it manages no "
                 "spokes (deploy it as a hub: -c organizationId=...)",
             )
-        return self.elsewhere(place)
+        return self.spokes.access(place)
 
     def eks_in(self, place: Place) -> EksAdapter:
         if place == self.home:
@@ -159,7 +162,8 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         ),
         tokens=EksTokenBuilder(clients.sts(region, access)),
         tagging=TaggingAdapter(clients.tagging(region, access)),
-        elsewhere=spokes.access if spokes else None,
+        organizations=OrganizationsAdapter(clients.organizations(region, access)),
+        spokes=spokes,
     )
 
 

@@ -95,8 +95,10 @@ def sweep(svc: Services) -> list[GuardOutcome]:
     declared = svc.repo.load_declarations().valid
     clusters = _enrolled_clusters(svc)
     return [
-        _guard(svc, name, declarations_of_role(declared, name, account), clusters)
-        for account, name in sorted(relied_on_roles(declared))
+        _guard(
+            svc, name, account, declarations_of_role(declared, name, account, clusters), clusters
+        )
+        for account, name in sorted(relied_on_roles(declared, clusters))
     ]
 
 
@@ -104,15 +106,18 @@ def check_role(
     svc: Services, role_name: str, account: str, *, event: CloudTrailDetail | None = None
 ) -> GuardOutcome | None:
     # by name from the table first: IAM is asked only about a declared role in scope
-    declarations = declarations_of_role(svc.repo.load_declarations().valid, role_name, account)
+    clusters = _enrolled_clusters(svc)
+    declared = svc.repo.load_declarations().valid
+    declarations = declarations_of_role(declared, role_name, account, clusters)
     if not declarations:
         return None  # not a pod identity role we manage
-    return _guard(svc, role_name, declarations, _enrolled_clusters(svc), event)
+    return _guard(svc, role_name, account, declarations, clusters, event)
 
 
-def _guard(
+def _guard(  # noqa: PLR0917 - one role's check: which role, who relies on it, where
     svc: Services,
     role_name: str,
+    account: str,
     declarations: list[Declaration],
     clusters: list[Cluster],
     event: CloudTrailDetail | None = None,
@@ -120,7 +125,7 @@ def _guard(
     """Scope first, then one role's IAM calls, whose errors stay this role's."""
     scope = svc.settings.role_path
     mode = role_mode(declarations, svc.settings.mode)
-    declared_arn = {d.id: relied_on_arn(d, role_name) for d in declarations}
+    declared_arn = {d.id: relied_on_arn(d, role_name, account, clusters) for d in declarations}
     inside = [d for d in declarations if in_role_scope(declared_arn[d.id], scope)]
     if not inside:
         return _outside(svc, declared_arn[declarations[0].id], declarations, mode, event)
@@ -180,11 +185,12 @@ def _check(
 ) -> GuardOutcome:
     # by name, as the declarations were found: a path declared differently must never
     # turn a target role into one asked to trust pods (and repaired to)
-    as_target, as_association = split_by_use(declarations, parse_role_arn(role_arn).name)
+    parsed = parse_role_arn(role_arn)
+    as_target, as_association = split_by_use(declarations, parsed.name)
     context = TrustContext(
         role_arn,
-        usages(as_association, clusters),
-        node_usages=node_usages(as_association, clusters),
+        usages(as_association, clusters, parsed.account),
+        node_usages=node_usages(as_association, clusters, parsed.account),
         target_usages=target_usages(as_target, clusters, _external_ids(svc, as_target, clusters)),
         scope_session_tags=svc.settings.scope_session_tags,
         max_policy_chars=svc.settings.max_trust_policy_chars,

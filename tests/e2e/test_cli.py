@@ -196,7 +196,9 @@ def test_reconcile_import_findings_and_schema(account: World) -> None:
     assert json.loads(output) == []
     code, output = run("schema")
     schema = json.loads(output)
-    assert {"namespace", "serviceAccount", "roleArn", "target"} <= set(schema["required"])
+    assert {"namespace", "serviceAccount", "target"} <= set(schema["required"])
+    # the role: exactly one of roleArn and roleName
+    assert schema["oneOf"] == [{"required": ["roleArn"]}, {"required": ["roleName"]}]
 
 
 def test_without_a_sandbox_or_table_it_says_what_to_do(
@@ -687,3 +689,54 @@ def test_cluster_enroll_self_managed_records_it_and_refuses_bad_input_writing_no
     assert code == 0, output
     assert "create" in output
     assert "payments/api" in output
+
+
+def test_declare_a_role_name_narrowed_by_region_and_list_it(account: World) -> None:
+    # Given the role pod-identity/app-reader in the account of blue and green
+    account.client("iam").create_role(
+        RoleName="app-reader",
+        Path="/pod-identity/",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )
+    # When a declaration names the role by name, narrowed to this region
+    code, output = run(
+        *("declare", "reader", "--namespace", "payments", "--service-account", "reader"),
+        *("--role-name", "pod-identity/app-reader", "--fleet", "prod", "--region", "eu-west-1"),
+    )
+    assert code == 0, output
+    account.settle()
+    # Then the list shows the name as given and, per cluster, the ARN it resolves to
+    code, output = run("list", "-o", "json")
+    assert code == 0, output
+    row = {r["id"]: r for r in json.loads(output)}["reader"]
+    resolved = f"arn:aws:iam::{ACCOUNT}:role/pod-identity/app-reader"
+    assert (row["roleName"], row["roleArn"]) == ("pod-identity/app-reader", None)
+    assert row["roles"] == {
+        f"{ACCOUNT}/eu-west-1/blue": resolved,
+        f"{ACCOUNT}/eu-west-1/green": resolved,
+    }
+    assert row["target"] == {"clusters": [], "fleet": "prod", "regions": ["eu-west-1"]}
+    assert row["state"] == "Accepted"
+    code, output = run("list")
+    assert "roleName pod-identity/app-reader" in output
+    assert f"in accounts {ACCOUNT}" in output
+    assert "regions eu-west-1" in output
+    assert account.associations("blue")[("payments", "reader")]["roleArn"] == resolved
+
+
+def test_a_role_name_and_a_role_arn_together_are_refused_and_nothing_written(
+    account: World,
+) -> None:
+    code, output = run(
+        *DECLARE_PAYMENTS_API, *("--role-name", "payments-api", "--region", "eu-west-1")
+    )
+    assert code == 2, output
+    assert "roleArn and roleName are both set" in output
+    code, output = run(
+        *("declare", "x", "--namespace", "a", "--service-account", "b", "--fleet", "prod"),
+        *("--role-name", "team//app"),
+    )
+    assert code == 2, output
+    assert "invalid IAM path segment" in output
+    assert account.item("DECL#payments-api", "DECL") is None
+    assert account.item("DECL#x", "DECL") is None

@@ -24,10 +24,10 @@ from functions.core.places import Place
 from functions.event_patterns import heartbeat_rule_name
 from sandbox.accounts import admin_access
 from sandbox.spokes import deploy_spoke, remove_spoke
+from sandbox.stack import POD_TRUST
 from sandbox.sts_gate import PRINCIPALS, Principal
 from tests.integration.conftest import (
     ACCOUNT,
-    POD_TRUST,
     REGION,
     World,
     cluster_id,

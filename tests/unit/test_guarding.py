@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from functions.core.models import (
     Cluster,
+    Declaration,
     Finding,
     FindingAction,
     FindingRecord,
@@ -22,7 +23,10 @@ from functions.core.trust.guarding import (
     in_role_scope,
     is_news,
     node_usages,
+    relied_on_arn,
+    relied_on_roles,
     role_mode,
+    target_usages,
     usages,
 )
 from tests.builders import ACCOUNT, OTHER_ACCOUNT, PEM, REGION, cluster, declaration, role_arn
@@ -61,9 +65,10 @@ def test_usages_split_eks_and_self_managed_clusters_in_the_roles_account() -> No
     ]
     declared = [declaration()]
     assert [
-        (u.cluster_name, u.namespace, u.service_account) for u in usages(declared, clusters)
+        (u.cluster_name, u.namespace, u.service_account)
+        for u in usages(declared, clusters, ACCOUNT)
     ] == [("blue", "payments", "api")]
-    on_nodes = node_usages(declared, clusters)
+    on_nodes = node_usages(declared, clusters, ACCOUNT)
     assert [(n.usage.cluster_name, n.node_role_arn) for n in on_nodes] == [("lab-1", NODE_ROLE)]
 
 
@@ -71,7 +76,10 @@ def test_a_role_is_found_by_name_within_its_account_whatever_its_path() -> None:
     pathed = declaration(id="pathed", roleArn=f"arn:aws:iam::{ACCOUNT}:role/team/app")
     other = declaration(id="other", roleArn=role_arn("app", OTHER_ACCOUNT))
     named = declarations_of_role(
-        [declaration(), pathed, other, declaration(id="x", roleArn=role_arn("x"))], "app", ACCOUNT
+        [declaration(), pathed, other, declaration(id="x", roleArn=role_arn("x"))],
+        "app",
+        ACCOUNT,
+        [],
     )
     assert [d.id for d in named] == ["app", "pathed"]
 
@@ -132,3 +140,57 @@ def test_news_is_never_the_same_record_twice_unless_a_repair(
     once = record(action, *findings, detail=detail)
     assert is_news(once, once) is (action is FindingAction.REPAIRED)
     assert is_news(None, once)
+
+
+def _reader(**overrides: object) -> Declaration:
+    fields: dict[str, object] = {
+        "id": "reader",
+        "namespace": "payments",
+        "serviceAccount": "api",
+        "roleName": "team/reader",
+        "target": {"fleet": "prod"},
+    }
+    fields.update(overrides)
+    return Declaration.model_validate(fields)
+
+
+READER_HERE = f"arn:aws:iam::{ACCOUNT}:role/team/reader"
+READER_THERE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/team/reader"
+NOWHERE = "777788889999"
+
+
+def test_a_role_name_relies_on_the_role_of_that_name_where_it_has_a_target_cluster() -> None:
+    # a dev cluster (not a target) in a third account
+    clusters = [
+        cluster("blue"),
+        cluster("green", account=OTHER_ACCOUNT),
+        cluster("x", fleet="dev", account=NOWHERE),
+    ]
+    reader = _reader()
+    assert relied_on_roles([reader], clusters) == {(ACCOUNT, "reader"), (OTHER_ACCOUNT, "reader")}
+    assert declarations_of_role([reader], "reader", OTHER_ACCOUNT, clusters) == [reader]
+    # no target cluster in that account: a namesake there is not podid's business
+    assert declarations_of_role([reader], "reader", NOWHERE, clusters) == []
+    assert relied_on_arn(reader, "reader", OTHER_ACCOUNT, clusters) == READER_THERE
+    assert relied_on_arn(reader, "reader", ACCOUNT, clusters) == READER_HERE
+
+
+def test_a_role_names_usages_are_those_of_the_checked_accounts_clusters() -> None:
+    clusters = [cluster("blue"), cluster("green", account=OTHER_ACCOUNT), lab()]
+    reader = _reader()
+    assert [u.cluster_name for u in usages([reader], clusters, ACCOUNT)] == ["blue"]
+    assert [u.cluster_name for u in usages([reader], clusters, OTHER_ACCOUNT)] == ["green"]
+    assert [n.usage.cluster_name for n in node_usages([reader], clusters, ACCOUNT)] == ["lab-1"]
+    assert node_usages([reader], clusters, OTHER_ACCOUNT) == ()
+
+
+def test_a_target_role_is_trusted_by_each_accounts_resolved_association_role() -> None:
+    central = role_arn("central", NOWHERE)
+    clusters = [cluster("blue"), cluster("green", account=OTHER_ACCOUNT)]
+    found = target_usages([_reader(targetRoleArn=central)], clusters, {})
+    assert sorted((t.usage.cluster_name, t.association_role_arn) for t in found) == [
+        ("blue", READER_HERE),
+        ("green", READER_THERE),
+    ]
+    # the central role is relied on once, by its own account
+    assert (NOWHERE, "central") in relied_on_roles([_reader(targetRoleArn=central)], clusters)

@@ -50,9 +50,9 @@ def test_unknown_fields_are_rejected_so_typos_do_not_pass_silently() -> None:
 def test_missing_field_is_named() -> None:
     with pytest.raises(ValidationError) as caught:
         Declaration.model_validate(
-            {"id": "x", "namespace": "a", "serviceAccount": "b", "target": {"fleet": "f"}}
+            {"id": "x", "namespace": "a", "roleArn": role_arn(), "target": {"fleet": "f"}}
         )
-    assert describe_validation_error(caught.value) == ["roleArn: required field is missing"]
+    assert describe_validation_error(caught.value) == ["serviceAccount: required field is missing"]
 
 
 def test_session_policy_requires_disabled_session_tags() -> None:
@@ -85,7 +85,7 @@ def test_target_role_rules() -> None:
 
 
 def test_spec_carries_ownership_tags() -> None:
-    spec = declaration(tags={"team": "a"}).spec("podid")
+    spec = declaration(tags={"team": "a"}).spec("podid", cluster())
     assert spec.tags == {
         "team": "a",
         "pod-identity/managed-by": "podid",
@@ -121,6 +121,7 @@ field_names = st.sampled_from(
         "namespace",
         "serviceAccount",
         "roleArn",
+        "roleName",
         "targetRoleArn",
         "disableSessionTags",
         "policy",

@@ -28,28 +28,42 @@ def role_mode(declarations: Iterable[Declaration], default: Mode) -> Mode:
     return least_writing(default, *(d.mode for d in declarations))
 
 
-def usages(declarations: Iterable[Declaration], clusters: list[Cluster]) -> tuple[Usage, ...]:
-    """Usages on EKS clusters: the role must trust pods.eks.amazonaws.com."""
+def _uses_here(declaration: Declaration, cluster: Cluster, account: str) -> bool:
+    """Whether the declaration's association role on this cluster is the one in
+    `account` (EKS rejects a role outside the cluster's account, so no other is used)."""
+    return cluster.account == account and declaration.role_in_account_of(cluster)
+
+
+def _usage(declaration: Declaration, cluster: Cluster) -> Usage:
+    d = declaration
+    return Usage(
+        cluster.name, cluster.arn, d.namespace, d.service_account, d.disable_session_tags, d.id
+    )
+
+
+def usages(
+    declarations: Iterable[Declaration], clusters: list[Cluster], account: str
+) -> tuple[Usage, ...]:
+    """Usages on EKS clusters of the association role in `account`: it must trust
+    pods.eks.amazonaws.com."""
     return tuple(
-        Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id)
+        _usage(d, c)
         for d in declarations
         for c in targets_of(d, clusters)
-        if c.account == d.role_account and not c.self_managed
+        if _uses_here(d, c, account) and not c.self_managed
     )
 
 
 def node_usages(
-    declarations: Iterable[Declaration], clusters: list[Cluster]
+    declarations: Iterable[Declaration], clusters: list[Cluster], account: str
 ) -> tuple[NodeUsage, ...]:
-    """Usages on self-managed clusters: the role must trust the cluster's node role."""
+    """Usages on self-managed clusters of the association role in `account`: it
+    must trust the cluster's node role."""
     return tuple(
-        NodeUsage(
-            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
-            c.node_role_arn,
-        )
+        NodeUsage(_usage(d, c), c.node_role_arn)
         for d in declarations
         for c in targets_of(d, clusters)
-        if c.account == d.role_account and c.self_managed and c.node_role_arn
+        if _uses_here(d, c, account) and c.self_managed and c.node_role_arn
     )
 
 
@@ -59,19 +73,28 @@ def target_usages(
     external_ids: Mapping[AssociationKey, str | None],
 ) -> tuple[TargetUsage, ...]:
     """Usages on EKS clusters of declarations with a target role: the target
-    role must trust the association role with the association's externalId
-    (known once EKS has created the association)."""
+    role must trust each cluster's association role (a roleName resolves in
+    every cluster's account) with the association's externalId (known once EKS
+    has created the association)."""
     return tuple(
         TargetUsage(
-            Usage(c.name, c.arn, d.namespace, d.service_account, d.disable_session_tags, d.id),
-            d.role_arn,
+            _usage(d, c),
+            d.role_for(c),
             external_ids.get(AssociationKey(c.ref, d.namespace, d.service_account)),
         )
         for d in declarations
         if d.target_role_arn
         for c in targets_of(d, clusters)
-        if c.account == d.role_account and not c.self_managed
+        if d.role_in_account_of(c) and not c.self_managed
     )
+
+
+def association_roles(declaration: Declaration, clusters: list[Cluster]) -> dict[str, str]:
+    """Account -> the association role the declaration relies on there: its
+    roleArn, or its roleName in every account where it has a target cluster."""
+    if declaration.role_arn is not None:
+        return {parse_role_arn(declaration.role_arn).account: declaration.role_arn}
+    return {c.account: declaration.role_for(c) for c in targets_of(declaration, clusters)}
 
 
 def _names(role_arn: str | None, role_name: str, account: str | None = None) -> bool:
@@ -83,25 +106,30 @@ def _names(role_arn: str | None, role_name: str, account: str | None = None) -> 
 
 
 def declarations_of_role(
-    declarations: Iterable[Declaration], role_name: str, account: str
+    declarations: Iterable[Declaration], role_name: str, account: str, clusters: list[Cluster]
 ) -> list[Declaration]:
     """The declarations that rely on a role by name within the account, as their
     association role or their target role (CloudTrail names a role without its
-    path; a name is unique within an account)."""
+    path; a name is unique within an account). A roleName relies on the role of
+    that name in each account where it has a target cluster."""
     return [
         d
         for d in declarations
-        if _names(d.role_arn, role_name, account) or _names(d.target_role_arn, role_name, account)
+        if _names(association_roles(d, clusters).get(account), role_name, account)
+        or _names(d.target_role_arn, role_name, account)
     ]
 
 
-def relied_on_arn(declaration: Declaration, role_name: str) -> str:
-    """The ARN by which a declaration names the role called `role_name`."""
-    if _names(declaration.target_role_arn, role_name) and not _names(
-        declaration.role_arn, role_name
-    ):
+def relied_on_arn(
+    declaration: Declaration, role_name: str, account: str, clusters: list[Cluster]
+) -> str:
+    """The ARN by which a declaration names the role called `role_name` in `account`."""
+    association = association_roles(declaration, clusters).get(account)
+    if _names(association, role_name):
+        return str(association)
+    if _names(declaration.target_role_arn, role_name):
         return str(declaration.target_role_arn)
-    return declaration.role_arn
+    return association or declaration.role_label
 
 
 def own_account(self_role_arns: Iterable[str]) -> str | None:
@@ -118,14 +146,18 @@ def split_by_use(
     declared = list(declarations)
     return (
         [d for d in declared if _names(d.target_role_arn, role_name)],
-        [d for d in declared if _names(d.role_arn, role_name)],
+        [d for d in declared if d.role_path_and_name[1] == role_name],
     )
 
 
-def relied_on_roles(declarations: Iterable[Declaration]) -> set[tuple[str, str]]:
-    """(account, name) of every role declarations rely on, target roles included."""
-    arns = [d.role_arn for d in declarations] + [
-        d.target_role_arn for d in declarations if d.target_role_arn
+def relied_on_roles(
+    declarations: Iterable[Declaration], clusters: list[Cluster]
+) -> set[tuple[str, str]]:
+    """(account, name) of every role declarations rely on, target roles included
+    (a roleName: in each account where it has a target cluster)."""
+    declared = list(declarations)
+    arns = [arn for d in declared for arn in association_roles(d, clusters).values()] + [
+        d.target_role_arn for d in declared if d.target_role_arn
     ]
     return {(arn.account, arn.name) for arn in map(parse_role_arn, arns)}
 
