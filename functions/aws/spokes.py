@@ -112,6 +112,13 @@ class SpokeAccess:
             raise SpokeUnreachable(place, entry.refused or "refused")
         return entry.access
 
+    def forget_refusal(self, place: Place) -> None:
+        """The spoke announced itself: a remembered refusal there is out of date."""
+        with self._guard:
+            entry = self._known.get(place)
+            if entry is not None and entry.access is None:
+                del self._known[place]
+
     def _identity(self) -> _Home:
         with self._home_lock:
             if self._home is None:

@@ -136,9 +136,10 @@ def reconcile_cluster(
             )
         except Unreachable as error:
             # a departed spoke: say so on each status; retrying would not help
-            marked = mark_unreachable(svc, [cluster], error.reason)
+            mark_unreachable(svc, [cluster], error.reason)
             _receipt(svc, message, applied=0, failed={"cluster": str(error)})
-            return ClusterResult(cluster.ref, failed=marked)
+            # not retried: the spoke's next heartbeat or the schedule tries again
+            return ClusterResult(cluster.ref, unreachable=error.reason)
     planning = svc.settings.mode is Mode.PLAN  # no write to any cluster, maps included
     if result.push_needed and svc.settings.push_queue_url and not planning:
         svc.messenger.enqueue_per_cluster(
@@ -262,6 +263,7 @@ def mark_unreachable(
     the cluster or the table is deleted: the spoke may come back."""
     marked: dict[AssociationKey, str] = {}
     now = svc.clock()
+    clusters = list(clusters)
     for cluster in clusters:
         why = (
             f"cannot reach account {cluster.account} region {cluster.place.region} "
@@ -280,5 +282,5 @@ def mark_unreachable(
             except StaleWrite:
                 continue  # another writer moved it: the next pass says it again
         logger.warning("cluster unreachable", cluster=str(cluster.ref), reason=reason)
-    metrics.add_metric(name="ClustersUnreachable", unit="Count", value=len(list(clusters)))
+    metrics.add_metric(name="ClustersUnreachable", unit="Count", value=len(clusters))
     return marked

@@ -26,6 +26,8 @@ class ClusterResult:
     planned: list[Operation] = field(default_factory=list)  # plan mode: reported, not made
     blocked: dict[AssociationKey, str] = field(default_factory=dict)  # declared, not ours
     statuses_written: int = 0
+    # podid cannot act in the cluster's account and region now (reported on its statuses)
+    unreachable: str | None = None
     push_needed: bool = False
 
     @property

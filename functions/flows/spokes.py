@@ -34,6 +34,8 @@ def on_heartbeat(svc: Services, place: Place, seen_at: datetime) -> Discovery | 
         return None  # another heartbeat of this spoke was recorded just now
     if not fresh:
         return None
+    if svc.spokes is not None:
+        svc.spokes.forget_refusal(place)  # it answers again: ask afresh
     logger.info("spoke announced itself", place=str(place), known=spoke is not None)
     metrics.add_metric(name="SpokesJoined", unit="Count", value=1)
     declarations = svc.repo.load_declarations()

@@ -60,7 +60,9 @@ class Fleet:
         )
 
     def eks(self, place: Place) -> Any:
-        return self.admin(place).client("eks", endpoint_url=self.world.endpoint)
+        return self.admin(place).client(
+            "eks", endpoint_url=self.world.endpoint, region_name=place.region
+        )
 
     def deploy(self, place: Place) -> None:
         deploy_spoke(
