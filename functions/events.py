@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.core.arns import check_cluster_name
 from functions.core.places import ClusterRef, Place
+from functions.core.spokes import is_spoke_role
 
 
 class _Lenient(BaseModel):
@@ -65,8 +66,11 @@ class CloudTrailDetail(_Lenient):
     def request(self, name: str) -> Any:
         return (self.request_parameters or {}).get(name)
 
-    def caused_by(self, role_arns: tuple[str, ...]) -> bool:
-        return self.user_identity.role_arn in role_arns
+    def caused_by(self, role_arns: tuple[str, ...], spoke_role: str | None = None) -> bool:
+        """Made by podid itself: one of its function roles, or (in a spoke) the
+        spoke role it acts as there (`spoke_role`: the role name template)."""
+        made_as = self.user_identity.role_arn
+        return made_as in role_arns or is_spoke_role(made_as, spoke_role)
 
 
 class EventBridgeEvent(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from functions.core.arns import check_region, parse_role_arn
 from functions.core.errors import DomainError
 from functions.core.places import Place, Unreachable
 
@@ -79,6 +80,26 @@ def check_spoke_role_template(template: str) -> str:
             f"{REGION_FIELD}"
         )
     return template
+
+
+def is_spoke_role(role_arn: str | None, template: str | None) -> bool:
+    """Whether an IAM role ARN is a spoke role of this hub (in any account and
+    region): the hub's own writes in a spoke are made as it."""
+    if not role_arn or not template:
+        return False
+    try:
+        name = parse_role_arn(role_arn).name
+    except ValueError:
+        return False
+    before, after = template.split(REGION_FIELD)
+    region = name.removeprefix(before).removesuffix(after)
+    if not (name.startswith(before) and name.endswith(after) and region):
+        return False
+    try:
+        check_region(region)
+    except ValueError:
+        return False
+    return True
 
 
 def spoke_role_arn(partition: str, place: Place, template: str) -> str:

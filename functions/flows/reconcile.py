@@ -176,7 +176,7 @@ def on_eks_event(svc: Services, detail: CloudTrailDetail) -> bool:
     """True when the event asked for a reconcile (or changed membership)."""
     if detail.error_code:
         return False  # the call failed: nothing changed
-    if detail.caused_by(svc.settings.self_role_arns):
+    if detail.caused_by(svc.settings.self_role_arns, svc.settings.spoke_role_name):
         return False  # our own write, already recorded
     name = detail.event_name
     place = detail.place(svc.home)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     # only webhook_push talks to Kubernetes: sync, reconcile and trust_guard never
     # load the client (their packages do not even hold it, see infra/bundling.py)
     from functions.kube.configmap import ClusterEndpoint, ConfigMapWriter
+
+
+# IAM is global; its CloudTrail events (and the spoke that forwards them) are here
+IAM_REGION = "us-east-1"
 
 
 def utc_now() -> datetime:
@@ -77,6 +81,27 @@ class Services:
         if place == self.home:
             return self.tokens
         return EksTokenBuilder(clients.sts(place.region, self.access_in(place)))
+
+    def iam_in(self, account: str, near: Iterable[Place] = ()) -> IamAdapter:
+        """IAM of an account: at home the hub's own, else through a spoke role of that
+        account (IAM is global: any of its spokes will do; us-east-1 first, where the
+        spoke that forwards IAM events is)."""
+        if account == self.home.account:
+            return self.iam
+        known = {p for p in near if p.account == account}
+        known |= {s.place for s in self.repo.list_spokes() if s.account == account}
+        if not known:
+            raise Unreachable(
+                Place(account, IAM_REGION), "no spoke of that account has announced itself"
+            )
+        ordered = sorted(known, key=lambda p: (p.region != IAM_REGION, p.region))
+        for place in ordered[:-1]:
+            try:
+                return IamAdapter(clients.iam(place.region, self.access_in(place)))
+            except Unreachable:
+                continue  # another of its spokes may answer
+        last = ordered[-1]
+        return IamAdapter(clients.iam(last.region, self.access_in(last)))
 
     def tagging_in(self, place: Place) -> TaggingAdapter | None:
         if place == self.home:

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.aws.iam import RoleInfo
+from functions.aws.iam import IamAdapter, RoleInfo
 from functions.core.arns import parse_role_arn
 from functions.core.errors import MalformedPolicy
 from functions.core.fleet import targets_of
@@ -31,6 +31,7 @@ from functions.core.models import (
     Mode,
     Severity,
 )
+from functions.core.places import Unreachable
 from functions.core.trust import (
     HARDEN_VALUE,
     REPAIR_VALUE,
@@ -77,7 +78,7 @@ class GuardOutcome:
 def on_iam_event(svc: Services, detail: CloudTrailDetail) -> GuardOutcome | None:
     if detail.event_name not in WATCHED_EVENTS or detail.error_code:
         return None
-    if detail.caused_by(svc.settings.self_role_arns):
+    if detail.caused_by(svc.settings.self_role_arns, svc.settings.spoke_role_name):
         logger.info("ignoring the guard's own change", event=detail.event_id)
         return None
     role_name = detail.request("roleName")
@@ -129,14 +130,21 @@ def _guard(  # noqa: PLR0917 - one role's check: which role, who relies on it, w
     inside = [d for d in declarations if in_role_scope(declared_arn[d.id], scope)]
     if not inside:
         return _outside(svc, declared_arn[declarations[0].id], declarations, mode, event)
-    own = own_account(svc.settings.self_role_arns)
+    own = own_account(svc.settings.self_role_arns) or svc.home.account
     arn = declared_arn[inside[0].id]
-    if own and parse_role_arn(arn).account != own:
+    elsewhere = own is not None and parse_role_arn(arn).account != own
+    if elsewhere and svc.spokes is None:
         # never GetRole by name here: that would read a namesake in this account
-        findings = other_account_findings(arn, own, [d.id for d in inside])
+        findings = other_account_findings(arn, own or "", [d.id for d in inside])
         return _finish(svc, _record(svc, arn, findings, mode, event))
     try:
-        role = svc.iam.get_role(role_name)
+        # another account's role through its spoke role (never a namesake at home)
+        iam = svc.iam_in(account, [c.place for c in clusters]) if elsewhere else svc.iam
+        role = iam.get_role(role_name)
+    except Unreachable as error:
+        findings = iam_failure_findings(arn, "AssumeRole", "SpokeUnreachable", error.reason)
+        logger.warning("cannot reach a declared role's account", role=arn, reason=error.reason)
+        return _finish(svc, _record(svc, arn, findings, mode, event))
     except (ClientError, BotoCoreError) as error:
         findings = iam_failure_findings(arn, *_describe(error, "GetRole"))
         logger.warning("reading a declared role failed", role=role_name, error=str(error))
@@ -146,7 +154,7 @@ def _guard(  # noqa: PLR0917 - one role's check: which role, who relies on it, w
     exact = [d for d in inside if role is not None and declared_arn[d.id] == role.arn]
     relying = exact or inside
     role_arn = role.arn if role else declared_arn[relying[0].id]
-    return _check(svc, role, role_arn, relying, clusters, event=event)
+    return _check(svc, iam, role, role_arn, relying, clusters, event=event)
 
 
 def _outside(
@@ -174,8 +182,9 @@ def _describe(error: Exception, operation: str) -> tuple[str, str, str]:
     return operation, type(error).__name__, str(error)
 
 
-def _check(
+def _check(  # noqa: PLR0917 - one role's check, and the IAM of its account
     svc: Services,
+    iam: IamAdapter,
     role: RoleInfo | None,
     role_arn: str,
     declarations: list[Declaration],
@@ -207,7 +216,7 @@ def _check(
     findings = review(role.trust_policy, context)
     action, detail = FindingAction.REPORTED, None
     if mode is Mode.ENFORCE:
-        action, detail, findings = _enforce(svc, role, context, findings)
+        action, detail, findings = _enforce(svc, iam, role, context, findings)
     return _finish(svc, _record(svc, role_arn, findings, mode, event, action=action, detail=detail))
 
 
@@ -227,7 +236,7 @@ def _enrolled_clusters(svc: Services) -> list[Cluster]:
 
 
 def _enforce(
-    svc: Services, role: RoleInfo, context: TrustContext, findings: list[Finding]
+    svc: Services, iam: IamAdapter, role: RoleInfo, context: TrustContext, findings: list[Finding]
 ) -> tuple[FindingAction, str | None, list[Finding]]:
     """Write what the role's owner consented to: breakage repairs with
     `<tag>=true`, hardening too with `<tag>=harden`; every refusal is recorded."""
@@ -271,7 +280,7 @@ def _enforce(
             findings,
         )
     try:
-        svc.iam.update_trust_policy(role.name, result.policy)
+        iam.update_trust_policy(role.name, result.policy)
     except (ClientError, BotoCoreError) as error:
         return FindingAction.REPAIR_FAILED, f"UpdateAssumeRolePolicy failed: {error}", findings
     metrics.add_metric(name="TrustPoliciesRepaired", unit="Count", value=1)

@@ -258,3 +258,79 @@ def test_a_scheduled_event_from_another_account_that_is_no_heartbeat_is_parked(
     event = fixture_event("scheduled_event", ACCOUNT=other.account, REGION=other.region)
     assert fleet.world.reconcile_event(event)["status"] == "parked"
     assert fleet.world.item(f"SPOKE#{other.account}#{other.region}", "SPOKE") is None
+
+
+EC2_ONLY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def test_the_trust_guard_repairs_a_spoke_accounts_role_through_its_spoke_and_ignores_it(
+    fleet: Fleet,
+) -> None:
+    # Given the fleet in enforce mode (spokes allowed to repair), the role in a
+    # member account opted in to repair
+    fleet.world.configure(MODE="enforce")
+    member = Place(fleet.members[1], OTHER_REGION)
+    join_and_declare(fleet)
+    for place in fleet.spokes:
+        deploy_spoke(
+            fleet.world.endpoint,
+            place.account,
+            place.region,
+            hub_account=ACCOUNT,
+            hub_stack_name=HUB_STACK,
+            function_role_names=FUNCTION_ROLES,
+            external_id=EXTERNAL_ID,
+            organization_id=fleet.organization_id,
+            role_path="/",
+            operator=fleet.operator,
+            mode="enforce",
+        )
+    iam = fleet.admin(member).client("iam", endpoint_url=fleet.world.endpoint)
+    iam.tag_role(
+        RoleName="payments-api", Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}]
+    )
+    # When someone there removes the pod principal from its trust policy
+    iam.update_assume_role_policy(RoleName="payments-api", PolicyDocument=json.dumps(EC2_ONLY))
+    event = fixture_event(
+        "iam_update_assume_role_policy",
+        ACCOUNT=member.account,
+        ROLE_NAME="payments-api",
+        CALLER_ROLE="platform-admin",
+    )
+    response = fleet.world.guard_event(event)
+
+    # Then the guard read and repaired that account's role (not the hub's namesake)
+    role_arn = f"arn:aws:iam::{member.account}:role/payments-api"
+    assert response["action"] == "repaired", response
+    document = iam.get_role(RoleName="payments-api")["Role"]["AssumeRolePolicyDocument"]
+    policy: dict[str, Any] = json.loads(
+        document if isinstance(document, str) else json.dumps(document)
+    )
+    pods = [
+        s
+        for s in policy["Statement"]
+        if s.get("Principal") == {"Service": "pods.eks.amazonaws.com"}
+    ]
+    assert pods, policy
+    assert pods[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == member.account
+    assert fleet.world.record(f"ROLE#{role_arn}", "FINDING#LATEST")["action"] == "repaired"
+    hub_role = fleet.world.client("iam").get_role(RoleName="payments-api")["Role"]
+    hub_policy = hub_role["AssumeRolePolicyDocument"]
+    assert "ec2.amazonaws.com" not in json.dumps(hub_policy)  # the namesake at home untouched
+    # and CloudTrail's report of that repair, made as the spoke role, is the guard's own
+    own = fixture_event(
+        "iam_update_assume_role_policy",
+        ACCOUNT=member.account,
+        ROLE_NAME="payments-api",
+        CALLER_ROLE=f"{HUB_STACK}-spoke-{OTHER_REGION}",
+    )
+    assert fleet.world.guard_event(own) == {"status": "ignored"}
