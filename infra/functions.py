@@ -155,6 +155,8 @@ class ControlPlaneFunctions(Construct):
         if spokes is None:
             return {}
         found = {
+            # the hub's own place, without asking STS at each cold start
+            "ACCOUNT_ID": Aws.ACCOUNT_ID,
             "ORGANIZATION_ID": spokes.organization_id,
             "SPOKE_ROLE_NAME": spokes.role_name,
             "SPOKE_HEARTBEAT_RULE": spokes.heartbeat_rule,
@@ -345,6 +347,19 @@ class ControlPlaneFunctions(Construct):
                     conditions={"StringEquals": {"aws:ResourceOrgID": spokes.organization_id}},
                 )
             )
+        # discovery records each spoke account's OU path (target.organizationalUnits):
+        # Organizations answers the management account or a delegated administrator
+        for function in (self.sync, self.reconcile):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadOrganizationalUnits",
+                    actions=["organizations:ListParents"],
+                    resources=[
+                        f"arn:{Aws.PARTITION}:organizations::*:account/{spokes.organization_id}/*",
+                        f"arn:{Aws.PARTITION}:organizations::*:ou/{spokes.organization_id}/*",
+                    ],
+                )
+            )
 
     def _items(
         self,
@@ -441,6 +456,12 @@ class ControlPlaneFunctions(Construct):
                 "account cannot be named: aws:ResourceOrgID bounds it to the organization, the "
                 "name to this hub's spoke roles, whose trust names these function roles."
             )
+            for kind in ("account", "ou"):
+                path = f"arn:<AWS::Partition>:organizations::*:{kind}/{spokes.organization_id}/*"
+                reasons["Resource::" + path] = (
+                    "Any account or OU of this organization may hold a spoke; the management "
+                    "account's id is not part of the hub's configuration."
+                )
         for finding, reason in reasons.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", reason)
         acknowledge(

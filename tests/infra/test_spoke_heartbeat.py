@@ -292,6 +292,27 @@ def test_the_functions_know_how_to_reach_the_spokes(
     _, role = spoke_role(spoke)
     assert found["SPOKE_ROLE_NAME"].format(region="eu-west-1") == role["Properties"]["RoleName"]
     assert not set(SPOKE_ENVIRONMENT) & set(environment(template, handler))
+    # the hub's own account, so no cold start asks STS where it is
+    assert found["ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
+
+
+def test_discovery_may_read_the_ou_of_the_organizations_accounts_only(
+    hub: dict[str, Any],
+) -> None:
+    allowed = {}
+    for resource in template_of(hub).to_json()["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            if "organizations:ListParents" in json.dumps(statement["Action"]):
+                roles = json.dumps(resource["Properties"]["Roles"])
+                allowed[roles] = statement
+    assert len(allowed) == 2  # sync and reconcile: the functions that run discovery
+    for statement in allowed.values():
+        assert statement["Action"] == "organizations:ListParents"
+        resources = json.dumps(statement["Resource"])
+        assert f"account/{ORG}/*" in resources
+        assert f"ou/{ORG}/*" in resources
 
 
 def test_the_hub_takes_an_external_id_only_as_a_hub_and_checks_it() -> None:
