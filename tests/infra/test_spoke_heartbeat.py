@@ -293,7 +293,7 @@ def test_the_functions_know_how_to_reach_the_spokes(
     assert found["SPOKE_ROLE_NAME"].format(region="eu-west-1") == role["Properties"]["RoleName"]
     assert not set(SPOKE_ENVIRONMENT) & set(environment(template, handler))
     # the hub's own account, so no cold start asks STS where it is
-    assert found["ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
+    assert json.dumps(found["ACCOUNT_ID"]) == json.dumps({"Ref": "AWS::AccountId"})
 
 
 def test_discovery_may_read_the_ou_of_the_organizations_accounts_only(
