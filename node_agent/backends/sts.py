@@ -27,7 +27,9 @@ from node_agent.errors import AgentError
 from node_agent.tokens import TokenClaims
 
 log = logging.getLogger("podid.agent")
-CREDENTIAL_SECONDS = 6 * 3600
+CREDENTIAL_SECONDS = 6 * 3600  # what EKS Pod Identity gives, where the role allows it
+# every role allows 1 h (its MaxSessionDuration's default and minimum)
+SHORT_SESSION_SECONDS = 3600
 MAP_CHECK_SECONDS = 5.0
 _STS_ERRORS = {
     "AccessDenied": (403, False),
@@ -111,6 +113,8 @@ class StsBackend:
         self.associations = associations
         self._sts = sts
         self._session = botocore.session.get_session()  # for chained clients, not boto3's
+        # roles whose MaxSessionDuration refused 6 h: asked for 1 h from then on
+        self._short_roles: set[str] = set()
         # load its STS model now: parsed on the first chained fetch it took ~150 ms of that
         # request's 1.5 s budget (a 504 on a loaded node); later clients reuse it (~4 ms)
         self._chained_client("warm-up", "warm-up", "warm-up")
@@ -151,7 +155,7 @@ class StsBackend:
             ]
         if entry.get("policy"):
             params["Policy"] = entry["policy"]
-        raw = self._assume(self._sts, params)
+        raw = self._assume_role(params)
         if entry.get("targetRoleArn"):
             chained = self._chained_client(
                 raw["AccessKeyId"], raw["SecretAccessKey"], raw["SessionToken"]
@@ -173,6 +177,21 @@ class StsBackend:
             namespace=identity.namespace,
             service_account=identity.service_account,
         )
+
+    def _assume_role(self, params: dict[str, Any]) -> dict[str, Any]:
+        """6 h credentials, or 1 h where the role's MaxSessionDuration is shorter (STS
+        refuses the longer request with a ValidationError; remembered per role)."""
+        role = params["RoleArn"]
+        if role in self._short_roles:
+            return self._assume(self._sts, {**params, "DurationSeconds": SHORT_SESSION_SECONDS})
+        try:
+            return self._assume(self._sts, params)
+        except AgentError as error:
+            if error.code != "ValidationError" or "DurationSeconds" not in error.message:
+                raise
+        log.info("role allows sessions shorter than 6 h: asking for 1 h", extra={"role": role})
+        self._short_roles.add(role)
+        return self._assume(self._sts, {**params, "DurationSeconds": SHORT_SESSION_SECONDS})
 
     def _chained_client(self, key_id: str, secret: str, token: str) -> Any:
         return self._session.create_client(

@@ -404,3 +404,25 @@ def test_an_unreachable_api_server_is_a_retryable_503(
         "TokenReviewFailed",
         True,
     )
+
+
+def test_a_role_allowing_only_one_hour_sessions_gets_one_hour_credentials(
+    self_managed: SelfManaged, world: World
+) -> None:
+    # Given a mapped role left at IAM's default MaxSessionDuration (1 h): STS refuses
+    # the 6 h the agent asks for first
+    short = world.client("iam").create_role(
+        RoleName="short-sessions", AssumeRolePolicyDocument=json.dumps(NODE_TRUST)
+    )["Role"]["Arn"]
+    write_map(self_managed.path, {("payments", "api"): {"role_arn": short}})
+    # When two pods of the service account ask for credentials
+    for pod in ("api-1", "api-2"):
+        status, body = get_credentials(
+            self_managed.agent.ports[0],
+            self_managed.identity.issue("payments", "api", pod_name=pod),
+        )
+        # Then each gets credentials of that role
+        assert status == 200, body
+    # asking 6 h once, then 1 h, and 1 h straight away for the next pod
+    durations = [(c["RoleArn"], c["DurationSeconds"]) for c in self_managed.calls]
+    assert durations == [(short, 6 * 3600), (short, 3600), (short, 3600)]
