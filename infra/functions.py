@@ -34,6 +34,7 @@ ITEM_WRITES = [
 DECLARATIONS = records.DECLARATION_PREFIX + "*"
 CLUSTERS = records.CLUSTER_PREFIX + "*"
 ROLES = records.ROLE_PREFIX + "*"
+SPOKES = records.SPOKE_PREFIX + "#*"
 # the attributes of the one item the push writes (CLUSTER#<name> / MAP)
 PUSHED_MAP_ATTRIBUTES = [
     records.PK,
@@ -401,15 +402,24 @@ class ControlPlaneFunctions(Construct):
         """Each function reads and writes only the item keys it uses (see
         functions/core/records.py for the layout)."""
         for function in (self.sync, self.reconcile):
-            # declarations (their STATUS items are written here) and cluster records
+            # declarations (their STATUS items are written here), cluster records and
+            # the spokes where clusters are looked for
             self._items(
-                function, "ReadDeclarationsAndClusters", ITEM_READS, [DECLARATIONS, CLUSTERS]
+                function,
+                "ReadDeclarationsClustersSpokes",
+                ITEM_READS,
+                [DECLARATIONS, CLUSTERS, SPOKES],
             )
             self._items(function, "WriteStatusAndClusters", ITEM_WRITES, [DECLARATIONS, CLUSTERS])
             self._indexes(function, records.KIND_INDEX)
+        # heartbeats record spokes, discovery their state
+        self._items(self.reconcile, "WriteSpokes", ITEM_WRITES, [SPOKES])
         guard = self.trust_guard
         self._items(
-            guard, "ReadDeclarationsClustersFindings", ITEM_READS, [DECLARATIONS, CLUSTERS, ROLES]
+            guard,
+            "ReadDeclarationsClustersFindingsSpokes",
+            ITEM_READS,
+            [DECLARATIONS, CLUSTERS, ROLES, SPOKES],
         )
         self._items(guard, "WriteFindingsAndRepairBudgets", ITEM_WRITES, [ROLES])
         self._items(

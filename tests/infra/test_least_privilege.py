@@ -130,15 +130,23 @@ def test_with_no_writers_named_nobody_outside_the_control_plane_writes_declarati
 
 # what each function reads and writes (functions/dal/repository.py, core/records.py)
 ITEM_ACCESS = {
-    "sync": ({"DECL#d", "CLUSTER#c"}, {"DECL#d", "CLUSTER#c"}),
-    "reconcile": ({"DECL#d", "CLUSTER#c"}, {"DECL#d", "CLUSTER#c"}),
+    "sync": ({"DECL#d", "CLUSTER#c", "SPOKE#a#r"}, {"DECL#d", "CLUSTER#c"}),
+    "reconcile": ({"DECL#d", "CLUSTER#c", "SPOKE#a#r"}, {"DECL#d", "CLUSTER#c", "SPOKE#a#r"}),
     "trust_guard": (
-        {"DECL#d", "CLUSTER#c", "ROLE#r", "IDEMPOTENCY#trust_guard"},
+        {"DECL#d", "CLUSTER#c", "ROLE#r", "IDEMPOTENCY#trust_guard", "SPOKE#a#r"},
         {"ROLE#r", "IDEMPOTENCY#trust_guard"},
     ),
     "webhook_push": ({"CLUSTER#c"}, set()),
 }
-ANY_KEY = {"DECL#d", "CLUSTER#c", "ROLE#r", "IDEMPOTENCY#trust_guard", "IDEMPOTENCY#other", "X"}
+ANY_KEY = {
+    "DECL#d",
+    "CLUSTER#c",
+    "ROLE#r",
+    "SPOKE#a#r",
+    "IDEMPOTENCY#trust_guard",
+    "IDEMPOTENCY#other",
+    "X",
+}
 
 
 @pytest.mark.parametrize("handler", sorted(ITEM_ACCESS))
