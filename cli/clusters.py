@@ -97,7 +97,7 @@ def reconcile(  # noqa: PLR0917 - one parameter per command-line option
         output.fail(_NO_QUEUE, 2)
     declarations = svc.repo.load_declarations()
     with output.console.status("discovering clusters"):
-        clusters, found = discover(svc, declarations.valid, deep=deep)
+        clusters, found = discover(svc, declarations.valid, deep=deep, record_spokes=False)
     names = [c.ref for c in clusters if c.enrolled and cluster in (None, c.name, str(c.ref))]
     if cluster and not names:
         enrolled = ", ".join(str(c.ref) for c in clusters if c.enrolled) or "none"
@@ -107,7 +107,9 @@ def reconcile(  # noqa: PLR0917 - one parameter per command-line option
         f"forgotten {', '.join(map(str, found.forgotten)) or 'none'}"
     )
     for place, reason in sorted(found.unreachable.items()):
-        output.errors.print(f"[yellow]unreachable[/yellow] {place}:", Text(reason))
+        output.errors.print(
+            f"[yellow]not reached with these credentials[/yellow] {place}:", Text(reason)
+        )
     if not names:
         output.say("no enrolled cluster: nothing to reconcile")
         return

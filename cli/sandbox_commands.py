@@ -29,6 +29,14 @@ _SHARED_ENVIRONMENT = (
     "KUBE_ENDPOINT_TEMPLATE",
     "SELF_ROLE_ARNS",
     "MODE",
+    "ROLE_PATH",
+    "TARGET_ROLE_ACCOUNTS",
+    # the sandbox runs as a hub: where the spokes are, as the stack tells its functions
+    "ACCOUNT_ID",
+    "ORGANIZATION_ID",
+    "SPOKE_ROLE_NAME",
+    "SPOKE_EXTERNAL_ID",
+    "SPOKE_HEARTBEAT_RULE",
 )
 
 

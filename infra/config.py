@@ -106,6 +106,8 @@ class DeployConfig(RoleScope):
     # Who may record clusters by hand (`podid cluster enroll` / `discover`: CLUSTER# items).
     cluster_enrollers: tuple[str, ...] = Field(default=(), alias="clusterEnrollers")
     repair_limit: int = Field(default=3, ge=1, alias="repairLimit")
+    # accounts a declaration's targetRoleArn may be in besides the cluster's (a central one)
+    target_role_accounts: tuple[str, ...] = Field(default=(), alias="targetRoleAccounts")
     # Hub and spokes: the default bus then admits events from this organization's accounts.
     organization_id: str | None = Field(
         default=None, alias="organizationId", pattern=ORGANIZATION_ID
@@ -133,10 +135,20 @@ class DeployConfig(RoleScope):
             )
         return self
 
-    @field_validator("declaration_writers", "cluster_enrollers", mode="before")
+    @field_validator(
+        "declaration_writers", "cluster_enrollers", "target_role_accounts", mode="before"
+    )
     @classmethod
     def _principal_list(cls, value: object) -> object:
         return context_list(value)
+
+    @field_validator("target_role_accounts")
+    @classmethod
+    def _accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for account in value:
+            if not account.isascii() or not account.isdigit() or len(account) != 12:
+                raise ValueError(f"targetRoleAccounts: {account!r} is not a 12-digit account id")
+        return value
 
     @field_validator("declaration_writers", "cluster_enrollers")
     @classmethod

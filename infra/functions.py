@@ -149,6 +149,11 @@ class ControlPlaneFunctions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "PodIdentityControlPlane",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             **self._spoke_environment(),
+            **(
+                {"TARGET_ROLE_ACCOUNTS": ",".join(config.target_role_accounts)}
+                if config.target_role_accounts
+                else {}
+            ),
         }
 
     def _spoke_environment(self) -> dict[str, str]:

@@ -172,6 +172,7 @@ def discover(
     *,
     deep: bool = False,
     only: Place | None = None,
+    record_spokes: bool = True,
 ) -> tuple[list[Cluster], Discovery]:
     """Reconcile the cluster records with EKS in each place (or `only` there):
     describe unknown clusters and those whose fleet tag changed (all when deep)."""
@@ -199,7 +200,8 @@ def discover(
                 clusters=len(known),
                 reason=error.reason,
             )
-    record_spoke_states(svc, spokes, found)
+    if record_spokes:  # the functions' view; a person's credentials may reach less
+        record_spoke_states(svc, spokes, found)
     self_managed = [with_current_ou(svc, c, found) for c in self_managed]
     return sorted(clusters + self_managed, key=lambda c: c.ref), found
 

@@ -192,7 +192,17 @@ def on_eks_event(svc: Services, detail: CloudTrailDetail) -> bool:
         )
         return _request(svc, cluster, name, suspect)
     if name in CLUSTER_EVENTS:
-        return _cluster_changed(svc, detail, place)
+        try:
+            return _cluster_changed(svc, detail, place)
+        except Unreachable as error:
+            # an event still in flight from a spoke just removed, or from no spoke
+            logger.warning(
+                "EKS event from a place podid cannot act in",
+                place=str(place),
+                event=name,
+                reason=error.reason,
+            )
+            return False
     return False
 
 
