@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from typing import Any, Protocol
 
 from kubernetes import client as k8s
@@ -156,6 +157,31 @@ class RealBackend:
                 namespace, k8s.V1RoleBinding(metadata=meta, role_ref=ref, subjects=[subject])
             )
         self._granted.append((name, namespace))
+        self._wait_until_allowed(verbs[0], resource, namespace, resource_names)
+
+    def _wait_until_allowed(
+        self, verb: str, resource: str, namespace: str | None, names: list[str] | None
+    ) -> None:
+        """RBAC authorizes from an informer cache: a binding just created may not be
+        seen for a moment (seconds on a loaded machine). Ask the same authorizer."""
+        authz = k8s.AuthorizationV1Api(self._admin)
+        attributes = k8s.V1ResourceAttributes(
+            group=_GROUPS[resource],
+            resource=resource,
+            verb=verb,
+            namespace=namespace,
+            name=names[0] if names else None,
+        )
+        review = k8s.V1SubjectAccessReview(
+            spec=k8s.V1SubjectAccessReviewSpec(user=USER, resource_attributes=attributes)
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            status = authz.create_subject_access_review(review).status
+            if status is not None and status.allowed:
+                return
+            assert time.monotonic() < deadline, f"{USER} still may not {verb} {resource}"
+            time.sleep(0.05)
 
     def put_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
         body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name), data=data)

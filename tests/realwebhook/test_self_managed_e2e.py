@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import boto3
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from typer.testing import CliRunner
 
+from sandbox import sts_gate
 from tests.builders import sts_as
 from tests.integration.conftest import ACCOUNT, PUSH_ROLE, REGION, TABLE, World, cluster_pk
 from tests.kube_models import meta
@@ -62,9 +64,31 @@ def node_trust() -> dict[str, Any]:
     }
 
 
-def assumed(world: World, role_arn: str, name: str) -> dict[str, str]:
-    found = world.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=name)
-    return dict(found["Credentials"])
+EC2, LAMBDA = "ec2.amazonaws.com", "lambda.amazonaws.com"
+
+
+def service_trust(service: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def assumed(role_arn: str, name: str, *, by: str) -> dict[str, str]:
+    """Credentials of the role as AWS hands them out: assumed by the service its trust
+    names (EC2 for the node role, Lambda for the push function's), which the
+    sandbox's STS gate holds the request to."""
+    key = f"{by}-key"
+    sts_gate.PRINCIPALS.register(key, sts_gate.Principal.of_service(by))
+    sts = boto3.client("sts", region_name=REGION, aws_access_key_id=key, aws_secret_access_key=key)
+    found = sts.assume_role(RoleArn=role_arn, RoleSessionName=name)["Credentials"]
+    return {
+        "AccessKeyId": found["AccessKeyId"],
+        "SecretAccessKey": found["SecretAccessKey"],
+        "SessionToken": found["SessionToken"],
+    }
 
 
 def podid(*args: str) -> str:
@@ -228,7 +252,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
     kube.authenticator.trust_sts_endpoint(moto_endpoint)
     kube.map_iam_principal(PUSH_ROLE, "podid-webhook-push", ["podid:webhook-push"])
     # roles: the node role, and payments-api trusting it (not pods.eks.amazonaws.com)
-    world.create_role(NODE_ROLE_NAME)
+    world.create_role(NODE_ROLE_NAME, trust=service_trust(EC2))
     role = world.create_role("sm-payments-api", trust=node_trust())
 
     # --- When podid enrols the cluster and a declaration targets its fleet ------------------
@@ -240,8 +264,8 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
     )  # fmt: skip
     assert f"enrolled {kube.cluster_name} (self-managed" in out
     # (after the CLI, which rebuilds the functions' services from the environment)
-    world.create_role("podid-webhook-push")
-    push = assumed(world, PUSH_ROLE, "push")
+    world.create_role("podid-webhook-push", trust=service_trust(LAMBDA))
+    push = assumed(PUSH_ROLE, "push", by=LAMBDA)
     from functions.aws.eks_token import EksTokenBuilder
     from functions.flows.services import services
 
@@ -356,7 +380,7 @@ def test_a_self_managed_cluster_end_to_end_on_the_real_api_server_webhook_and_no
         kubelet_mount(volume_dir, {"associations.json": full_map})
         agent_sa = kube.service_account_token("kube-system", "podid-node-agent", [ISSUER], 3600)
         (tmp_path / "agent-token").write_text(agent_sa)
-        node = assumed(world, NODE_ROLE, "i-0123456789abcdef0")
+        node = assumed(NODE_ROLE, "i-0123456789abcdef0", by=EC2)
         sts = RecordingProxy(moto_endpoint)
         port, ops = free_port(), free_port()
         processes.start(
