@@ -311,10 +311,10 @@ class Sandbox:
     # --- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
         """A client for a person at the console (its writes are the operator's)."""
-        operator: Any = self._operator()  # boto3's stubs type clients by literal name
+        operator: Any = self.operator()  # boto3's stubs type clients by literal name
         return operator.client(service, region_name=self.region, endpoint_url=self.endpoint)
 
-    def _operator(self) -> boto3.session.Session:
+    def operator(self) -> boto3.session.Session:
         return boto3.session.Session(
             aws_access_key_id=OPERATOR_KEY, aws_secret_access_key=OPERATOR_KEY
         )
@@ -325,7 +325,7 @@ class Sandbox:
         if place == self.home:
             return self.client(service)
         session: Any = admin_access(
-            self.endpoint, place.account, operator=self._operator(), region=place.region
+            self.endpoint, place.account, operator=self.operator(), region=place.region
         )
         return session.client(service, region_name=place.region, endpoint_url=self.endpoint)
 
@@ -390,7 +390,7 @@ class Sandbox:
         self.handled += [("reconcile", "Scheduled Event"), ("trust_guard", "Scheduled Event")]
         # each spoke's heartbeat rule ticks too (through the router, as its rule routes it)
         for place in sorted(self.spokes):
-            self._heartbeat(place)
+            self.heartbeat(place)
 
     # --- hub and spokes -------------------------------------------------------------------------
     def member_account(self, name: str) -> str:
@@ -417,14 +417,14 @@ class Sandbox:
             organization_id=self.organization_id,
             mode=self.mode,
             role_path=ROLE_PATH,
-            operator=self._operator(),
+            operator=self.operator(),
         )
         with self._lock:
             self.spokes.add(place)
-        self._heartbeat(place)
+        self.heartbeat(place)
         return place
 
-    def _heartbeat(self, place: Place) -> None:
+    def heartbeat(self, place: Place) -> None:
         """The spoke's heartbeat rule fires: its event goes on the hub's bus."""
         partition = arns.partition_of(place.region)
         rule = (
