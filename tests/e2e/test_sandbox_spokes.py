@@ -73,7 +73,8 @@ def scenario() -> None:
         # and its map was pushed by a session of the spoke role, the only role it knows
         api = box.apis["amber"]
         configmap = api.configmap(*MAP)
-        assert configmap is not None, f"no map pushed to amber: {api.requests}"
+        assert configmap is not None
+        assert "data" in configmap, f"no map pushed to amber: {api.requests}"
         assert json.loads(configmap["data"]["identities.json"])["identities"] == [
             {"namespace": "ledger", "serviceAccount": "writer"}
         ]
