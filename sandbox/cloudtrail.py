@@ -39,6 +39,8 @@ class Trail:
     callers: Mapping[tuple[str, str], str]
     default_caller: str
     deliver: Callable[[dict[str, Any]], None]
+    # any other key: the role behind it, when it is a role session (None: not one)
+    identify: Callable[[str], str | None] = lambda _key: None
 
     def record(self, response: BaseResponse, result: tuple[int, Any, Any]) -> None:
         service = response.boto3_service_name
@@ -55,7 +57,12 @@ class Trail:
         error = parsed.get("Error", {}).get("Code") if int(status) >= 300 else None
         elements = {k: v for k, v in parsed.items() if k != "ResponseMetadata"}
         signed = _SIGNING_KEY.search(response.headers.get("Authorization", ""))
-        caller = self.callers.get((signed.group(1) if signed else "", service), self.default_caller)
+        key = signed.group(1) if signed else ""
+        caller = self.callers.get((key, service)) or self.identify(key) or self.default_caller
+        # the account the request acted in (moto: the signing key's, or an admin
+        # role session's); EKS events in the region the request was signed for
+        account = getattr(response, "current_account", None) or self.account
+        region = self.region if service == "iam" else (response.region or self.region)
         self.deliver(
             cloudtrail_event(
                 service,
@@ -63,8 +70,8 @@ class Trail:
                 request_parameters=_lower_first(_plain(dict(response.params))),
                 response_elements=None if error else _plain(elements) or None,
                 caller_arn=_as_session(caller),
-                account=self.account,
-                region=self.region,
+                account=account,
+                region=region,
                 error_code=error,
             )
         )

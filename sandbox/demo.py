@@ -11,17 +11,25 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import boto3
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
+from typer.testing import CliRunner
 
 from functions.core.models import Declaration
+from functions.core.places import Place
 from node_agent.backends.eks_auth import EksAuthBackend, client_config
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
-from sandbox.stack import ACCOUNT, Sandbox, quiet
+from sandbox.cluster_identity import REGISTRY
+from sandbox.stack import ACCOUNT, POD_TRUST, ROLE_PATH, TABLE, Sandbox, quiet
 
 console = Console()
 ROLE = "payments-api"
+SPOKE_ACCOUNT = "payments-prod"  # a member account of the hub's organization
+SPOKE_REGION = "us-west-2"  # not the hub's region
+SPOKE_CLUSTER = "amber"
+CENTRAL_ROLE = "central-ledger"  # a target role in the hub account
 
 
 class DemoFailed(Exception):
@@ -86,6 +94,67 @@ def identities(sandbox: Sandbox, cluster: str) -> list[dict[str, str]]:
     configmap = sandbox.apis[cluster].configmap("kube-system", "pod-identity-associations")
     pushed = present(configmap, f"no association map pushed to {cluster}")
     return list(json.loads(pushed["data"]["identities.json"])["identities"])
+
+
+def associations_in(
+    sandbox: Sandbox, place: Place, cluster: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """A cluster's associations as its own account's EKS shows them (its admin)."""
+    eks = sandbox.client_in(place, "eks")
+    found = {}
+    for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
+        association = eks.describe_pod_identity_association(
+            clusterName=cluster, associationId=summary["associationId"]
+        )["association"]
+        found[(association["namespace"], association["serviceAccount"])] = association
+    return found
+
+
+def create_role_in(sandbox: Sandbox, place: Place, name: str, trust: dict[str, Any]) -> str:
+    """A role its account's owner creates there (in the role scope)."""
+    role = sandbox.client_in(place, "iam").create_role(
+        RoleName=name, Path=ROLE_PATH, AssumeRolePolicyDocument=json.dumps(trust)
+    )["Role"]
+    return str(role["Arn"])
+
+
+def podid_status(cluster: str) -> list[dict[str, Any]]:
+    """`podid status --cluster <account/region/name> -o json`, as an operator runs it."""
+    from cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["status", "--cluster", cluster, "--output", "json", "--table", TABLE]
+    )
+    check(result.exit_code == 0, f"podid status failed: {result.output}")
+    return list(json.loads(result.output))
+
+
+def pod_role(sandbox: Sandbox, place: Place, cluster: str, namespace: str, sa: str) -> str | None:
+    """The role a pod of namespace/sa on the cluster gets from EKS Auth (asked in the
+    cluster's account, as its node agent does); None when EKS Auth refuses it."""
+    arn = f"arn:aws:eks:{place.region}:{place.account}:cluster/{cluster}"
+    token = REGISTRY.for_cluster(arn).issue(namespace, sa, pod_name=f"{sa}-demo")
+    try:
+        answer = sandbox.client_in(place, "eks-auth").assume_role_for_pod_identity(
+            clusterName=cluster, token=token
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "AccessDeniedException":
+            return None
+        raise
+    return str(answer["assumedRoleUser"]["arn"])
+
+
+def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
+    """A target role's trust as its owner writes it for an association role."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"AWS": association_role},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
@@ -238,6 +307,137 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
             "association + map, zero edits; the trust sweep admits teal in podid's grant"
         )
 
+    spoke: list[Place] = []
+
+    def second_place() -> str:
+        # a member account's owner, in another region: a cluster of fleet prod and
+        # the role ledger-writer (one of that name in each account, the hub's too)
+        place = Place(sandbox.member_account(SPOKE_ACCOUNT), SPOKE_REGION)
+        sandbox.add_cluster(SPOKE_CLUSTER, fleet="prod", place=place)
+        theirs = create_role_in(sandbox, place, "ledger-writer", POD_TRUST)
+        ours = sandbox.add_role("ledger-writer")
+        services().repo.put_declaration(
+            Declaration.model_validate(
+                {
+                    "id": "ledger-writer",
+                    "namespace": "ledger",
+                    "serviceAccount": "writer",
+                    "roleName": "pod-identity/ledger-writer",
+                    "target": {"fleet": "prod"},
+                }
+            )
+        )
+        sandbox.pump()
+        check(
+            not any(c.name == SPOKE_CLUSTER for c in services().repo.list_clusters()),
+            "amber known before its account's spoke was deployed",
+        )
+        # the member account deploys the spoke stack; its heartbeat reaches the hub
+        joined = sandbox.add_spoke(SPOKE_ACCOUNT, SPOKE_REGION)
+        check(joined == place, f"spoke at {joined}")
+        spoke.append(place)
+        sandbox.pump()
+        enrolled = {str(c.ref) for c in services().repo.list_clusters() if c.enrolled}
+        ref = f"{place.account}/{place.region}/{SPOKE_CLUSTER}"
+        check(ref in enrolled, f"{ref} not enrolled: {sorted(enrolled)}")
+        found = associations_in(sandbox, place, SPOKE_CLUSTER)
+        check(list(found) == [("ledger", "writer")], f"{SPOKE_CLUSTER} has {list(found)}")
+        check(found[("ledger", "writer")]["roleArn"] == theirs, "not the account's own role")
+        for cluster in ("blue", "green", "teal"):
+            bound = associations(sandbox, cluster)[("ledger", "writer")]["roleArn"]
+            check(bound == ours, f"{cluster} bound {bound}")
+        check(
+            identities(sandbox, SPOKE_CLUSTER)
+            == [{"namespace": "ledger", "serviceAccount": "writer"}],
+            f"map of {SPOKE_CLUSTER}",
+        )
+        # payments-api names one role by ARN, in the hub account: EKS cannot use it
+        # there, and podid status says so on that cluster
+        rows = {r["serviceAccount"]: r for r in podid_status(ref)}
+        payments = rows.get("api") or {}
+        check(
+            payments.get("state") == "Error"
+            and "use roleName for a role per account" in str(payments.get("reason")),
+            f"payments/api on {SPOKE_CLUSTER}: {payments}",
+        )
+        check(rows.get("writer", {}).get("state") == "InSync", f"ledger/writer: {rows}")
+        return (
+            f"spoke in {SPOKE_ACCOUNT} ({place.account}) {SPOKE_REGION}: heartbeat -> "
+            f"{SPOKE_CLUSTER} enrolled, zero edits in the hub; roleName ledger-writer bound "
+            "to each account's own role (checked in that account's EKS), map pushed "
+            "through the spoke role; payments-api (one roleArn) says why not there"
+        )
+
+    def central_target() -> str:
+        place = spoke[0] if spoke else Place(sandbox.member_account(SPOKE_ACCOUNT), SPOKE_REGION)
+        association_role = create_role_in(sandbox, place, "ledger-reports", POD_TRUST)
+        # the hub account's owner lets that role in, but with no externalId condition
+        central = str(
+            iam.create_role(
+                RoleName=CENTRAL_ROLE,
+                Path=ROLE_PATH,
+                AssumeRolePolicyDocument=json.dumps(target_trust(association_role, None)),
+            )["Role"]["Arn"]
+        )
+        services().repo.put_declaration(
+            Declaration.model_validate(
+                {
+                    "id": "ledger-reports",
+                    "namespace": "ledger",
+                    "serviceAccount": "reports",
+                    "roleName": "pod-identity/ledger-reports",
+                    "targetRoleArn": central,
+                    "target": {"fleet": "prod", "accounts": [place.account]},
+                }
+            )
+        )
+        sandbox.pump()
+        cluster = f"{place.account}/{place.region}/{SPOKE_CLUSTER}"
+        (row,) = [r for r in podid_status(cluster) if r["serviceAccount"] == "reports"]
+        external_id = present(row["externalId"], "podid status shows no externalId")
+        association = associations_in(sandbox, place, SPOKE_CLUSTER)[("ledger", "reports")]
+        check(association["externalId"] == external_id, "status and EKS disagree")
+        check(association["targetRoleArn"] == central, "no target role on the association")
+
+        def guarded() -> list[str]:
+            sandbox.pump()
+            latest = present(services().repo.latest_finding(central), "target never checked")
+            check(latest.action.value == "reported", f"the target role was acted on: {latest}")
+            return sorted(f.code for f in latest.findings)
+
+        def trust(external: str | None) -> None:
+            iam.update_assume_role_policy(
+                RoleName=CENTRAL_ROLE,
+                PolicyDocument=json.dumps(target_trust(association_role, external)),
+            )
+
+        sandbox.schedule()  # the sweep: no IAM event says the declaration arrived
+        no_condition = guarded()
+        check(no_condition == ["PI071"], f"no externalId condition: {no_condition}")
+        reaches = pod_role(sandbox, place, SPOKE_CLUSTER, "ledger", "reports")
+        check(reaches is not None and f"/{CENTRAL_ROLE}/" in reaches, f"pod got {reaches}")
+        trust("another-association's-id")
+        wrong = guarded()
+        check(wrong == ["PI070"], f"wrong externalId: {wrong}")
+        refused = pod_role(sandbox, place, SPOKE_CLUSTER, "ledger", "reports")
+        check(refused is None, f"EKS Auth let the pod in with a wrong trust: {refused}")
+        trust(external_id)
+        right = guarded()
+        check(right == [], f"correct trust still has findings: {right}")
+        granted = present(
+            pod_role(sandbox, place, SPOKE_CLUSTER, "ledger", "reports"), "pod refused"
+        )
+        check(f"/{CENTRAL_ROLE}/" in granted, f"pod got {granted}")
+        written = iam.get_role(RoleName=CENTRAL_ROLE)["Role"]["AssumeRolePolicyDocument"]
+        written = json.loads(written) if isinstance(written, str) else written
+        check(written == target_trust(association_role, external_id), "target role edited")
+        return (
+            f"target role {CENTRAL_ROLE} (hub account) for ledger/reports on {SPOKE_CLUSTER}: "
+            "no externalId -> PI071, wrong externalId -> PI070 (EKS Auth refuses the pod), "
+            f"externalId {external_id[:8]}… from podid status -> no finding, pod gets "
+            f"{CENTRAL_ROLE}; never edited"
+        )
+
     def credentials() -> str:
         settings = AgentSettings.create(
             binds=("127.0.0.1:0",),
@@ -274,6 +474,8 @@ def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:
         ("Tamper with the trust policy (enforce mode)", tamper),
         ("Delete an association by hand", drift),
         ("A new cluster joins the fleet", join),
+        ("A second account and region join", second_place),
+        ("A cross-account target role's trust is validated", central_target),
         ("A pod fetches credentials and calls STS", credentials),
     ):
         steps.run(title, action)

@@ -8,6 +8,9 @@
   (matched against the deployed rules' patterns), runs the schedule and
   drains the queues;
 * one local Kubernetes API per cluster receives the pushed maps;
+* it is the hub of an organization: `add_spoke` deploys a spoke in a member
+  account and region, whose CloudTrail events and heartbeats reach the hub's
+  functions as the spoke stack's rules forward them;
 * the node agent serves real credentials from the sandbox's EKS Auth.
 Only the transport differs from AWS.
 """
@@ -30,14 +33,23 @@ from moto.events.models import EventPattern
 from moto.server import ThreadedMotoServer
 
 from functions.core.models import FLEET_TAG
+from functions.core.places import Place
 from functions.dal.schema import create_table_params
-from functions.event_patterns import EKS_CHANGES, IAM_CHANGES
+from functions.event_patterns import (
+    EKS_CHANGES,
+    IAM_CHANGES,
+    heartbeat_rule_name,
+    spoke_heartbeats,
+)
 from sandbox import arns, cloudtrail, eks_cluster_endpoint, eks_emulation, sqs_fifo, sts_gate
+from sandbox.accounts import admin_access
 from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
 from sandbox.localkube import kubeconfig
 from sandbox.push_access import grant_push_access
+from sandbox.session_keys import RoleSessionKeys
+from sandbox.spokes import deploy_spoke
 from sandbox.transport import (
     LambdaContext,
     SqsPoller,
@@ -47,6 +59,9 @@ from sandbox.transport import (
 
 ACCOUNT = "123456789012"  # moto's account
 TABLE = "podid-sandbox"
+HUB_STACK = "podid"  # the hub stack's name: its spokes' role and heartbeat rule names
+# what the spoke roles require of the hub besides its role names and organization
+SPOKE_EXTERNAL_ID = "podid-sandbox-hub"
 # the functions' roles, by function (their ARNs are in the region's partition)
 ROLE_NAMES = {
     "sync": "podid-sync",
@@ -131,6 +146,9 @@ class Sandbox:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _detach_trail: Callable[[], None] | None = None
+    organization_id: str = ""
+    accounts: dict[str, str] = field(default_factory=dict)  # member account name -> id
+    spokes: set[Place] = field(default_factory=set)  # where a spoke is deployed
     # where each cluster's admin kubeconfig is written (None: not written)
     kubeconfig_dir: Path | None = None
 
@@ -138,8 +156,17 @@ class Sandbox:
     def partition(self) -> str:
         return arns.partition_of(self.region)
 
+    @property
+    def home(self) -> Place:
+        return Place(ACCOUNT, self.region)
+
     def role_arn(self, function: str) -> str:
         return arns.role_arn(self.partition, ACCOUNT, ROLE_NAMES[function])
+
+    def spoke_role_arn(self, place: Place) -> str:
+        """The role the spoke stack makes in `place` for the hub's functions."""
+        name = f"{HUB_STACK}-spoke-{place.region}"
+        return arns.role_arn(arns.partition_of(place.region), place.account, name)
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -170,6 +197,7 @@ class Sandbox:
             POWERTOOLS_METRICS_DISABLED="true",
             TABLE_NAME=TABLE,
         )
+        self._organization()
         self._account()
         return self
 
@@ -204,6 +232,21 @@ class Sandbox:
             else:
                 os.environ[key] = value
 
+    def _organization(self) -> None:
+        """The hub account manages an organization; its spokes are members."""
+        organization = self.client("organizations").create_organization(FeatureSet="ALL")
+        self.organization_id = organization["Organization"]["Id"]
+        # the hub's spoke settings, as infra/functions.py sets them
+        self._env(
+            ACCOUNT_ID=ACCOUNT,
+            ORGANIZATION_ID=self.organization_id,
+            SPOKE_ROLE_NAME=f"{HUB_STACK}-spoke-{{region}}",
+            SPOKE_EXTERNAL_ID=SPOKE_EXTERNAL_ID,
+            SPOKE_HEARTBEAT_RULE=heartbeat_rule_name(HUB_STACK),
+            # target roles may be in the hub account (a central account) for any cluster
+            TARGET_ROLE_ACCOUNTS=ACCOUNT,
+        )
+
     def _account(self) -> None:
         resources = provision(self.client, self.region, TABLE)
         self.stream, self.urls = resources.stream, resources.urls
@@ -233,6 +276,7 @@ class Sandbox:
                 },
                 default_caller=f"arn:{self.partition}:iam::{ACCOUNT}:user/operator",
                 deliver=self._deliver,
+                identify=self._session_caller,
             )
         )
 
@@ -240,6 +284,13 @@ class Sandbox:
         with self._lock:
             self._follow_clusters(event["detail"])
             self.events.append(event)
+
+    def _session_caller(self, access_key: str) -> str | None:
+        """The role behind a session key moto issued (an admin's, a spoke role's)."""
+        if sts_gate.PRINCIPALS.get(access_key) is not None:
+            return None
+        principal = sts_gate.caller_of(access_key, self.partition)
+        return principal.role_arn or None
 
     def _follow_clusters(self, detail: dict[str, Any]) -> None:
         """Clusters created or deleted by any client (boto3, the aws CLI, Terraform)
@@ -260,10 +311,23 @@ class Sandbox:
     # --- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
         """A client for a person at the console (its writes are the operator's)."""
-        session: Any = boto3.session.Session(
+        operator: Any = self.operator()  # boto3's stubs type clients by literal name
+        return operator.client(service, region_name=self.region, endpoint_url=self.endpoint)
+
+    def operator(self) -> boto3.session.Session:
+        return boto3.session.Session(
             aws_access_key_id=OPERATOR_KEY, aws_secret_access_key=OPERATOR_KEY
         )
-        return session.client(service, region_name=self.region, endpoint_url=self.endpoint)
+
+    def client_in(self, place: Place, service: str) -> Any:
+        """A client for the operator in `place`, through that account's admin role
+        (the hub's own place: the operator's console)."""
+        if place == self.home:
+            return self.client(service)
+        session: Any = admin_access(
+            self.endpoint, place.account, operator=self.operator(), region=place.region
+        )
+        return session.client(service, region_name=place.region, endpoint_url=self.endpoint)
 
     # --- the router -------------------------------------------------------------------------
     def pump(self, *, rounds: int = 10) -> int:
@@ -287,19 +351,33 @@ class Sandbox:
     def _deliver_events(self, guard: Callable[..., Any], reconcile: Callable[..., Any]) -> int:
         with self._lock:
             pending, self.events = self.events, []
-        iam, eks = (
+        iam, eks, heartbeats = (
             EventPattern.load(json.dumps(IAM_CHANGES)),
             EventPattern.load(json.dumps(EKS_CHANGES)),
+            EventPattern.load(json.dumps(spoke_heartbeats(HUB_STACK))),
         )
         for event in pending:
-            name = event["detail"]["eventName"]
+            if not self._on_hub_bus(event):
+                continue
+            name = event["detail"].get("eventName") or event["detail-type"]
             if iam.matches_event(event):  # type: ignore[arg-type]
                 guard(event, LambdaContext(function_name="podid-trust-guard"))
                 self.handled.append(("trust_guard", name))
-            if eks.matches_event(event):  # type: ignore[arg-type]
+            if eks.matches_event(event) or heartbeats.matches_event(event):  # type: ignore[arg-type]
                 reconcile(event, LambdaContext(function_name="podid-reconcile"))
                 self.handled.append(("reconcile", name))
         return len(pending)
+
+    def _on_hub_bus(self, event: dict[str, Any]) -> bool:
+        """Whether an event reaches the hub's bus: the hub's own place's, or one a
+        deployed spoke forwards (its account's IAM events, its region's EKS events,
+        its heartbeats). Anything else stays on another account's bus."""
+        account = event["account"]
+        if account == ACCOUNT and event["source"] != "aws.events":
+            return True
+        if event["source"] == "aws.iam":
+            return any(p.account == account for p in self.spokes)
+        return Place(account, event["region"]) in self.spokes
 
     def schedule(self) -> None:
         """The schedule rule's two targets: the reconcile pass and the trust sweep."""
@@ -310,6 +388,51 @@ class Sandbox:
         reconcile.handler(event, LambdaContext(function_name="podid-reconcile"))
         trust_guard.handler(event, LambdaContext(function_name="podid-trust-guard"))
         self.handled += [("reconcile", "Scheduled Event"), ("trust_guard", "Scheduled Event")]
+        # each spoke's heartbeat rule ticks too (through the router, as its rule routes it)
+        for place in sorted(self.spokes):
+            self.heartbeat(place)
+
+    # --- hub and spokes -------------------------------------------------------------------------
+    def member_account(self, name: str) -> str:
+        """The id of the organization's member account called `name` (created if new)."""
+        if name not in self.accounts:
+            status = self.client("organizations").create_account(
+                AccountName=name, Email=f"{name}@example.com"
+            )["CreateAccountStatus"]
+            self.accounts[name] = str(status["AccountId"])
+        return self.accounts[name]
+
+    def add_spoke(self, account_name: str, region: str) -> Place:
+        """Deploy the spoke stack in a member account (created if new) and region,
+        as the CDK app's spoke stack does, and deliver its first heartbeat."""
+        place = Place(self.member_account(account_name), region)
+        deploy_spoke(
+            self.endpoint,
+            place.account,
+            place.region,
+            hub_account=ACCOUNT,
+            hub_stack_name=HUB_STACK,
+            function_role_names=tuple(ROLE_NAMES.values()),
+            external_id=SPOKE_EXTERNAL_ID,
+            organization_id=self.organization_id,
+            mode=self.mode,
+            role_path=ROLE_PATH,
+            operator=self.operator(),
+        )
+        with self._lock:
+            self.spokes.add(place)
+        self.heartbeat(place)
+        return place
+
+    def heartbeat(self, place: Place) -> None:
+        """The spoke's heartbeat rule fires: its event goes on the hub's bus."""
+        partition = arns.partition_of(place.region)
+        rule = (
+            f"arn:{partition}:events:{place.region}:{place.account}:rule/"
+            f"{heartbeat_rule_name(HUB_STACK)}"
+        )
+        with self._lock:
+            self.events.append(scheduled_event(rule, account=place.account, region=place.region))
 
     # --- the world ------------------------------------------------------------------------------
     def _kube(self) -> LocalKubernetes:
@@ -317,12 +440,18 @@ class Sandbox:
             raise RuntimeError("the sandbox is not started")
         return self.kube
 
-    def add_cluster(self, name: str, fleet: str | None) -> ClusterAPI:
-        """Seed an EKS cluster; its local API is set up as for any other client's."""
+    def add_cluster(
+        self, name: str, fleet: str | None, *, place: Place | None = None
+    ) -> ClusterAPI:
+        """Seed an EKS cluster (in the hub's place unless another is given, through
+        that account's admin credentials); its local API is set up as for any
+        other client's. Cluster names are unique across places here: each has a
+        local API by name."""
+        place = place or self.home
         tags = {FLEET_TAG: fleet} if fleet else {}
-        cluster = self.client("eks").create_cluster(
+        cluster = self.client_in(place, "eks").create_cluster(
             name=name,
-            roleArn=arns.role_arn(self.partition, ACCOUNT, "eks-cluster"),
+            roleArn=arns.role_arn(arns.partition_of(place.region), place.account, "eks-cluster"),
             resourcesVpcConfig={"subnetIds": ["subnet-sandbox"]},
             tags=tags,
         )["cluster"]
@@ -331,21 +460,33 @@ class Sandbox:
     def _cluster_api(self, name: str, arn: str) -> ClusterAPI:
         """The cluster's local Kubernetes API (created once): the push role has an
         access entry and deploy/webhook-push-rbac.yaml is applied (the map ConfigMap,
-        get/update of it only)."""
+        get/update of it only). In a spoke's place the push signs as the spoke role
+        (the hub reaches that account only through it), so the cluster's owner maps
+        that role instead, and its authenticator knows the role's session keys."""
+        cluster = arns.parse(arn)
+        place = Place(cluster.account, cluster.region)
         with self._lock:
             api = self.apis.get(name)
             if api is not None:
                 return api
+            pusher = (
+                self.role_arn("webhook_push") if place == self.home else self.spoke_role_arn(place)
+            )
             api = self._kube().add_cluster(
                 name,
-                aws_credentials={
-                    "sandbox": AwsCredential(FUNCTIONS_KEY, self.role_arn("webhook_push"))
-                },
+                aws_credentials=RoleSessionKeys(
+                    pusher,
+                    {FUNCTIONS_KEY: AwsCredential(FUNCTIONS_KEY, pusher)}
+                    if place == self.home
+                    else {},
+                ),
                 identity=REGISTRY.for_cluster(arn),
                 sts_hosts=[self.endpoint.removeprefix("http://")],
             )
-            grant_push_access(api, self.role_arn("webhook_push"))
-            eks_cluster_endpoint.publish(ACCOUNT, self.region, name, api.url, self._kube().ca_data)
+            grant_push_access(api, pusher)
+            eks_cluster_endpoint.publish(
+                place.account, place.region, name, api.url, self._kube().ca_data
+            )
             self.apis[name] = api
             if self.kubeconfig_dir is not None:
                 kubeconfig.write(self._kube(), name, self.kubeconfig_dir)

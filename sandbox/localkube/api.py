@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +46,16 @@ class ClusterAPI:
         self,
         cluster_name: str,
         *,
-        aws_credentials: dict[str, AwsCredential] | None = None,
+        aws_credentials: Mapping[str, AwsCredential] | None = None,
         identity: ClusterIdentity | None = None,
         sts_hosts: Iterable[str] = (),
     ) -> None:
         self.cluster_name = cluster_name
         self.identity = identity
         self.store = Store()
-        self.authn = Authenticator(cluster_name, aws_credentials or {}, tuple(sts_hosts))
+        self.authn = Authenticator(
+            cluster_name, {} if aws_credentials is None else aws_credentials, tuple(sts_hosts)
+        )
         self.authorizer = Authorizer(self.store)
         self.objects = Objects(self.store, self.authorizer)
         self.requests: list[tuple[str, str, int]] = []

@@ -10,7 +10,7 @@ Every authenticated user is in system:authenticated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ def _unauthorized() -> ApiError:
 @dataclass
 class Authenticator:
     cluster_name: str
-    aws_credentials: dict[str, AwsCredential]
+    aws_credentials: Mapping[str, AwsCredential]
     sts_hosts: Iterable[str] = ()
     access_entries: dict[str, User] = field(default_factory=dict)  # principal ARN -> user
     static_tokens: dict[str, User] = field(default_factory=dict)

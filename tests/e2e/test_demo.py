@@ -24,5 +24,10 @@ def test_the_demo_runs_every_step_and_checks_it() -> None:
         "healed as a-",
         "zero edits",
         "assumed-role/payments-api/eks-teal-api-demo",
+        "amber enrolled, zero edits in the hub",
+        "bound to each account's own role",
+        "map pushed through the spoke role",
+        "no externalId -> PI071, wrong externalId -> PI070 (EKS Auth refuses the pod)",
+        "from podid status -> no finding, pod gets central-ledger",
     ):
         assert outcome in output, outcome
