@@ -7,7 +7,11 @@ where state is unknown). Then (3) the quota scenario: a cluster at EKS's
 5,000-association limit, all made by hand, and one declaration for it:
 every attempt fails with the quota, the declaration's status says so per
 cluster, and no association podid neither declares nor owns is described.
-Run: .venv/bin/python -m benchmarks.scale_reconcile [scale|quota]
+Then (4) the multi-account scenario (benchmarks/multi_account.py): a hub and
+its spokes over 20 accounts x 3 regions x 10 clusters (SCALE_ACCOUNTS,
+SCALE_REGIONS, SCALE_CLUSTERS_PER_PLACE), AssumeRole per place and EKS calls
+per account for a first and a second pass.
+Run: .venv/bin/python -m benchmarks.scale_reconcile [scale|quota|multi]
 """
 
 from __future__ import annotations
@@ -46,12 +50,20 @@ def _environment() -> None:
 
 
 def main() -> int:
-    scenarios = sys.argv[1:] or ["scale", "quota"]
+    scenarios = sys.argv[1:] or ["scale", "quota", "multi"]
+    unknown = sorted(set(scenarios) - {"scale", "quota", "multi"})
+    if unknown:
+        print(f"unknown scenario(s) {unknown}: choose from scale, quota, multi")
+        return 2
     ok = True
     if "scale" in scenarios:
         ok = scale() and ok
     if "quota" in scenarios:
         ok = quota() and ok
+    if "multi" in scenarios:
+        from benchmarks import multi_account
+
+        ok = multi_account.run() and ok
     print("RESULT:", "OK" if ok else "FAILED")
     return 0 if ok else 1
 
