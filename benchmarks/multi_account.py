@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +146,10 @@ def run() -> bool:
         _environment()
         with moto_world(sizes.regions) as fleet:
             return _measure(fleet, sizes)
+    except Exception as error:  # a phase that fails or times out is a result, reported as such
+        traceback.print_exc()
+        print(f"multi: FAILED: {type(error).__name__}: {error}")
+        return False
     finally:
         os.environ.clear()
         os.environ.update(saved)

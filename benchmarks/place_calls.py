@@ -1,8 +1,9 @@
 """Count the functions' AWS calls per place (account, region).
 
-Every client the flows use comes from `functions.aws.clients.client` (spoke
-clients too, made when a place's credentials first arrive): while `watch` is
-active each new client gets a `CallCounter` hook for its place. The account is
+Every client the flows use but the table's comes from
+`functions.aws.clients.client` (spoke clients too, made when a place's
+credentials first arrive): while `watch` is active each new client gets a
+`CallCounter` hook for its place, and so does the table's client at home. The account is
 the one moto holds the client's access key under (sandbox.sts_gate.caller_of),
 not what the product thinks it is, so a client made with the wrong credentials
 is counted where it really calls."""
