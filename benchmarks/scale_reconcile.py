@@ -249,7 +249,8 @@ def quota() -> bool:
     )
     for name, count in sorted(calls.items()):
         print(f"  {name:45s} {count:7d}")
-    problem = (status.clusters if status else {}).get("full", "(none)")
+    # a declaration status names clusters as account/region/name
+    problem = (status.clusters if status else {}).get(f"{ACCOUNT}/{REGION}/full", "(none)")
     print(f"  declaration status: {status.state.value if status else '-'}; full: {problem}")
     ok = (
         describes == 0
