@@ -109,6 +109,19 @@ def declaration(**overrides: Any) -> Declaration:
     return Declaration.model_validate(fields)
 
 
+def by_role_name(**overrides: Any) -> Declaration:
+    """A declaration naming a role per account (roleName) instead of one roleArn."""
+    fields: dict[str, Any] = {
+        "id": "app",
+        "namespace": "payments",
+        "serviceAccount": "api",
+        "roleName": "pod-identity/app-reader",
+        "target": {"fleet": "prod"},
+    }
+    fields.update(overrides)
+    return Declaration.model_validate(fields)
+
+
 def actual(
     key: AssociationKey, role: str, *, managed: bool = True, association_id: str | None = None
 ) -> ActualAssociation:

@@ -26,6 +26,7 @@ from sandbox.accounts import admin_access
 from sandbox.spokes import deploy_spoke, remove_spoke
 from sandbox.stack import POD_TRUST
 from sandbox.sts_gate import PRINCIPALS, Principal
+from tests.builders import EC2_ONLY
 from tests.integration.conftest import (
     ACCOUNT,
     REGION,
@@ -64,7 +65,7 @@ class Fleet:
             "eks", endpoint_url=self.world.endpoint, region_name=place.region
         )
 
-    def deploy(self, place: Place) -> None:
+    def deploy(self, place: Place, mode: str = "audit") -> None:
         deploy_spoke(
             self.world.endpoint,
             place.account,
@@ -76,6 +77,7 @@ class Fleet:
             organization_id=self.organization_id,
             role_path="/",
             operator=self.operator,
+            mode=mode,
         )
 
     def heartbeat(self, place: Place) -> Any:
@@ -260,18 +262,6 @@ def test_a_scheduled_event_from_another_account_that_is_no_heartbeat_is_parked(
     assert fleet.world.item(f"SPOKE#{other.account}#{other.region}", "SPOKE") is None
 
 
-EC2_ONLY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-
-
 def test_the_trust_guard_repairs_a_spoke_accounts_role_through_its_spoke_and_ignores_it(
     fleet: Fleet,
 ) -> None:
@@ -281,19 +271,7 @@ def test_the_trust_guard_repairs_a_spoke_accounts_role_through_its_spoke_and_ign
     member = Place(fleet.members[1], OTHER_REGION)
     join_and_declare(fleet)
     for place in fleet.spokes:
-        deploy_spoke(
-            fleet.world.endpoint,
-            place.account,
-            place.region,
-            hub_account=ACCOUNT,
-            hub_stack_name=HUB_STACK,
-            function_role_names=FUNCTION_ROLES,
-            external_id=EXTERNAL_ID,
-            organization_id=fleet.organization_id,
-            role_path="/",
-            operator=fleet.operator,
-            mode="enforce",
-        )
+        fleet.deploy(place, mode="enforce")  # the spokes redeployed to allow repairs
     iam = fleet.admin(member).client("iam", endpoint_url=fleet.world.endpoint)
     iam.tag_role(
         RoleName="payments-api", Tags=[{"Key": "pod-identity/managed-trust", "Value": "true"}]

@@ -7,7 +7,16 @@ from typing import Any
 
 from functions.core.fleet import Scope, expand
 from functions.core.models import AssociationKey, Cluster, Declaration
-from tests.builders import ACCOUNT, OTHER_ACCOUNT, OWNER, cluster, declaration, ref, role_arn
+from tests.builders import (
+    ACCOUNT,
+    OTHER_ACCOUNT,
+    OWNER,
+    by_role_name,
+    cluster,
+    declaration,
+    ref,
+    role_arn,
+)
 
 THIRD = "777788889999"
 ACCOUNTS = (ACCOUNT, OTHER_ACCOUNT, THIRD)
@@ -17,15 +26,7 @@ ROOT = "r-ab12"
 
 
 def by_name(**overrides: Any) -> Declaration:
-    fields: dict[str, Any] = {
-        "id": "reader",
-        "namespace": "payments",
-        "serviceAccount": "api",
-        "roleName": "pod-identity/app-reader",
-        "target": {"fleet": "prod"},
-    }
-    fields.update(overrides)
-    return Declaration.model_validate(fields)
+    return by_role_name(**{"id": "reader", **overrides})  # after "by-arn" in id order
 
 
 def fleet() -> list[Cluster]:

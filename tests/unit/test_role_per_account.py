@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from functions.core.arns import parse_role_arn, parse_role_name, role_arn_of
 from functions.core.errors import describe_validation_error
 from functions.core.models import Cluster, Declaration, Target
-from tests.builders import ACCOUNT, OTHER_ACCOUNT, cluster, declaration, role_arn
+from tests.builders import ACCOUNT, OTHER_ACCOUNT, by_role_name, cluster, declaration, role_arn
 
 THIRD_ACCOUNT = "777788889999"
 OU_TEAM = "ou-ab12-cd34ef56"
@@ -27,17 +27,7 @@ def problems(**overrides: Any) -> list[str]:
     return describe_validation_error(caught.value)
 
 
-def by_name(**overrides: Any) -> Declaration:
-    """roleName instead of roleArn."""
-    fields: dict[str, Any] = {
-        "id": "app",
-        "namespace": "payments",
-        "serviceAccount": "api",
-        "roleName": "pod-identity/app-reader",
-        "target": {"fleet": "prod"},
-    }
-    fields.update(overrides)
-    return Declaration.model_validate(fields)
+by_name = by_role_name
 
 
 def by_name_problems(**overrides: Any) -> list[str]:
