@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 
 from functions.aws.clients import Access
 from functions.aws.eks import error_code
-from functions.core.arns import parse_arn
 from functions.core.places import Place
 from functions.core.spokes import (
     SESSION_SECONDS,
@@ -52,62 +51,58 @@ class _Entry:
     refused: str | None = None  # why the spoke role could not be assumed
 
 
-@dataclass(frozen=True, slots=True)
-class _Home:
-    place: Place
-    partition: str
-
-
 class SpokeAccess:
     """Credentials of the spoke role in each place; the hub's own place is the
     hub's own access (no AssumeRole at home). Give it clients.sts(): its retries
-    (clients.RETRIES) absorb throttling before an error reaches here."""
+    (clients.RETRIES) absorb throttling before an error reaches here; and `home`,
+    the hub's own place as the services know it (one answer for both)."""
 
     def __init__(
         self,
         sts_client: STSClient,
         settings: Settings,
         *,
+        home: Callable[[], Place],
         function_name: str,
         clock: Clock = utc_now,
         base: Access | None = None,
     ) -> None:
         self._sts = sts_client
+        self._home = home
+        # the hub's partition is its spokes' (a role ARN cannot cross partitions)
+        self._partition: str = sts_client.meta.partition
         self._template = settings.spoke_role_name
         self._external_id = settings.spoke_external_id
-        self._region = settings.aws_region
         self._session_name = session_name(function_name)
         self._clock = clock
         self._base = base or Access()  # the endpoint (sandbox) spokes are reached through too
         self._known: dict[Place, _Entry] = {}
         self._entering: dict[Place, threading.Lock] = {}
         self._guard = threading.Lock()  # the maps and counters, never held over a call
-        self._home: _Home | None = None
-        self._home_lock = threading.Lock()
         # AssumeRole calls made per place (benchmarks, tests)
         self.assume_calls: Counter[Place] = Counter()
 
     @property
     def home(self) -> Place:
-        return self._identity().place
+        return self._home()
 
     def access(self, place: Place) -> Access:
         """How to call AWS in this place; SpokeUnreachable when the spoke role
         cannot be assumed there (remembered for a minute)."""
-        home = self._identity()
-        if place == home.place:
+        home = self._home()
+        if place == home:
             return self._base
         if self._template is None:
             raise SpokeUnreachable(
                 place,
                 f"{place.account} {place.region} is not this deployment's account and region "
-                f"({home.place.account} {home.place.region}) and no spoke role is configured "
+                f"({home.account} {home.region}) and no spoke role is configured "
                 "(SPOKE_ROLE_NAME)",
             )
         entry = self._current(place)
         if entry is None:
             with self._lock_of(place):  # single flight: the others wait for this answer
-                entry = self._current(place) or self._enter(place, home.partition, self._template)
+                entry = self._current(place) or self._enter(place, self._template)
         if entry.access is None:
             raise SpokeUnreachable(place, entry.refused or "refused")
         return entry.access
@@ -119,16 +114,6 @@ class SpokeAccess:
             if entry is not None and entry.access is None:
                 del self._known[place]
 
-    def _identity(self) -> _Home:
-        with self._home_lock:
-            if self._home is None:
-                caller = self._sts.get_caller_identity()
-                self._home = _Home(
-                    Place.checked(caller["Account"], self._region),
-                    parse_arn(caller["Arn"]).partition,
-                )
-            return self._home
-
     def _current(self, place: Place) -> _Entry | None:
         with self._guard:
             entry = self._known.get(place)
@@ -138,8 +123,8 @@ class SpokeAccess:
         with self._guard:
             return self._entering.setdefault(place, threading.Lock())
 
-    def _enter(self, place: Place, partition: str, template: str) -> _Entry:
-        role_arn = spoke_role_arn(partition, place, template)
+    def _enter(self, place: Place, template: str) -> _Entry:
+        role_arn = spoke_role_arn(self._partition, place, template)
         entry = self._assume(place, role_arn)
         with self._guard:
             self._known[place] = entry

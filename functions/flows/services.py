@@ -163,7 +163,8 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
     """`access`: how to reach AWS when not as the process environment says."""
     region = settings.aws_region
 
-    def home() -> Place:
+    @cache
+    def home() -> Place:  # asked when first needed, by the adapters and the spokes alike
         account = settings.account_id or _caller_account(clients.sts(region, access))
         return Place(account, region)
 
@@ -171,6 +172,7 @@ def build_services(settings: Settings, access: clients.Access | None = None) -> 
         SpokeAccess(
             clients.sts(region, access),
             settings,
+            home=home,
             function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "podid-cli"),
             base=access or clients.Access(),
         )

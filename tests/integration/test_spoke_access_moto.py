@@ -54,7 +54,11 @@ def hub(moto_endpoint: str) -> Iterator[tuple[SpokeAccess, list[dict[str, Any]]]
         spoke_role_name="podid-spoke-{region}",
         spoke_external_id="podid-hub-external",
     )
-    yield SpokeAccess(sts, settings, function_name="podid-test-reconcile"), sent
+
+    def home() -> Place:  # as build_services asks when ACCOUNT_ID is not set
+        return Place(sts.get_caller_identity()["Account"], REGION)
+
+    yield SpokeAccess(sts, settings, home=home, function_name="podid-test-reconcile"), sent
     sts.meta.events.unregister("before-parameter-build.sts.AssumeRole", record)
     PRINCIPALS.forget("testing")
 

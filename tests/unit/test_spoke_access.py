@@ -74,13 +74,10 @@ class Hub:
         self.spokes = SpokeAccess(
             self.sts,
             settings,
+            home=lambda: HUB_PLACE,
             function_name="podid-prod-reconcile",
             clock=self.clock,
             base=Access(endpoint_url=ENDPOINT),
-        )
-        self.stub.add_response(
-            "get_caller_identity",
-            {"Account": HUB, "Arn": f"arn:aws:sts::{HUB}:assumed-role/reconcile/fn", "UserId": "x"},
         )
 
     def _record(self, params: dict[str, Any], **_: Any) -> None:
@@ -182,7 +179,6 @@ def test_threads_asking_for_one_place_make_one_call(hub: Hub) -> None:
     hub.sts.meta.events.register(
         "before-parameter-build.sts.AssumeRole", lambda **_: time.sleep(0.2)
     )
-    hub.spokes.home  # noqa: B018 - the hub's own identity first, so only AssumeRole races
     threads = 8
     start = threading.Barrier(threads)
     got: list[Access] = []
