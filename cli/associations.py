@@ -190,14 +190,15 @@ def _states(svc: Services, declaration: Declaration) -> dict[str, AssociationSta
     """Each target cluster's status for the declaration's key; named clusters
     count before they are enrolled (the declaration enrolls them)."""
     from functions.core.models import AssociationKey
-    from functions.core.places import ClusterRef
+    from functions.core.places import named_by
 
     recorded = svc.repo.list_clusters()
     enrolled = [c.ref for c in recorded if c.enrolled and declaration.target.matches(c)]
     # a named cluster not enrolled yet: where its name is recorded, else here
     pending = [
-        ClusterRef.parse(s) if "/" in s else ClusterRef.at(svc.home, s)
+        ref
         for s in declaration.target.unmatched([c for c in recorded if c.enrolled])
+        for ref in named_by(s, [svc.home])
     ]
     found: dict[str, Any] = {}
     for ref in sorted(set(enrolled) | set(pending)):

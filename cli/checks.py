@@ -69,18 +69,18 @@ def conflict_messages(conflicts: Iterable[Conflict], ids: Iterable[str]) -> list
 def missing_clusters(svc: Services, declaration: Declaration, fleet: Fleet) -> list[str]:
     """Clusters named in target.clusters that EKS does not have (an existing
     one that is not enrolled yet is enrolled by the declaration)."""
-    from functions.core.places import ClusterRef
+    from functions.core.places import named_by
 
-    enrolled = {c.name for c in fleet.enrolled} | {str(c.ref) for c in fleet.enrolled}
+    unmatched = set(declaration.target.unmatched(fleet.enrolled))
 
     def absent(selector: str) -> bool:
-        ref = ClusterRef.parse(selector) if "/" in selector else ClusterRef.at(svc.home, selector)
+        (ref,) = named_by(selector, [svc.home])
         try:
             return svc.eks_in(ref.place).describe_cluster(ref) is None
         except Unreachable:
             return True
 
-    return [name for name in declaration.target.clusters if name not in enrolled and absent(name)]
+    return [name for name in declaration.target.clusters if name in unmatched and absent(name)]
 
 
 def missing_cluster_message(svc: Services, declaration: Declaration, name: str) -> str:

@@ -39,9 +39,9 @@ _NO_QUEUE = (
 def resolve(svc: Services, text: str) -> ClusterRef:
     """A cluster the user named: "account/region/name", a cluster ARN, or a name
     (the recorded cluster of that name, else this account and region's)."""
-    from functions.core.places import ClusterRef
+    from functions.core.places import ClusterRef, is_full_ref
 
-    if "/" in text or text.startswith("arn:"):
+    if is_full_ref(text):
         try:
             return ClusterRef.parse(text)
         except ValueError as error:

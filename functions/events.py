@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.core.arns import check_cluster_name
-from functions.core.places import ClusterRef, Place
+from functions.core.places import ClusterRef, Place, is_full_ref, named_by
 from functions.core.spokes import is_spoke_role
 
 
@@ -118,13 +118,12 @@ class ClusterMessage(BaseModel):
     @field_validator("cluster")
     @classmethod
     def _cluster_shape(cls, value: str) -> str:
-        if "/" in value:
+        if is_full_ref(value):
             ClusterRef.parse(value)
         else:
             check_cluster_name(value)
         return value
 
     def ref(self, home: Place) -> ClusterRef:
-        if "/" in self.cluster:
-            return ClusterRef.parse(self.cluster)
-        return ClusterRef.at(home, self.cluster)
+        (ref,) = named_by(self.cluster, [home])
+        return ref

@@ -33,7 +33,7 @@ from functions.core.arns import (
     role_arn_of,
 )
 from functions.core.endpoints import check_certificate_authority, check_self_managed_endpoint
-from functions.core.places import SEPARATOR, ClusterRef, Place
+from functions.core.places import SEPARATOR, ClusterRef, Place, is_full_ref
 
 # EKS and IAM limits that declarations must respect.
 MAX_SESSION_POLICY_CHARS = 2048
@@ -156,7 +156,7 @@ def least_writing(deployment: Mode, *asked: Mode | None) -> Mode:
 
 
 def _cluster_selector(value: str) -> str:
-    if "/" in value or value.startswith("arn:"):
+    if is_full_ref(value):
         return str(ClusterRef.parse(value))
     return check_cluster_name(value)
 
@@ -255,8 +255,14 @@ class Target(_Model):
 
     def unmatched(self, clusters: Iterable[Cluster]) -> list[str]:
         """Named clusters none of these is."""
-        seen = {c.name for c in clusters} | {str(c.ref) for c in clusters}
-        return sorted(set(self.clusters) - seen)
+        return unmatched(self.clusters, clusters)
+
+
+def unmatched(selectors: Iterable[str], clusters: Iterable[Cluster]) -> list[str]:
+    """The cluster names and full references (target.clusters) none of these is."""
+    known = list(clusters)
+    seen = {c.name for c in known} | {str(c.ref) for c in known}
+    return sorted(set(selectors) - seen)
 
 
 def validate_tags(tags: dict[str, str]) -> dict[str, str]:

@@ -6,6 +6,7 @@ output. Pure values; ARNs are read by functions.core.arns."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from functions.core.arns import (
@@ -84,3 +85,17 @@ class ClusterRef(NamedTuple):
     @classmethod
     def at(cls, place: Place, name: str) -> ClusterRef:
         return cls(place.account, place.region, name)
+
+
+def is_full_ref(text: str) -> bool:
+    """Whether a cluster is named in full (account/region/name or its ARN), not
+    by its name alone."""
+    return SEPARATOR in text or text.startswith("arn:")
+
+
+def named_by(selector: str, places: Iterable[Place]) -> list[ClusterRef]:
+    """The clusters a name or a full reference can mean: the one named in full,
+    or a cluster of that name in each of these places."""
+    if is_full_ref(selector):
+        return [ClusterRef.parse(selector)]
+    return [ClusterRef.at(place, selector) for place in places]

@@ -18,8 +18,14 @@ from typing import Any
 
 from functions.core import records
 from functions.core.fleet import DesiredState, expand, targets_of
-from functions.core.models import Cluster, Declaration, DeclarationState, DeclarationStatus
-from functions.core.places import ClusterRef, Unreachable
+from functions.core.models import (
+    Cluster,
+    Declaration,
+    DeclarationState,
+    DeclarationStatus,
+    unmatched,
+)
+from functions.core.places import ClusterRef, Unreachable, named_by
 from functions.dal.repository import DeclarationSet, parse_declaration
 from functions.events import ClusterMessage
 from functions.flows.discovery import Discovery, named_clusters, places, refresh_cluster
@@ -70,20 +76,14 @@ class SyncBatch:
         if self._clusters is None:
             return
         named = named_clusters(self.svc, self.declarations.valid)
-        enrolled = {c.name for c in self._clusters.values()} | {str(r) for r in self._clusters}
-        missing = sorted(named - enrolled)
+        missing = unmatched(named, self._clusters.values())
         if not missing:
             return  # the usual case, run for every record: no table listing
         recorded = self.svc.repo.list_clusters()
         known = {c.ref: c for c in recorded}
         everywhere = places(self.svc, recorded)
         for selector in missing:
-            refs = (
-                [ClusterRef.parse(selector)]
-                if "/" in selector
-                else [ClusterRef.at(place, selector) for place in everywhere]
-            )
-            for ref in refs:
+            for ref in named_by(selector, everywhere):
                 try:
                     refreshed = refresh_cluster(self.svc, ref, named, known.get(ref), Discovery())
                 except Unreachable as error:
