@@ -16,7 +16,7 @@ from datetime import timedelta
 from functions.core.arns import parse_association_arn, parse_cluster_arn
 from functions.core.association_map import build_association_map
 from functions.core.fleet import expand
-from functions.core.models import AssociationKey, Cluster, Mode, ReconcileReceipt, SyncState
+from functions.core.models import Cluster, Mode, ReconcileReceipt, SyncState
 from functions.core.places import ClusterRef, Place, Unreachable
 from functions.dal.repository import DeclarationSet, StaleWrite
 from functions.event_patterns import ASSOCIATION_EVENTS, CLUSTER_EVENTS
@@ -96,10 +96,11 @@ def _holds_ours(svc: Services, cluster: Cluster) -> bool:
 def reconcile_cluster(
     svc: Services, message: ClusterMessage, *, declarations: DeclarationSet | None = None
 ) -> ClusterResult | None:
-    cluster = svc.repo.get_cluster(message.ref(svc.home))
+    ref = message.ref(svc.home)
+    cluster = svc.repo.get_cluster(ref)
     if cluster is None:
         migrate_table(svc)  # queued before an upgrade, keyed as earlier versions did
-        cluster = svc.repo.get_cluster(message.ref(svc.home))
+        cluster = svc.repo.get_cluster(ref)
     if cluster is None:
         logger.info("cluster not known (deleted or never seen)", cluster=message.cluster)
         _receipt(svc, message, applied=0, failed={"cluster": "not known (deleted meanwhile?)"})
@@ -266,12 +267,9 @@ def _cluster_changed(svc: Services, detail: CloudTrailDetail, place: Place) -> b
     return _request(svc, ref, detail.event_name, None)
 
 
-def mark_unreachable(
-    svc: Services, clusters: Iterable[Cluster], reason: str
-) -> dict[AssociationKey, str]:
+def mark_unreachable(svc: Services, clusters: Iterable[Cluster], reason: str) -> None:
     """Each status of these clusters says podid cannot act there now. Nothing in
     the cluster or the table is deleted: the spoke may come back."""
-    marked: dict[AssociationKey, str] = {}
     now = svc.clock()
     clusters = list(clusters)
     for cluster in clusters:
@@ -279,8 +277,7 @@ def mark_unreachable(
             f"cannot reach account {cluster.account} region {cluster.place.region} "
             f"({reason}); the association is left as it is until the spoke answers again"
         )
-        for key, status in svc.repo.association_statuses(cluster.ref).items():
-            marked[key] = why
+        for status in svc.repo.association_statuses(cluster.ref).values():
             if status.state is SyncState.ERROR and status.reason == why:
                 continue
             try:
@@ -293,4 +290,3 @@ def mark_unreachable(
                 continue  # another writer moved it: the next pass says it again
         logger.warning("cluster unreachable", cluster=str(cluster.ref), reason=reason)
     metrics.add_metric(name="ClustersUnreachable", unit="Count", value=len(clusters))
-    return marked
