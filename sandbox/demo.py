@@ -22,6 +22,7 @@ from node_agent.backends.eks_auth import EksAuthBackend, client_config
 from node_agent.runtime import Agent
 from node_agent.settings import AgentSettings
 from sandbox.cluster_identity import REGISTRY
+from sandbox.shapes import described_associations, target_trust
 from sandbox.stack import ACCOUNT, POD_TRUST, ROLE_PATH, TABLE, Sandbox, quiet
 
 console = Console()
@@ -79,15 +80,7 @@ def present(value: T | None, message: str) -> T:
 
 
 def associations(sandbox: Sandbox, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
-    eks = sandbox.client("eks")
-    found = {}
-    for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
-        detail = eks.describe_pod_identity_association(
-            clusterName=cluster, associationId=summary["associationId"]
-        )
-        association = detail["association"]
-        found[(association["namespace"], association["serviceAccount"])] = association
-    return found
+    return described_associations(sandbox.client("eks"), cluster)
 
 
 def identities(sandbox: Sandbox, cluster: str) -> list[dict[str, str]]:
@@ -100,14 +93,7 @@ def associations_in(
     sandbox: Sandbox, place: Place, cluster: str
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """A cluster's associations as its own account's EKS shows them (its admin)."""
-    eks = sandbox.client_in(place, "eks")
-    found = {}
-    for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
-        association = eks.describe_pod_identity_association(
-            clusterName=cluster, associationId=summary["associationId"]
-        )["association"]
-        found[(association["namespace"], association["serviceAccount"])] = association
-    return found
+    return described_associations(sandbox.client_in(place, "eks"), cluster)
 
 
 def create_role_in(sandbox: Sandbox, place: Place, name: str, trust: dict[str, Any]) -> str:
@@ -143,18 +129,6 @@ def pod_role(sandbox: Sandbox, place: Place, cluster: str, namespace: str, sa: s
             return None
         raise
     return str(answer["assumedRoleUser"]["arn"])
-
-
-def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
-    """A target role's trust as its owner writes it for an association role."""
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"AWS": association_role},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-    }
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def scenario(sandbox: Sandbox, steps: Steps, workdir: str) -> None:

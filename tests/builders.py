@@ -38,19 +38,6 @@ def sts_as(key_id: str, secret: str, token: str) -> STSClient:
     )
 
 
-def target_trust(association_role: str, external_id: str | None) -> dict[str, Any]:
-    """A target role's trust: the association role may assume it with session
-    tags, under sts:ExternalId when one is given."""
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"AWS": association_role},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-    }
-    if external_id is not None:
-        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
-    return {"Version": "2012-10-17", "Statement": [statement]}
-
-
 # a pod identity role's trust policy broken by hand: only EC2 may assume it
 EC2_ONLY = {
     "Version": "2012-10-17",

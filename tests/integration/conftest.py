@@ -24,6 +24,7 @@ from sandbox.cluster_identity import REGISTRY
 from sandbox.eks_token_verifier import AwsCredential
 from sandbox.kube_api import ClusterAPI, LocalKubernetes
 from sandbox.push_access import grant_push_access
+from sandbox.shapes import described_associations
 from sandbox.stack import POD_TRUST, provision
 from sandbox.transport import LambdaContext, SqsPoller, StreamTailer
 
@@ -204,14 +205,7 @@ class World:
         return found
 
     def associations(self, cluster: str) -> dict[tuple[str, str], dict[str, Any]]:
-        eks = self.client("eks")
-        found = {}
-        for summary in eks.list_pod_identity_associations(clusterName=cluster)["associations"]:
-            described = eks.describe_pod_identity_association(
-                clusterName=cluster, associationId=summary["associationId"]
-            )["association"]
-            found[(described["namespace"], described["serviceAccount"])] = described
-        return found
+        return described_associations(self.client("eks"), cluster)
 
     # --- table side ---------------------------------------------------------------------
     def declare(self, declaration_id: str, **fields: Any) -> dict[str, Any]:

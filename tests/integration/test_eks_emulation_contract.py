@@ -20,8 +20,9 @@ from moto.eks.models import eks_backends
 
 from sandbox import eks_emulation
 from sandbox.cluster_identity import REGISTRY
+from sandbox.shapes import target_trust
 from sandbox.stack import POD_TRUST
-from tests.builders import EC2_ONLY, sts_as, target_trust
+from tests.builders import EC2_ONLY, sts_as
 
 if TYPE_CHECKING:
     from botocore.model import Shape

@@ -23,6 +23,7 @@ from functions.core.models import FLEET_TAG
 from functions.core.places import Place
 from functions.event_patterns import heartbeat_rule_name
 from sandbox.accounts import admin_access
+from sandbox.shapes import described_associations
 from sandbox.spokes import deploy_spoke, remove_spoke
 from sandbox.stack import POD_TRUST
 from sandbox.sts_gate import PRINCIPALS, Principal
@@ -91,14 +92,7 @@ class Fleet:
         return self.world.reconcile_event(event)
 
     def associations(self, place: Place) -> dict[tuple[str, str], dict[str, Any]]:
-        eks, name = self.eks(place), self.clusters[place]
-        found = {}
-        for summary in eks.list_pod_identity_associations(clusterName=name)["associations"]:
-            described = eks.describe_pod_identity_association(
-                clusterName=name, associationId=summary["associationId"]
-            )["association"]
-            found[(described["namespace"], described["serviceAccount"])] = described
-        return found
+        return described_associations(self.eks(place), self.clusters[place])
 
     def status(self, place: Place) -> dict[str, Any]:
         name = self.clusters[place]

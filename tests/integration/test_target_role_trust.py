@@ -14,7 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox.cluster_identity import REGISTRY
-from tests.builders import OPT_IN, target_trust
+from sandbox.shapes import target_trust
+from tests.builders import OPT_IN
 from tests.integration.conftest import ACCOUNT, REGION, World, fixture_event
 
 ASSOCIATION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/payments-api"
