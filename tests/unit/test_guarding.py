@@ -29,7 +29,16 @@ from functions.core.trust.guarding import (
     target_usages,
     usages,
 )
-from tests.builders import ACCOUNT, OTHER_ACCOUNT, PEM, REGION, cluster, declaration, role_arn
+from tests.builders import (
+    ACCOUNT,
+    OTHER_ACCOUNT,
+    PEM,
+    REGION,
+    by_role_name,
+    cluster,
+    declaration,
+    role_arn,
+)
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 NODE_ROLE = role_arn("lab-nodes")
@@ -143,15 +152,7 @@ def test_news_is_never_the_same_record_twice_unless_a_repair(
 
 
 def _reader(**overrides: object) -> Declaration:
-    fields: dict[str, object] = {
-        "id": "reader",
-        "namespace": "payments",
-        "serviceAccount": "api",
-        "roleName": "team/reader",
-        "target": {"fleet": "prod"},
-    }
-    fields.update(overrides)
-    return Declaration.model_validate(fields)
+    return by_role_name(**{"id": "reader", "roleName": "team/reader", **overrides})
 
 
 READER_HERE = f"arn:aws:iam::{ACCOUNT}:role/team/reader"
